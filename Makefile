@@ -1,0 +1,31 @@
+# The two commands: `make run` (set up, then open the dashboard) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# torch from this machine's wheel cache; a plain `pip install torch` would download gigabytes.
+TORCH  := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: run test setup setup-test clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check $(TORCH)
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[test]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+# Browser tests drive Debian's Chromium; install it when missing (needs root or sudo).
+setup-test: setup
+	@command -v chromium >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+run: setup
+	$(BIN)/streamlit run dashboard/app.py
+
+test: setup-test
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,96 @@
+"""Running a model on 48x48 faces: batched probabilities with optional test-time augmentation.
+
+Shared by the trainer's validation/test passes, `fer-eval`, `fer-predict` and the
+dashboard, so that a number on the dashboard is computed the same way as in a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .augment import to_model_input, tta_views
+from .checkpoint import load_model
+from .runstore import RESULTS_DIR, RunStore
+
+SHIPPED_MODELS_DIR = RESULTS_DIR / "models"
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.inference_mode()
+def predict_probs(model: torch.nn.Module, images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu",
+                  dtype: torch.dtype | None = None, tta: str = "none", batch_size: int = 256,
+                  channels_last: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities [N, 7], averaged over the TTA views, and their logs (for the loss)."""
+    device = torch.device(device)
+    model.eval()
+    images = torch.as_tensor(images)
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_model_input(images[start:start + batch_size]).to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        views = tta_views(x, tta)
+        with autocast(device, dtype):
+            probs = sum(torch.softmax(model(v).float(), dim=1) for v in views) / len(views)
+        out.append(probs.cpu())
+    probs = torch.cat(out) if out else torch.empty(0, 7)
+    return probs.numpy(), torch.log(probs.clamp_min(1e-12)).numpy()
+
+
+def resolve_model_path(spec: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> Path:
+    """A checkpoint file, a run folder (its best checkpoint), a run id, or a shipped model name."""
+    spec = str(spec)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "best.safetensors", path / "best.safetensors"):
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(f"{path}: no checkpoints/best.safetensors in this folder")
+    shipped = SHIPPED_MODELS_DIR / f"{spec}.safetensors"
+    if shipped.is_file():
+        return shipped
+    store = RunStore(runs_dir)
+    try:
+        if store.exists(spec):
+            return store.checkpoint(spec)
+    except ValueError:
+        pass
+    names = sorted(p.stem for p in SHIPPED_MODELS_DIR.glob("*.safetensors"))
+    raise FileNotFoundError(f"{spec!r} is not a checkpoint file, a run folder, a run id or a shipped model "
+                            f"(shipped: {', '.join(names) or 'none yet'})")
+
+
+def load_named_model(spec: str, device: torch.device | str = "cpu", runs_dir=None) -> torch.nn.Module:
+    model = load_model(resolve_model_path(spec, runs_dir), device)
+    return model.to(memory_format=torch.channels_last)
+
+
+# The shipped ensemble: the average of the three architectures' shipped models.
+ENSEMBLE = ("stcnn", "resnet50", "vit")
+
+
+def load_models(spec: str, device: torch.device | str = "cpu", runs_dir=None) -> list[torch.nn.Module]:
+    """One model, or several for an ensemble: "ensemble" or names/paths joined by commas."""
+    names = ENSEMBLE if spec == "ensemble" else [s for s in spec.split(",") if s.strip()]
+    if not names:
+        raise ValueError("no model given")
+    return [load_named_model(name.strip(), device, runs_dir) for name in names]
+
+
+def ensemble_probs(models: list[torch.nn.Module], images, device="cpu", dtype=None, tta: str = "none",
+                   batch_size: int = 256) -> np.ndarray:
+    """Mean of the models' softmax probabilities (a single model is an ensemble of one)."""
+    return np.mean([predict_probs(m, images, device, dtype, tta=tta, batch_size=batch_size)[0] for m in models],
+                   axis=0)

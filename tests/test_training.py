@@ -1,0 +1,137 @@
+"""The trainer end to end, as a user runs it: real `fer-train` / `fer-eval` processes on real faces."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fer_core.runstore import RunStore
+from tests.conftest import SAMPLE_CSV
+
+BIN = Path(sys.executable).parent
+TINY = ["--model-config", "widths=[8,16,32,32]"]
+
+
+def cli(name: str, *args, check=True, **kw) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(BIN / name), *map(str, args)], capture_output=True, text=True, timeout=600, **kw)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def only_run(runs: Path) -> dict:
+    runs_list = RunStore(runs).list_runs()
+    assert len(runs_list) == 1
+    return runs_list[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["stcnn", "cnn", "resnet50", "vit"])
+def test_one_epoch_per_architecture(model, tmp_path):
+    runs = tmp_path / "runs"
+    out = cli("fer-train", "--model", model, "--data", SAMPLE_CSV, "--epochs", 1, "--limit", 140,
+              "--runs-dir", runs, "--no-progress")
+    run = only_run(runs)
+    assert run["run_id"] in out.stdout and run["status"] == "finished"
+    assert run["device"] == "cpu" and run["dataset"]["sizes"] == {"train": 140, "val": 140}
+    metrics = pd.concat(pd.read_parquet(f) for f in runs.glob("*/metrics/*.parquet"))
+    epoch_rows = metrics[metrics.tta == "none"]
+    assert sorted(epoch_rows.split) == ["train", "val"]
+    for column in ["run_id", "model", "epoch", "split", "loss", "accuracy", "macro_f1", "auc", "lr",
+                   "epoch_seconds", "images_per_second", "weighted_f1", "recall_disgust", "precision_happy"]:
+        assert column in metrics.columns
+    assert set(metrics.tta) == {"none", "flip", "tencrop"}
+    confusion = pd.concat(pd.read_parquet(f) for f in runs.glob("*/confusion/*.parquet"))
+    val_cells = confusion[(confusion.split == "val") & (confusion.epoch == 1) & (confusion.tta == "none")]
+    assert len(val_cells) == 49 and val_cells["count"].sum() == 140
+    result = json.loads(cli("fer-eval", "--model", runs / run["run_id"], "--data", SAMPLE_CSV, "--json").stdout)
+    assert result["split"] == "val" and result["n"] == 140
+    assert result["accuracy"] == pytest.approx(epoch_rows[epoch_rows.split == "val"].accuracy.iloc[0], abs=1e-9)
+    text = cli("fer-eval", "--model", runs / run["run_id"] / "checkpoints" / "best.safetensors",
+               "--data", SAMPLE_CSV).stdout
+    assert "accuracy" in text and "disgust" in text
+
+
+@pytest.mark.slow
+def test_test_split_is_evaluated_with_tta(small_folder, tmp_path):
+    data = tmp_path / "data"
+    import shutil
+    shutil.copytree(small_folder / "train", data / "train")
+    shutil.copytree(small_folder / "val", data / "val")
+    shutil.copytree(small_folder / "val", data / "test")
+    runs = tmp_path / "runs"
+    cli("fer-train", "--model", "cnn", *TINY, "--data", data, "--epochs", 2, "--runs-dir", runs, "--no-progress")
+    run = only_run(runs)
+    final = run["final"]
+    assert {"test_accuracy", "test_accuracy_flip", "test_accuracy_tencrop", "val_accuracy"} <= set(final)
+    test_rows = RunStore(runs).metrics().query("split == 'test'")
+    assert sorted(test_rows.tta) == ["flip", "none", "tencrop"]
+    assert (test_rows.epoch == run["best_epoch"]).all()
+
+
+def _epoch_rows(runs: Path) -> pd.DataFrame:
+    m = RunStore(runs).metrics()
+    return m[m.tta == "none"].sort_values(["epoch", "split"]).reset_index(drop=True)
+
+
+@pytest.mark.slow
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    args = ["--model", "stcnn", *TINY, "--data", SAMPLE_CSV, "--epochs", 4, "--limit", 420, "--no-progress"]
+    cli("fer-train", *args, "--runs-dir", tmp_path / "a")
+    reference = _epoch_rows(tmp_path / "a")
+
+    runs = tmp_path / "b"
+    proc = subprocess.Popen([str(BIN / "fer-train"), *map(str, args), "--runs-dir", str(runs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        runs_now = RunStore(runs).list_runs() if runs.exists() else []
+        if runs_now and runs_now[0].get("epochs_completed", 0) >= 1:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    run = only_run(runs)
+    assert run["status"] == "failed", "the trainer was meant to be killed mid-run"
+    done = run["epochs_completed"]
+    assert 1 <= done < 4
+    assert len(_epoch_rows(runs)) == 2 * done  # every finished epoch is readable
+    cli("fer-train", "--resume", run["run_id"], "--runs-dir", runs)
+    assert only_run(runs)["status"] == "finished"
+    resumed = _epoch_rows(runs)
+    columns = ["epoch", "split", "loss", "accuracy", "macro_f1", "auc", "lr"]
+    pd.testing.assert_frame_equal(resumed[columns], reference[columns], check_exact=False, rtol=1e-6)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--epochs", "-3"], "must be >= 1"),
+    (["--batch-size", "0"], "must be >= 1"),
+    (["--lr", "abc"], "'abc' is not a number"),
+    (["--data", "/no/such/path"], "no such file or folder"),
+    (["--model", "vit", "--preset", "paper-stcnn-b16"], "is for model stcnn"),
+    (["--model-config", "depth=9"], "--model-config"),
+    (["--resume", "nope"], "no such run"),
+])
+def test_bad_arguments_are_refused_before_anything_starts(tmp_path, args, needle):
+    base = ["--model", "stcnn", "--data", str(SAMPLE_CSV)]
+    result = cli("fer-train", *base, *args, "--runs-dir", tmp_path / "runs", check=False)
+    assert result.returncode == 2 and needle in result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_not_a_dataset_is_refused_with_one_clear_line(tmp_path):
+    (tmp_path / "fake.csv").write_text("name,age\nbob,3\n")
+    result = cli("fer-train", "--model", "cnn", "--data", tmp_path / "fake.csv", "--runs-dir", tmp_path / "runs",
+                 check=False)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("fer-train: error:") and "fake.csv: missing column" in last
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,1 @@
+"""Background trainers: the `fer-train` / `fer-eval` command-line programs and the training loop."""

@@ -1,0 +1,181 @@
+"""Console entry points: `fer-train` and `fer-eval`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fer_core.classes import CLASSES
+from fer_core.data import load_dataset, stratified_indices
+from fer_core.device import autocast_dtype, select_device
+from fer_core.inference import ensemble_probs, load_models
+from fer_core.metrics import classification_metrics
+from fer_core.models import MODELS
+from fer_core.presets import DEFAULT_PRESET, PRESETS, TrainConfig, preset_config
+from fer_core.runstore import RunStore
+
+
+def _value(text: str):
+    """A --model-config value: JSON if it parses (numbers, true, lists), else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _positive_float(text) if text.strip() not in ("0", "0.0") else 0.0
+    return value
+
+
+def train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fer-train", description="Train a FER model and record it in the run store.")
+    p.add_argument("--model", choices=sorted(MODELS), help="architecture (default: the preset's)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="named configuration (paper-* reproduce the paper)")
+    p.add_argument("--data", help="FER2013 CSV (.csv/.csv.gz) or image-folder root")
+    p.add_argument("--fer-plus", help="FER+ fer2013new.csv to relabel a FER2013 CSV by majority vote")
+    p.add_argument("--epochs", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--weight-decay", type=_non_negative_float)
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"])
+    p.add_argument("--schedule", choices=["constant", "cosine", "plateau"])
+    p.add_argument("--warmup-epochs", type=_non_negative_float)
+    p.add_argument("--label-smoothing", type=_non_negative_float)
+    p.add_argument("--class-weights", choices=["none", "balanced", "sqrt"])
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    p.add_argument("--early-stopping", type=_positive_int, help="patience (epochs) on val accuracy")
+    p.add_argument("--model-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture option, e.g. stem=small or patch_size=14 (repeatable)")
+    p.add_argument("--limit", type=_positive_int, help="cap every split at N images (stratified)")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--runs-dir", help="run store folder (default results/runs)")
+    p.add_argument("--name", help="a name for the run")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped run from its last finished epoch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    preset = args.preset or DEFAULT_PRESET[args.model or "stcnn"]
+    cfg = preset_config(preset)
+    if args.model and args.model != cfg.model:
+        raise ValueError(f"preset {preset} is for model {cfg.model}, not {args.model}")
+    overrides = {"data": args.data, "fer_plus": args.fer_plus, "epochs": args.epochs, "batch_size": args.batch_size,
+                 "lr": args.lr, "weight_decay": args.weight_decay, "optimizer": args.optimizer,
+                 "schedule": args.schedule, "warmup_epochs": args.warmup_epochs,
+                 "label_smoothing": args.label_smoothing, "class_weights": args.class_weights,
+                 "early_stopping": args.early_stopping, "limit": args.limit, "device": args.device,
+                 "precision": args.precision, "seed": args.seed, "name": args.name}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(cfg, key, value)
+    if args.no_augment:
+        from fer_core.presets import NO_AUGMENT
+        cfg.augment = dict(NO_AUGMENT)
+    for item in args.model_config:
+        if "=" not in item:
+            raise ValueError(f"--model-config {item!r}: expected KEY=VALUE")
+        key, value = item.split("=", 1)
+        cfg.model_config = dict(cfg.model_config, **{key.strip(): _value(value.strip())})
+    if not cfg.data:
+        raise ValueError("--data is required (a FER2013 CSV or image folder)")
+    if not Path(cfg.data).expanduser().exists():
+        raise ValueError(f"--data {cfg.data}: no such file or folder")
+    cfg.data = str(Path(cfg.data).expanduser().resolve())
+    from fer_core.models import create_model
+    try:
+        create_model(cfg.model, **cfg.model_config)
+    except TypeError as e:
+        raise ValueError(f"--model-config: {e}") from None
+    return cfg.validate()
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    from trainers.train import run_training
+    parser = train_parser()
+    args = parser.parse_args(argv)
+    store = RunStore(args.runs_dir)
+    try:
+        if args.resume:
+            if not store.exists(args.resume):
+                parser.error(f"--resume {args.resume}: no such run in {store.root}")
+            run_training(None, store, resume=args.resume, show_bar=not args.no_progress)
+        else:
+            cfg = config_from_args(args)
+            load_dataset(cfg.data, cfg.fer_plus)  # refuse a bad dataset before a run exists (and warm the cache)
+            run_training(cfg, store, show_bar=not args.no_progress)
+    except ValueError as e:  # bad arguments or a bad dataset: nothing was started
+        parser.error(str(e))
+    except Exception as e:  # one clear line; the run records the reason
+        print(f"fer-train: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="fer-eval", description="Evaluate a model on a FER2013-style dataset.")
+    p.add_argument("--model", required=True,
+                   help="checkpoint file, run folder, run id, shipped name (stcnn, resnet50, vit, ensemble) "
+                        "or several joined by commas (averaged)")
+    p.add_argument("--data", required=True, help="FER2013 CSV or image-folder root")
+    p.add_argument("--split", help="split to evaluate (default: test if present, else val, else train)")
+    p.add_argument("--tta", nargs="?", const="tencrop", default="none", choices=["none", "flip", "tencrop"],
+                   help="test-time augmentation (--tta alone means tencrop)")
+    p.add_argument("--limit", type=_positive_int, help="evaluate a stratified subset of N images")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--runs-dir")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    try:
+        dataset = load_dataset(args.data)
+        split = args.split or next(s for s in ("test", "val", "train") if s in dataset.splits)
+        if split not in dataset.splits:
+            raise ValueError(f"{args.data} has no split {split!r} (found: {', '.join(dataset.splits)})")
+        data = dataset.splits[split]
+        if args.limit:
+            data = data.subset(stratified_indices(data.labels, args.limit, seed=0))
+        device = select_device(args.device)
+        models = load_models(args.model, device, args.runs_dir)
+        probs = ensemble_probs(models, data.images, device, autocast_dtype(device), tta=args.tta)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"fer-eval: error: {e}", file=sys.stderr)
+        return 1
+    m = classification_metrics(data.labels, probs)
+    result = {"model": args.model, "data": str(Path(args.data).resolve()), "split": split, "tta": args.tta,
+              "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "weighted_f1": m["weighted_f1"],
+              "auc": m["auc"], "per_class_recall": {c: m[f"recall_{c}"] for c in CLASSES},
+              "per_class_n": dict(zip(CLASSES, data.class_counts().tolist()))}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.model} on {split} of {args.data} (n={m['n']}, tta={args.tta})")
+        print(f"accuracy  {m['accuracy']:.4f}\nmacro-F1  {m['macro_f1']:.4f}\nAUC       {m['auc']:.4f}")
+        print("per-class recall:")
+        for c in CLASSES:
+            print(f"  {c:<9} {m[f'recall_{c}']:.4f}  (n={result['per_class_n'][c]})")
+    return 0

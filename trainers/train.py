@@ -1,0 +1,268 @@
+"""fer-train: train one model on FER2013 and record it in the run store.
+
+One readable loop in the spirit of torchvision's reference script: the recipe pieces
+(bf16 autocast + channels-last, label smoothing, class weights, warmup + cosine or
+plateau schedules, early stopping) are switched by the config. Every epoch is seeded
+from (seed, epoch), and the optimizer/scheduler state is checkpointed, so `--resume`
+continues a stopped run with the same numbers an uninterrupted run would have given.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import signal
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from fer_core.augment import AugmentConfig, augment_batch, to_model_input
+from fer_core.checkpoint import load_model, load_optimizer, save_checkpoint, save_optimizer
+from fer_core.classes import CLASSES, NUM_CLASSES
+from fer_core.data import load_dataset, prepare_splits
+from fer_core.device import autocast_dtype, select_device
+from fer_core.inference import autocast, predict_probs
+from fer_core.metrics import classification_metrics
+from fer_core.models import count_parameters, create_model
+from fer_core.presets import TrainConfig
+from fer_core.runstore import RunStore, RunWriter, now_iso
+
+
+class Cancelled(Exception):
+    """SIGTERM/SIGINT asked the trainer to stop; the run ends as `cancelled`."""
+
+
+_stop_requested = False
+
+
+def _request_stop(signum, frame):
+    global _stop_requested
+    _stop_requested = True
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def lr_at(cfg: TrainConfig, t: float) -> float:
+    """Learning rate after t epochs (fractional) for the constant/cosine schedules with warmup."""
+    if cfg.warmup_epochs and t < cfg.warmup_epochs:
+        return cfg.lr * (t + 1e-3) / cfg.warmup_epochs
+    if cfg.schedule == "cosine":
+        progress = min(1.0, (t - cfg.warmup_epochs) / max(1e-9, cfg.epochs - cfg.warmup_epochs))
+        return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def class_weights(cfg: TrainConfig, labels: np.ndarray) -> torch.Tensor | None:
+    if cfg.class_weights == "none":
+        return None
+    counts = np.bincount(labels, minlength=NUM_CLASSES).clip(min=1)
+    weights = len(labels) / (NUM_CLASSES * counts)
+    if cfg.class_weights == "sqrt":
+        weights = np.sqrt(weights)
+    return torch.tensor(weights / weights.mean(), dtype=torch.float32)
+
+
+def split_rows(run_id: str, model_name: str, epoch: int, split: str, labels: np.ndarray, probs: np.ndarray,
+               lr: float, seconds: float, tta: str = "none") -> tuple[dict, list[dict]]:
+    """One metrics row and the long-form confusion rows for one split."""
+    m = classification_metrics(labels, probs)
+    confusion = m.pop("confusion")
+    loss = float(F.nll_loss(torch.log(torch.as_tensor(probs).clamp_min(1e-12)), torch.as_tensor(labels)))
+    row = {"run_id": run_id, "model": model_name, "epoch": epoch, "split": split, "tta": tta, "loss": loss,
+           **m, "lr": lr, "epoch_seconds": seconds, "images_per_second": len(labels) / max(seconds, 1e-9)}
+    cells = [{"run_id": run_id, "epoch": epoch, "split": split, "tta": tta, "true": CLASSES[t],
+              "pred": CLASSES[p], "count": int(confusion[t, p])}
+             for t in range(NUM_CLASSES) for p in range(NUM_CLASSES)]
+    return row, cells
+
+
+def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtype, writer, progress_base):
+    """One pass over the training split; returns (labels, probs) seen, for the train metrics."""
+    torch.manual_seed(epoch_seed(cfg.seed, epoch))  # dropout
+    generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
+    images, labels = torch.from_numpy(split.images), torch.from_numpy(split.labels)
+    order = torch.randperm(len(labels), generator=generator)
+    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        batches.pop()  # BatchNorm cannot train on a batch of one
+    aug = AugmentConfig(**cfg.augment)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and dtype == torch.float16)
+    model.train()
+    seen_labels, seen_probs = [], []
+    bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, mininterval=1.0,
+               disable=not progress_base["show_bar"], file=sys.stdout)
+    for i, index in enumerate(bar):
+        if _stop_requested:
+            raise Cancelled()
+        if cfg.schedule != "plateau":
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, epoch - 1 + i / len(batches))
+        x = augment_batch(to_model_input(images[index]), aug, generator)
+        y = labels[index].to(device)
+        x = x.to(device)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, dtype):
+            logits = model(x)
+        loss = criterion(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, batch {i + 1}; "
+                                     "try a lower learning rate")
+        seen_labels.append(labels[index].numpy())
+        seen_probs.append(torch.softmax(logits.detach().float(), 1).cpu().numpy())
+        done = (epoch - 1 + (i + 1) / len(batches)) / cfg.epochs
+        started, start_done = progress_base["started"], progress_base["done_at_start"]
+        rate = (done - start_done) / max(time.time() - started, 1e-9)
+        writer.heartbeat({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(batches),
+                          "fraction": done, "eta_seconds": (1 - done) / rate if rate > 0 else None})
+    return np.concatenate(seen_labels), np.concatenate(seen_probs)
+
+
+def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, show_bar: bool = True) -> str:
+    """Train (or resume) one run to the end; returns its run id. Raises on failure (run marked failed)."""
+    global _stop_requested
+    _stop_requested = False
+    signal.signal(signal.SIGTERM, _request_stop)
+    if resume:
+        writer = RunWriter(store, resume)
+        info = store.read_run(resume)
+        cfg = TrainConfig.from_dict(info["config"])
+    else:
+        cfg.validate()
+        writer = store.create(cfg.to_dict(), name=cfg.name)
+    print(f"run {writer.run_id}\n{writer.dir}", flush=True)
+    started = time.time()
+    writer.update(status="running", pid=os.getpid(), started=now_iso(), started_unix=started,
+                  heartbeat_unix=started, error=None)
+    try:
+        return _train(cfg, writer, resume is not None, show_bar, started)
+    except (Cancelled, KeyboardInterrupt):
+        writer.update(status="cancelled", ended=now_iso())
+        print(f"run {writer.run_id} cancelled; metrics so far are kept", flush=True)
+        return writer.run_id
+    except BaseException as e:
+        writer.update(status="failed", ended=now_iso(), error=f"{type(e).__name__}: {e}")
+        raise
+
+
+def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, started: float) -> str:
+    device = select_device(cfg.device)
+    dtype = autocast_dtype(device, cfg.precision)
+    dataset = load_dataset(cfg.data, cfg.fer_plus)
+    splits = prepare_splits(dataset, cfg.limit, cfg.val_fraction, cfg.seed)
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, **cfg.model_config).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model)
+    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau_factor,
+                                                          patience=cfg.plateau_patience, min_lr=cfg.min_lr)
+               if cfg.schedule == "plateau" else None)
+    weights = class_weights(cfg, splits["train"].labels)
+    criterion = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
+                                          label_smoothing=cfg.label_smoothing)
+    state = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
+    ckpt = writer.dir / "checkpoints"
+    if resuming and (ckpt / "last.safetensors").exists():
+        model.load_state_dict(load_model(ckpt / "last.safetensors").state_dict())
+        state = load_optimizer(optimizer, ckpt / "last_optimizer.safetensors")
+        if plateau is not None:
+            plateau.load_state_dict(state.pop("plateau"))
+        print(f"resuming after epoch {state['epoch']}", flush=True)
+    writer.drop_epochs_after(state["epoch"])
+    writer.update(device=str(device), precision=str(dtype).replace("torch.", "") if dtype else "float32",
+                  parameters=count_parameters(model),
+                  dataset={"source": dataset.source, "fingerprint": dataset.fingerprint,
+                           "sizes": {n: len(s) for n, s in splits.items()}},
+                  versions={"python": platform.python_version(), "torch": torch.__version__,
+                            "numpy": np.__version__})
+    progress = {"show_bar": show_bar, "started": time.time(), "done_at_start": state["epoch"] / cfg.epochs}
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        t0 = time.time()
+        train_labels, train_probs = train_one_epoch(model, optimizer, criterion, cfg, splits["train"], epoch,
+                                                    device, dtype, writer, progress)
+        train_seconds = time.time() - t0
+        lr = optimizer.param_groups[0]["lr"]
+        t0 = time.time()
+        val_probs, _ = predict_probs(model, splits["val"].images, device, dtype, batch_size=cfg.eval_batch_size,
+                                     channels_last=cfg.channels_last)
+        val_seconds = time.time() - t0
+        rows, cells = [], []
+        for split, labels, probs, seconds in (("train", train_labels, train_probs, train_seconds),
+                                              ("val", splits["val"].labels, val_probs, val_seconds)):
+            row, conf = split_rows(writer.run_id, cfg.model, epoch, split, labels, probs, lr, seconds)
+            rows.append(row)
+            cells += conf
+        val = rows[1]
+        if plateau is not None:
+            plateau.step(val["loss"])
+        if val["accuracy"] > state["best_accuracy"]:
+            state.update(best_accuracy=val["accuracy"], best_epoch=epoch, bad_epochs=0)
+            save_checkpoint(model, ckpt / "best.safetensors", epoch=epoch, val_accuracy=val["accuracy"],
+                            run_id=writer.run_id)
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        writer.write_metrics(f"epoch_{epoch:04d}", rows, cells)
+        save_checkpoint(model, ckpt / "last.safetensors", epoch=epoch, run_id=writer.run_id)
+        save_optimizer(optimizer, ckpt / "last_optimizer.safetensors",
+                       dict(state, **({"plateau": plateau.state_dict()} if plateau else {})))
+        writer.update(epochs_completed=epoch, best_epoch=state["best_epoch"],
+                      best_val_accuracy=state["best_accuracy"])
+        print(f"epoch {epoch}/{cfg.epochs}  train loss {rows[0]['loss']:.4f} acc {rows[0]['accuracy']:.4f}  "
+              f"val loss {val['loss']:.4f} acc {val['accuracy']:.4f} f1 {val['macro_f1']:.4f}  "
+              f"lr {lr:.2e}  {len(train_labels) / train_seconds:.0f} img/s", flush=True)
+        if cfg.early_stopping and state["bad_epochs"] >= cfg.early_stopping:
+            print(f"early stopping: val accuracy has not improved for {cfg.early_stopping} epochs", flush=True)
+            break
+    final = final_evaluation(cfg, writer, splits, device, dtype, state)
+    writer.update(status="finished", ended=now_iso(), final=final, progress={"fraction": 1.0, "epoch": state["epoch"],
+                                                                            "epochs": cfg.epochs})
+    print(f"finished: best val accuracy {state['best_accuracy']:.4f} at epoch {state['best_epoch']}", flush=True)
+    return writer.run_id
+
+
+def final_evaluation(cfg, writer, splits, device, dtype, state) -> dict:
+    """The best checkpoint on val (with TTA) and on test if the dataset has one."""
+    model = load_model(writer.dir / "checkpoints" / "best.safetensors", device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    rows, cells, final = [], [], {"best_epoch": state["best_epoch"], "epochs_completed": state["epoch"]}
+    evaluations = [("val", "none"), ("val", "flip"), ("val", "tencrop")]
+    if "test" in splits:
+        evaluations += [("test", "none"), ("test", "flip"), ("test", "tencrop")]
+    for split, tta in evaluations:
+        t0 = time.time()
+        probs, _ = predict_probs(model, splits[split].images, device, dtype, tta=tta,
+                                 batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last)
+        row, conf = split_rows(writer.run_id, cfg.model, state["best_epoch"], split, splits[split].labels, probs,
+                               0.0, time.time() - t0, tta=tta)
+        suffix = "" if tta == "none" else f"_{tta}"
+        final.update({f"{split}_accuracy{suffix}": row["accuracy"], f"{split}_macro_f1{suffix}": row["macro_f1"],
+                      f"{split}_auc{suffix}": row["auc"], f"{split}_loss{suffix}": row["loss"]})
+        if split == "test" or tta != "none":  # val/none at the best epoch is already an epoch row
+            rows.append(row)
+            cells += conf
+    writer.write_metrics("final", rows, cells)
+    return final
