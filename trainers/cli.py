@@ -77,6 +77,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped run from its last finished epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.add_argument("--run-id", help=argparse.SUPPRESS)  # chosen by the dashboard's job queue
     return p
 
 
@@ -128,7 +129,7 @@ def train_main(argv: list[str] | None = None) -> int:
         else:
             cfg = config_from_args(args)
             load_dataset(cfg.data, cfg.fer_plus)  # refuse a bad dataset before a run exists (and warm the cache)
-            run_training(cfg, store, show_bar=not args.no_progress)
+            run_training(cfg, store, show_bar=not args.no_progress, run_id=args.run_id)
     except ValueError as e:  # bad arguments or a bad dataset: nothing was started
         parser.error(str(e))
     except Exception as e:  # one clear line; the run records the reason

@@ -139,7 +139,8 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
     return np.concatenate(seen_labels), np.concatenate(seen_probs)
 
 
-def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, show_bar: bool = True) -> str:
+def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, show_bar: bool = True,
+                 run_id: str | None = None) -> str:
     """Train (or resume) one run to the end; returns its run id. Raises on failure (run marked failed)."""
     global _stop_requested
     _stop_requested = False
@@ -150,7 +151,7 @@ def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, s
         cfg = TrainConfig.from_dict(info["config"])
     else:
         cfg.validate()
-        writer = store.create(cfg.to_dict(), name=cfg.name)
+        writer = store.create(cfg.to_dict(), name=cfg.name, run_id=run_id)
     print(f"run {writer.run_id}\n{writer.dir}", flush=True)
     started = time.time()
     writer.update(status="running", pid=os.getpid(), started=now_iso(), started_unix=started,
