@@ -229,8 +229,10 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         save_checkpoint(model, ckpt / "last.safetensors", epoch=epoch, run_id=writer.run_id)
         save_optimizer(optimizer, ckpt / "last_optimizer.safetensors",
                        dict(state, **({"plateau": plateau.state_dict()} if plateau else {})))
-        writer.update(epochs_completed=epoch, best_epoch=state["best_epoch"],
-                      best_val_accuracy=state["best_accuracy"])
+        summary = {k: val[k] for k in ("accuracy", "loss", "macro_f1", "auc")}
+        writer.update(epochs_completed=epoch, best_epoch=state["best_epoch"], best_val_accuracy=state["best_accuracy"],
+                      **({"best_val": dict(summary, epoch=epoch)} if state["best_epoch"] == epoch else {}),
+                      last_val=dict(summary, epoch=epoch), train_seconds=time.time() - started)
         print(f"epoch {epoch}/{cfg.epochs}  train loss {rows[0]['loss']:.4f} acc {rows[0]['accuracy']:.4f}  "
               f"val loss {val['loss']:.4f} acc {val['accuracy']:.4f} f1 {val['macro_f1']:.4f}  "
               f"lr {lr:.2e}  {len(train_labels) / train_seconds:.0f} img/s", flush=True)

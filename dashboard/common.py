@@ -1,0 +1,96 @@
+"""What every dashboard page shares: cached access to runs, datasets and models.
+
+Pages touch runs only through `fer_core.runstore.RunStore` and start trainings only
+through `fer_core.jobs.JobQueue` (which launches `fer-train` processes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from fer_core.data import load_dataset
+from fer_core.inference import SHIPPED_MODELS_DIR, load_named_model
+from fer_core.jobs import JobQueue
+from fer_core.runstore import PROJECT_ROOT, RunStore
+
+SAMPLE_DATA = PROJECT_ROOT / "data" / "fer2013_sample.csv.gz"
+FULL_DATA_HINT = PROJECT_ROOT.parent / "shared" / "data" / "fer2013"
+
+
+def store() -> RunStore:
+    return RunStore()
+
+
+def queue() -> JobQueue:
+    return JobQueue(runs=store())
+
+
+HYPERPARAMETERS = ["batch_size", "lr", "weight_decay", "optimizer", "schedule", "epochs", "label_smoothing"]
+
+
+def runs_table(runs: list[dict]) -> pd.DataFrame:
+    """One row per run from run.json alone (no Parquet), so the table stays fast with many runs."""
+    rows = []
+    for r in runs:
+        cfg = r.get("config", {})
+        best = r.get("best_val") or {}
+        final = r.get("final") or {}
+        rows.append({
+            "run_id": r["run_id"], "name": r.get("name"), "model": r.get("model"), "preset": r.get("preset"),
+            "status": r.get("status"),
+            "best_val_accuracy": r.get("best_val_accuracy"), "val_macro_f1": best.get("macro_f1"),
+            "val_auc": best.get("auc"), "val_loss": best.get("loss"),
+            "test_accuracy": final.get("test_accuracy"),
+            "epochs": f"{r.get('epochs_completed', 0)}/{cfg.get('epochs', '?')}",
+            "minutes": round(r.get("train_seconds", 0) / 60, 1),
+            **{k: cfg.get(k) for k in HYPERPARAMETERS},
+            "model_config": ", ".join(f"{k}={v}" for k, v in (cfg.get("model_config") or {}).items()),
+            "device": r.get("device"), "sweep": r.get("sweep"), "tags": ", ".join(r.get("tags") or []),
+            "created": r.get("created"),
+        })
+    return pd.DataFrame(rows)
+
+
+@st.cache_data(show_spinner="Reading the dataset...", max_entries=4)
+def dataset_summary(path: str) -> dict:
+    """Split sizes, class counts and 8 sample faces per class and split (cached per path)."""
+    ds = load_dataset(path)
+    samples = {}
+    for name, split in ds.splits.items():
+        samples[name] = {c: split.images[split.labels == c][:8] for c in range(7)}
+    return {"summary": ds.summary(), "samples": samples, "source": ds.source}
+
+
+def model_choices() -> dict[str, str]:
+    """Label -> model spec: shipped models first, then finished runs with a best checkpoint."""
+    choices = {f"{p.stem} (shipped)": p.stem for p in sorted(SHIPPED_MODELS_DIR.glob("*.safetensors"))}
+    for r in store().list_runs():
+        if r.get("status") in ("finished", "cancelled") and store().checkpoint(r["run_id"]).exists():
+            choices[f"{r.get('name', r['run_id'])} ({r.get('model')}, run)"] = r["run_id"]
+    return choices
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading model...")
+def cached_model(spec: str, _mtime: float):
+    """A model in eval mode, loaded once per checkpoint version."""
+    return load_named_model(spec)
+
+
+def get_model(spec: str):
+    from fer_core.inference import resolve_model_path
+    path = resolve_model_path(spec)
+    return cached_model(spec, os.path.getmtime(path))
+
+
+def rtc_configuration() -> dict:
+    """No STUN/TURN by default (works on localhost offline); FER_ICE_SERVERS='[...]' for remote use."""
+    import json
+    return {"iceServers": json.loads(os.environ.get("FER_ICE_SERVERS", "[]"))}
+
+
+def data_path_hint() -> str:
+    return str(FULL_DATA_HINT) if Path(FULL_DATA_HINT).exists() else "/path/to/fer2013.csv or image folder"

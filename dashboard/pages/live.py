@@ -1,0 +1,58 @@
+"""Live: the webcam through streamlit-webrtc, faces boxed and labelled frame by frame."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+import av
+import cv2
+import streamlit as st
+from streamlit_webrtc import webrtc_streamer
+
+from dashboard.common import get_model, model_choices, rtc_configuration
+from fer_core.predict import classify_faces, find_faces
+
+st.title("Live")
+choices = model_choices()
+if not choices:
+    st.warning("No trained model yet: train one on the **Train** page.")
+    st.stop()
+labels = list(choices)
+default = next((i for i, label in enumerate(labels) if label.startswith("stcnn")), 0)
+picked = st.selectbox("Model", labels, index=default, key="live_model")
+model = get_model(choices[picked])
+st.caption("Press START and allow the camera. Frames are processed on this machine; nothing is sent elsewhere. "
+           "With no STUN/TURN server this works on localhost; set FER_ICE_SERVERS for remote use.")
+
+
+class Annotator:
+    """Runs in streamlit-webrtc's worker thread: detect, classify, draw, count frames per second."""
+
+    def __init__(self, model):
+        self.model = model
+        self.lock = threading.Lock()
+        self.times: deque[float] = deque(maxlen=30)
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        image = frame.to_ndarray(format="bgr24")
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        with self.lock:
+            faces = classify_faces(find_faces(rgb), {"model": self.model})
+        for face in faces:
+            x, y, w, h = face.box
+            label, confidence = face.label()
+            cv2.rectangle(image, (x, y), (x + w, y + h), (160, 63, 123), 2)
+            cv2.putText(image, f"{label} {confidence:.0%}", (x, max(15, y - 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
+                        (160, 63, 123), 2)
+        self.times.append(time.perf_counter())
+        if len(self.times) > 1:
+            fps = (len(self.times) - 1) / (self.times[-1] - self.times[0])
+            cv2.putText(image, f"{fps:.1f} fps", (10, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 160, 0), 2)
+        return av.VideoFrame.from_ndarray(image, format="bgr24")
+
+
+webrtc_streamer(key=f"live-{choices[picked]}", video_frame_callback=Annotator(model),
+                rtc_configuration=rtc_configuration(),
+                media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False})

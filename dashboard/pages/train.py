@@ -1,0 +1,133 @@
+"""Train: a sidebar form that queues `fer-train` jobs, and a live jobs panel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dashboard.common import SAMPLE_DATA, data_path_hint, queue, store
+from fer_core.data import FerDataError, load_dataset
+from fer_core.models import MODELS
+from fer_core.presets import DEFAULT_PRESET, PRESETS, preset_config
+
+st.title("Train")
+
+# -- the form ------------------------------------------------------------------------------
+with st.sidebar:
+    st.header("New training")
+    model = st.selectbox("Architecture", list(MODELS), key="train_model")
+    presets = [p for p, cfg in PRESETS.items() if cfg["model"] == model]
+    preset = st.selectbox("Preset", presets, index=presets.index(DEFAULT_PRESET[model]), key="train_preset",
+                          help="paper-* reproduce the paper's setups; the others are our recipes")
+    base = preset_config(preset)
+    with st.form("train_form", border=False):
+        epochs = st.number_input("Epochs", min_value=1, max_value=500, value=base.epochs, key=f"ep_{preset}")
+        batch_size = st.number_input("Batch size", min_value=2, max_value=1024, value=base.batch_size,
+                                     key=f"bs_{preset}")
+        lr = st.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=base.lr, format="%.6f",
+                             key=f"lr_{preset}")
+        weight_decay = st.number_input("Weight decay", min_value=0.0, max_value=1.0, value=base.weight_decay,
+                                       format="%.5f", key=f"wd_{preset}")
+        augment = st.checkbox("Augmentation (crops, flips, small rotations)",
+                              value=any(v for k, v in base.augment.items() if k != "erasing"), key=f"aug_{preset}")
+        device = st.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="train_device")
+        source = st.radio("Dataset", ["Bundled sample (980 faces)", "A path on this machine"], key="train_source")
+        path = st.text_input("FER2013 CSV or image folder", placeholder=data_path_hint(), key="train_path")
+        limit = st.number_input("Use at most N images per split (0 = all)", min_value=0, value=0, step=100,
+                                key="train_limit")
+        name = st.text_input("Run name (optional)", key="train_name")
+        submitted = st.form_submit_button("Start training", type="primary")
+    st.caption("The bundled sample is for trying things out. For real training point the path at the full "
+               f"FER2013: the Kaggle `fer2013.csv` or image folders such as `{data_path_hint()}`.")
+
+
+def validate_dataset(data: str) -> str | None:
+    """A message if the dataset cannot be used, None if it can (loading also warms the cache)."""
+    if not data:
+        return "Enter a dataset path, or choose the bundled sample."
+    if not Path(data).expanduser().exists():
+        return f"{data}: no such file or folder."
+    try:
+        with st.spinner("Checking the dataset..."):
+            ds = load_dataset(data)
+    except FerDataError as e:
+        return f"Not a usable FER2013 dataset: {e}"
+    if "train" not in ds.splits:
+        return f"{data} has no training split (found: {', '.join(ds.splits)})."
+    return None
+
+
+if submitted:
+    data = str(SAMPLE_DATA) if source.startswith("Bundled") else path.strip()
+    problem = validate_dataset(data)
+    if problem:
+        st.sidebar.error(problem)
+    else:
+        args = ["--preset", preset, "--data", str(Path(data).expanduser().resolve()), "--epochs", str(int(epochs)),
+                "--batch-size", str(int(batch_size)), "--lr", repr(float(lr)),
+                "--weight-decay", repr(float(weight_decay)), "--device", device]
+        if not augment:
+            args.append("--no-augment")
+        if limit:
+            args += ["--limit", str(int(limit))]
+        if name.strip():
+            args += ["--name", name.strip()]
+        job, created = queue().submit(args, name=name.strip() or None, model=model)
+        if created:
+            st.sidebar.success(f"Queued {job['job_id']}.")
+        else:
+            st.sidebar.warning(f"The same training is already {job['status']}: {job['job_id']}.")
+
+# -- the jobs panel ------------------------------------------------------------------------------
+st.subheader("Jobs")
+c1, c2 = st.columns([1, 3])
+cap = c1.number_input("Run at most this many at once", min_value=1, max_value=8, value=queue().max_running,
+                      key="max_running", help="1 is best on a CPU: two jobs would share its cores")
+if cap != queue().max_running:
+    queue().max_running = cap
+live = c2.toggle("Live update", value=True, key="jobs_live")
+
+
+def eta_text(seconds) -> str:
+    if not seconds:
+        return ""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"ETA {hours}h {minutes:02d}m" if hours else f"ETA {minutes}m {secs:02d}s"
+
+
+@st.fragment(run_every=2 if live else None)
+def jobs_panel() -> None:
+    q = queue()
+    q.tick()  # start queued jobs when a slot is free
+    jobs = sorted(q.jobs(), key=lambda j: j["created"], reverse=True)
+    if not jobs:
+        st.info("No jobs yet: fill in the form in the sidebar and press **Start training**.")
+        return
+    for job in jobs:
+        run = store().read_run(job["run_id"]) if store().exists(job["run_id"]) else {}
+        status = run.get("status", job["status"]) if job["status"] == "running" else job["status"]
+        progress = run.get("progress") or {}
+        with st.container(border=True):
+            c1, c2, c3 = st.columns([4, 1, 1])
+            c1.markdown(f"**{job['name']}** · {job['model']} · `{status}`")
+            fraction = float(progress.get("fraction") or (1.0 if status == "finished" else 0.0))
+            label = (f"epoch {progress.get('epoch', 0)}/{progress.get('epochs', '?')} "
+                     f"batch {progress.get('batch', 0)}/{progress.get('batches', '?')}  "
+                     f"{eta_text(progress.get('eta_seconds')) if status == 'running' else ''}")
+            c1.progress(min(max(fraction, 0.0), 1.0), text=label)
+            if job["status"] in ("queued", "running"):
+                if c2.button("Cancel", key=f"cancel_{job['job_id']}"):
+                    q.cancel(job["job_id"])
+                    st.rerun(scope="fragment")
+            elif c3.button("Remove", key=f"forget_{job['job_id']}", help="from this list; the run stays"):
+                q.forget(job["job_id"])
+                st.rerun(scope="fragment")
+            if job.get("error") or run.get("error"):
+                st.error(run.get("error") or job.get("error"))
+            with st.expander("Log"):
+                st.code(q.log_tail(job["job_id"], 15) or "(no output yet)", language=None)
+
+
+jobs_panel()
