@@ -32,7 +32,7 @@ def grad_cam(model: torch.nn.Module, face: np.ndarray, class_index: int | None =
              layer.register_full_backward_hook(lambda m, gi, go: saved.__setitem__("grad", go[0]))]
     try:
         model.eval()
-        x = to_model_input(torch.as_tensor(face).unsqueeze(0)).requires_grad_(True)
+        x = to_model_input(torch.from_numpy(np.array(face, dtype=np.uint8)).unsqueeze(0)).requires_grad_(True)
         with torch.enable_grad():
             logits = model(x)
             index = int(logits.argmax(1)) if class_index is None else class_index
@@ -65,6 +65,6 @@ def spatial_transform(model: torch.nn.Module, face: np.ndarray) -> np.ndarray | 
     """What an ST-CNN's spatial transformer makes of a face (uint8 48x48); None for other models."""
     if not hasattr(model, "transform"):
         return None
-    x = to_model_input(torch.as_tensor(face).unsqueeze(0))
+    x = to_model_input(torch.from_numpy(np.array(face, dtype=np.uint8)).unsqueeze(0))
     y = model.transform(x.float()).float()[0, 0]
     return ((y * STD + MEAN) * 255).clamp(0, 255).byte().numpy()

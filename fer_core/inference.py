@@ -33,7 +33,8 @@ def predict_probs(model: torch.nn.Module, images: np.ndarray | torch.Tensor, dev
     """Softmax probabilities [N, 7], averaged over the TTA views, and their logs (for the loss)."""
     device = torch.device(device)
     model.eval()
-    images = torch.as_tensor(images)
+    if not isinstance(images, torch.Tensor):
+        images = torch.from_numpy(np.array(images, dtype=np.uint8))  # a copy: inputs may be read-only
     out = []
     for start in range(0, len(images), batch_size):
         x = to_model_input(images[start:start + batch_size]).to(device)
@@ -67,9 +68,8 @@ def resolve_model_path(spec: str | os.PathLike, runs_dir: str | os.PathLike | No
             return store.checkpoint(spec)
     except ValueError:
         pass
-    names = sorted(p.stem for p in SHIPPED_MODELS_DIR.glob("*.safetensors"))
     raise FileNotFoundError(f"{spec!r} is not a checkpoint file, a run folder, a run id or a shipped model "
-                            f"(shipped: {', '.join(names) or 'none yet'})")
+                            f"(shipped: {', '.join(shipped_names()) or 'none yet'})")
 
 
 def load_named_model(spec: str, device: torch.device | str = "cpu", runs_dir=None) -> torch.nn.Module:
@@ -81,9 +81,22 @@ def load_named_model(spec: str, device: torch.device | str = "cpu", runs_dir=Non
 ENSEMBLE = ("stcnn", "resnet50", "vit")
 
 
+def shipped_names() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_MODELS_DIR.glob("*.safetensors"))
+
+
 def load_models(spec: str, device: torch.device | str = "cpu", runs_dir=None) -> list[torch.nn.Module]:
-    """One model, or several for an ensemble: "ensemble" or names/paths joined by commas."""
-    names = ENSEMBLE if spec == "ensemble" else [s for s in spec.split(",") if s.strip()]
+    """One model, or several for an ensemble: "ensemble" or names/paths joined by commas.
+
+    "ensemble" is the shipped stcnn + resnet50 + vit; while not all three are shipped yet it
+    averages those that are.
+    """
+    if spec == "ensemble":
+        names = [n for n in ENSEMBLE if n in shipped_names()]
+        if not names:
+            raise FileNotFoundError("no shipped models in results/models yet for the ensemble")
+    else:
+        names = [s for s in spec.split(",") if s.strip()]
     if not names:
         raise ValueError("no model given")
     return [load_named_model(name.strip(), device, runs_dir) for name in names]

@@ -38,7 +38,7 @@ def _alive(pid: int | None) -> bool:
 
 class JobQueue:
     def __init__(self, root: str | os.PathLike | None = None, runs: RunStore | None = None):
-        self.root = Path(root) if root else RESULTS_DIR / "jobs"
+        self.root = Path(root or os.environ.get("FER_JOBS_DIR") or RESULTS_DIR / "jobs")
         self.runs = runs or RunStore()
 
     # -- storage -------------------------------------------------------------------------

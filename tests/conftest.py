@@ -6,7 +6,9 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 PROJECT = Path(__file__).resolve().parents[1]
 FER2013 = Path(os.environ.get("FER2013_DIR", PROJECT.parent / "shared" / "data" / "fer2013"))
@@ -41,3 +43,36 @@ def small_folder(fer2013, tmp_path_factory) -> Path:
 
 def happy_face(fer2013: Path) -> Path:
     return sorted((fer2013 / "val" / "happy").iterdir())[0]
+
+
+def detectable_faces(fer2013: Path, split: str = "val", cls: str = "happy", n: int = 2) -> list[Path]:
+    """Real FER2013 faces that OpenCV's detector finds once enlarged (about 85% of them)."""
+    from fer_core.faces import detect_faces
+    found = []
+    for f in sorted((fer2013 / split / cls).iterdir()):
+        if len(detect_faces(np.asarray(make_photo([f], size=(400, 400)).convert("L")))) == 1:
+            found.append(f)
+            if len(found) == n:
+                return found
+    raise AssertionError("no detectable faces found")
+
+
+def make_photo(faces: list[Path], size=(640, 480), face_px: int = 180) -> Image.Image:
+    """A grayscale 'photo': real 48x48 faces enlarged and pasted side by side on a plain background."""
+    canvas = Image.new("L", size, 128)
+    step = size[0] // len(faces)
+    for i, f in enumerate(faces):
+        face = Image.open(f).convert("L").resize((face_px, face_px), Image.Resampling.BICUBIC)
+        canvas.paste(face, (i * step + (step - face_px) // 2, (size[1] - face_px) // 2))
+    return canvas.convert("RGB")
+
+
+def write_y4m(frames: list[Image.Image], path: Path, fps: int = 10) -> Path:
+    """A Y4M video (Chromium's fake camera format) from RGB frames of the same size."""
+    w, h = frames[0].size
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in frames:
+            y = np.asarray(frame.convert("L"), dtype=np.uint8)
+            out.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
+    return path

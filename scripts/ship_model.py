@@ -1,0 +1,74 @@
+"""Ship a run's best checkpoint as `results/models/<name>.safetensors` (fp16) with a model card.
+
+    python scripts/ship_model.py results/runs/RUN_ID stcnn
+
+fp16 halves the size; the card records the val accuracy of the shipped (fp16) weights as
+`fer-eval` computes it on the val split, so a test can check the two agree.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from fer_core.checkpoint import load_model, save_checkpoint
+from fer_core.classes import CLASSES
+from fer_core.data import load_dataset
+from fer_core.inference import SHIPPED_MODELS_DIR, ensemble_probs
+from fer_core.metrics import classification_metrics
+from fer_core.models import count_parameters
+
+
+def main(run_dir: str, name: str) -> None:
+    run_dir = Path(run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    model = load_model(run_dir / "checkpoints" / "best.safetensors")
+    target = SHIPPED_MODELS_DIR / f"{name}.safetensors"
+    save_checkpoint(model, target, dtype=torch.float16, run_id=info["run_id"],
+                    epoch=model.checkpoint_info.get("epoch"))
+    shipped = load_model(target)
+    val = load_dataset(info["config"]["data"]).splits["val"]
+    lines = []
+    for tta in ("none", "flip", "tencrop"):
+        m = classification_metrics(val.labels, ensemble_probs([shipped], val.images, tta=tta))
+        lines.append(f"| {tta} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['auc']:.4f} |")
+        if tta == "none":
+            recalls = " | ".join(f"{m[f'recall_{c}']:.3f}" for c in CLASSES)
+    cfg = info["config"]
+    card = f"""# {name}
+
+- architecture: `{cfg['model']}` {json.dumps(cfg.get('model_config') or {})}, {count_parameters(shipped):,} parameters
+- weights: fp16 safetensors, best epoch {model.checkpoint_info.get('epoch')} of run `{info['run_id']}`
+  (`results/runs/{info['run_id']}/`), status `{info.get('status')}` after {info.get('epochs_completed')} of
+  {cfg['epochs']} epochs
+- data: FER2013 Training split (train), PublicTest (val) from `{cfg['data']}`
+- preset: `{cfg.get('preset')}` - {cfg['optimizer']} lr {cfg['lr']}, weight decay {cfg['weight_decay']},
+  batch {cfg['batch_size']}, {cfg['schedule']} schedule, label smoothing {cfg['label_smoothing']},
+  class weights {cfg['class_weights']}
+- trained on: {info.get('device')} ({info.get('precision')}), {info.get('train_seconds', 0) / 3600:.1f} h
+
+## Val (PublicTest, {len(val)} faces), shipped fp16 weights
+
+| TTA | accuracy | macro-F1 | AUC |
+|---|---|---|---|
+{chr(10).join(lines)}
+
+val_accuracy: {float(lines[0].split('|')[2]):.4f}
+
+Per-class recall (no TTA): {' | '.join(CLASSES)}
+{recalls}
+
+## Limits
+48x48 grayscale FER2013-style crops of frontal faces; photos go through OpenCV's Haar
+detector first, which misses profiles and small faces. FER2013 labels are noisy (human
+accuracy is about 65%), `disgust` is rare (1.5% of train) and recognised worst.
+"""
+    target.with_suffix(".md").write_text(card)
+    print(f"wrote {target} and {target.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,108 @@
+"""fer-predict on real images: one face, two faces, none, a corrupt file, a non-image, a huge image."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core.classes import CLASSES
+from fer_core.explain import grad_cam, spatial_transform
+from fer_core.faces import ImageError, load_photo
+from fer_core.inference import SHIPPED_MODELS_DIR, load_named_model
+from tests.conftest import detectable_faces, make_photo
+
+FER_PREDICT = Path(sys.executable).parent / "fer-predict"
+MODEL = "stcnn"
+
+
+@pytest.fixture(scope="module")
+def photos(fer2013, tmp_path_factory) -> dict[str, Path]:
+    assert (SHIPPED_MODELS_DIR / f"{MODEL}.safetensors").exists(), "the shipped stcnn model is missing"
+    d = tmp_path_factory.mktemp("photos")
+    one, two = detectable_faces(fer2013, n=2)
+    paths = {"one": d / "one.jpg", "two": d / "two.png", "none": d / "wall.jpg", "corrupt": d / "corrupt.jpg",
+             "text": d / "notes.jpg", "huge": d / "huge.jpg"}
+    make_photo([one]).save(paths["one"])
+    make_photo([one, two], size=(900, 450)).save(paths["two"])
+    Image.new("RGB", (640, 480), (90, 140, 200)).save(paths["none"])
+    paths["corrupt"].write_bytes(paths["one"].read_bytes()[:600])
+    paths["text"].write_text("this is not an image\n")
+    make_photo([one], size=(6000, 6000), face_px=1800).save(paths["huge"], quality=80)
+    return paths
+
+
+def predict(*args) -> tuple[int, object, str]:
+    result = subprocess.run([str(FER_PREDICT), "--model", MODEL, "--json", *map(str, args)], capture_output=True,
+                            text=True, timeout=300)
+    return result.returncode, json.loads(result.stdout), result.stderr
+
+
+def check_face(face: dict) -> None:
+    assert face["label"] in CLASSES and 0 < face["confidence"] <= 1
+    assert set(face["probabilities"]) == set(CLASSES)
+    assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+    assert face["label"] == max(face["probabilities"], key=face["probabilities"].get)
+
+
+def test_one_face(photos):
+    code, out, _ = predict(photos["one"])
+    assert code == 0 and out["path"] == str(photos["one"]) and len(out["faces"]) == 1
+    check_face(out["faces"][0])
+    x, y, w, h = out["faces"][0]["box"]
+    assert 200 < x + w / 2 < 440 and 140 < y + h / 2 < 340  # around the pasted face
+
+
+def test_two_faces_and_a_list_for_several_images(photos):
+    code, out, _ = predict(photos["two"], photos["one"])
+    assert code == 0 and isinstance(out, list) and len(out) == 2
+    assert len(out[0]["faces"]) == 2 and out[0]["faces"][0]["box"][0] < out[0]["faces"][1]["box"][0]
+    for face in out[0]["faces"]:
+        check_face(face)
+
+
+def test_no_face(photos):
+    code, out, _ = predict(photos["none"])
+    assert code == 0 and out["faces"] == []
+    code, out, _ = predict(photos["none"], "--whole-image")
+    assert len(out["faces"]) == 1 and out["faces"][0]["box"] == [0, 0, 640, 480]
+
+
+@pytest.mark.parametrize("kind,needle", [("corrupt", "not a readable image"), ("text", "not a readable image")])
+def test_bad_files_get_a_clear_error(photos, kind, needle):
+    code, out, err = predict(photos[kind], photos["one"])
+    assert code == 1
+    assert needle in out[0]["error"] and out[0]["faces"] == [] and needle in err
+    assert len(out[1]["faces"]) == 1  # the good image in the same call is still classified
+
+
+def test_huge_image(photos):
+    code, out, _ = predict(photos["huge"])
+    assert code == 0 and len(out["faces"]) == 1
+    x, y, w, h = out["faces"][0]["box"]
+    assert w > 1000 and 2000 < x + w / 2 < 4000
+
+
+def test_load_photo_honours_exif_orientation(photos, tmp_path):
+    image = Image.open(photos["one"])
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    assert load_photo(tmp_path / "rotated.jpg").size == (480, 640)
+    with pytest.raises(ImageError, match="empty.jpg"):
+        (tmp_path / "empty.jpg").write_bytes(b"")
+        load_photo(tmp_path / "empty.jpg")
+
+
+def test_grad_cam_and_spatial_transform(fer2013):
+    model = load_named_model(MODEL)
+    face = np.asarray(Image.open(detectable_faces(fer2013, n=1)[0]).convert("L"))
+    cam = grad_cam(model, face)
+    assert cam.shape == (48, 48) and cam.min() >= 0 and cam.max() == pytest.approx(1)
+    transformed = spatial_transform(model, face)
+    assert transformed.shape == (48, 48) and transformed.dtype == np.uint8
