@@ -89,8 +89,11 @@ class JobQueue:
             run_status = self.runs.read_run(job["run_id"])["status"] if self.runs.exists(job["run_id"]) else None
         except (OSError, ValueError):
             run_status = None
-        job = dict(job, status=run_status if run_status in ("finished", "cancelled") else "failed", ended=now_iso())
-        if run_status is None:
+        status = run_status if run_status in ("finished", "cancelled") else "failed"
+        if job.get("cancel_requested") and status == "failed":
+            status = "cancelled"  # stopped before the trainer could record it (e.g. while still starting)
+        job = dict(job, status=status, ended=now_iso())
+        if run_status is None and status == "failed":
             job["error"] = self.log_tail(job["job_id"], 1) or "the trainer exited before starting a run"
         self._save(job)
         return job
@@ -128,7 +131,7 @@ class JobQueue:
                    "key": key, "status": "queued", "created": now_iso(), "pid": None}
             self._save(job)
         self.tick()
-        return job, True
+        return json.loads((self.root / f"{job['job_id']}.json").read_text()), True
 
     def tick(self) -> None:
         """Start queued jobs while fewer than `max_running` run."""

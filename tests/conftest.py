@@ -76,3 +76,37 @@ def write_y4m(frames: list[Image.Image], path: Path, fps: int = 10) -> Path:
             y = np.asarray(frame.convert("L"), dtype=np.uint8)
             out.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
     return path
+
+
+TINY_STCNN = ["--model-config", "widths=[8,16,32,32]"]
+
+
+def fer_train(*args, runs_dir: Path, timeout: int = 600) -> str:
+    """Run the real `fer-train` on the bundled sample; returns its stdout."""
+    import subprocess
+    import sys
+    command = [str(Path(sys.executable).parent / "fer-train"), "--data", str(SAMPLE_CSV), "--runs-dir", str(runs_dir),
+               "--no-progress", *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.fixture(scope="session")
+def finished_runs(tmp_path_factory) -> Path:
+    """A runs folder with two finished 2-epoch ST-CNN runs (batch 16 and 32), made by fer-train."""
+    runs = tmp_path_factory.mktemp("finished") / "runs"
+    for batch in (16, 32):
+        fer_train("--preset", f"paper-stcnn-b{batch}", "--epochs", 2, "--limit", 140, "--name", f"b{batch}",
+                  *TINY_STCNN, runs_dir=runs)
+    return runs
+
+
+@pytest.fixture
+def runs_copy(finished_runs, tmp_path, monkeypatch) -> Path:
+    """A private copy of `finished_runs` that the dashboard (FER_RUNS_DIR / FER_JOBS_DIR) works on."""
+    runs = tmp_path / "runs"
+    shutil.copytree(finished_runs, runs)
+    monkeypatch.setenv("FER_RUNS_DIR", str(runs))
+    monkeypatch.setenv("FER_JOBS_DIR", str(tmp_path / "jobs"))
+    return runs

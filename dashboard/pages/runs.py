@@ -46,9 +46,10 @@ event = st.dataframe(
         "test_accuracy": st.column_config.NumberColumn("test acc", format="%.4f"),
     },
 )
-selected = table.iloc[event.selection.rows]["run_id"].tolist() if event.selection.rows else table.run_id[:3].tolist()
+rows = [i for i in event.selection.rows if i < len(table)]  # a selection can outlive a deleted run
+selected = table.iloc[rows]["run_id"].tolist() if rows else table.run_id[:3].tolist()
 st.caption(f"{len(table)} runs; showing {len(selected)}: "
-           f"{'selected' if event.selection.rows else 'the newest (select rows to choose)'}.")
+           f"{'selected' if rows else 'the newest (select rows to choose)'}.")
 
 # -- tags, notes, delete -----------------------------------------------------------------
 with st.expander("Tags, notes and delete"):

@@ -1,0 +1,106 @@
+"""The dashboard through Streamlit's AppTest: every page renders with real runs; the train
+form, the run selection, tags and deletion work. (Live needs a browser: see test_browser.py.)"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fer_core.jobs import JobQueue
+from fer_core.runstore import RunStore
+from tests.conftest import PROJECT
+
+APP = str(PROJECT / "dashboard" / "app.py")
+PAGES = ["pages/runs.py", "pages/train.py", "pages/predict.py", "pages/data.py"]
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(runs_copy, page):
+    at = app(page)
+    assert at.title[0].value in ("Compare runs", "Train", "Predict", "Data")
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_runs_page_shows_runs_curves_and_tables(runs_copy):
+    at = app()
+    assert "2 runs; showing 2" in at.caption[0].value
+    frames = {len(df.value) for df in at.dataframe}
+    assert 2 in frames  # the runs table
+    assert 4 in frames  # the paper's Table 1 (four batch sizes)
+    ours = [df.value for df in at.dataframe if "preset" in df.value.columns and "accuracy" in df.value.columns]
+    assert sorted(ours[0].batch_size) == [16, 32]
+    at.selectbox(key="metric").set_value("loss").run()
+    at.radio(key="confusion_mode").set_value("counts").run()
+    assert not at.exception
+
+
+def test_select_tag_and_delete_a_run(runs_copy):
+    store = RunStore(runs_copy)
+    at = app()
+    table = at.dataframe[0].value
+    at.session_state["runs_table"] = {"selection": {"rows": [1], "columns": []}}
+    at.run()
+    chosen = table.run_id[1]
+    assert "showing 1: selected" in at.caption[0].value
+    assert at.selectbox(key="edit_run").options == [chosen]
+
+    at.text_input(key=f"tags_{chosen}").set_value("baseline, b16")
+    at.text_area(key=f"notes_{chosen}").set_value("first try")
+    next(b for b in at.button if b.label == "Save tags and notes").click().run()
+    assert store.read_run(chosen)["tags"] == ["baseline", "b16"] and store.read_run(chosen)["notes"] == "first try"
+
+    delete = next(b for b in at.button if b.label == "Delete run")
+    assert delete.disabled  # not before the confirmation
+    at.checkbox(key=f"confirm_{chosen}").check().run()
+    next(b for b in at.button if b.label == "Delete run").click().run()
+    assert not at.exception
+    assert [r["run_id"] for r in store.list_runs()] == [table.run_id[0]]
+    assert (runs_copy / table.run_id[0] / "run.json").exists()
+
+
+def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
+    at = app("pages/train.py")
+    at.radio(key="train_source").set_value("A path on this machine")
+    at.text_input(key="train_path").set_value(str(tmp_path / "nowhere.csv"))
+    at.sidebar.button[0].click().run()
+    assert any("no such file or folder" in e.value for e in at.sidebar.error)
+
+    (tmp_path / "not-data.csv").write_text("a,b\n1,2\n")
+    at.text_input(key="train_path").set_value(str(tmp_path / "not-data.csv"))
+    at.sidebar.button[0].click().run()
+    assert any("Not a usable FER2013 dataset" in e.value for e in at.sidebar.error)
+    assert JobQueue().jobs() == []
+
+    at.selectbox(key="train_model").set_value("cnn").run()
+    at.radio(key="train_source").set_value("Bundled sample (980 faces)")
+    at.number_input(key="ep_cnn").set_value(1)
+    at.number_input(key="train_limit").set_value(140)
+    at.text_input(key="train_name").set_value("from-the-form")
+    at.sidebar.button[0].click().run()
+    assert any("Queued" in s.value for s in at.sidebar.success), [e.value for e in [*at.sidebar.error, *at.sidebar.warning, *at.exception]]
+    at.sidebar.button[0].click().run()  # a double click: the same job, not a second one
+    assert any("already" in w.value for w in at.sidebar.warning)
+
+    jobs = JobQueue().jobs()
+    assert len(jobs) == 1 and jobs[0]["name"] == "from-the-form"
+    assert jobs[0]["args"][:2] == ["--preset", "cnn"] and "--limit" in jobs[0]["args"]
+    deadline = time.time() + 300
+    while JobQueue().job(jobs[0]["job_id"])["status"] == "running" and time.time() < deadline:
+        time.sleep(1)
+    assert JobQueue().job(jobs[0]["job_id"])["status"] == "finished"
+    run = RunStore(runs_copy).read_run(jobs[0]["run_id"])
+    assert run["status"] == "finished" and run["name"] == "from-the-form" and run["epochs_completed"] == 1
+    at.run()
+    assert "from-the-form" in at.markdown[0].value or any("from-the-form" in m.value for m in at.markdown)

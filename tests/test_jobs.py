@@ -1,0 +1,76 @@
+"""The job queue the dashboard uses: real `fer-train` processes, a concurrency cap, cancel,
+and a registry on disk that a restarted dashboard finds again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from fer_core.jobs import JobQueue
+from fer_core.runstore import RunStore
+from tests.conftest import SAMPLE_CSV, TINY_STCNN
+
+
+def wait_for(condition, timeout=300, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def long_job(name: str) -> list[str]:
+    return ["--model", "stcnn", "--data", str(SAMPLE_CSV), "--epochs", "40", "--limit", "280", "--name", name,
+            *TINY_STCNN]
+
+
+@pytest.mark.slow
+def test_cap_cancel_and_a_restarted_dashboard(tmp_path):
+    runs = RunStore(tmp_path / "runs")
+    queue = JobQueue(tmp_path / "jobs", runs)
+    assert queue.max_running == 1
+    first, created = queue.submit(long_job("first"), name="first", model="stcnn")
+    assert created and first["status"] == "running"
+    second, _ = queue.submit(long_job("second"), name="second", model="stcnn")
+    assert queue.job(second["job_id"])["status"] == "queued"  # the cap holds it back
+
+    wait_for(lambda: runs.exists(first["run_id"]) and runs.read_run(first["run_id"]).get("epochs_completed", 0) >= 1,
+             what="the first epoch")
+    restarted = JobQueue(tmp_path / "jobs", RunStore(tmp_path / "runs"))  # a new dashboard process
+    assert [j["status"] for j in restarted.jobs()] == ["running", "queued"]
+    assert runs.read_run(first["run_id"])["progress"]["epochs"] == 40
+
+    restarted.cancel(first["job_id"])
+    wait_for(lambda: restarted.job(first["job_id"])["status"] == "cancelled", what="cancelled")
+    run = runs.read_run(first["run_id"])
+    assert run["status"] == "cancelled" and run["epochs_completed"] >= 1
+    assert len(runs.metrics([first["run_id"]]).query("split == 'val'")) == run["epochs_completed"]
+
+    restarted.tick()  # a slot is free: the second starts
+    assert restarted.job(second["job_id"])["status"] == "running"
+    restarted.cancel(second["job_id"])
+    wait_for(lambda: restarted.job(second["job_id"])["status"] == "cancelled", what="second cancelled")
+    with pytest.raises(ValueError):
+        restarted.forget(restarted.submit(long_job("third"), name="third")[0]["job_id"])  # active: not removable
+    restarted.cancel(restarted.jobs()[-1]["job_id"])
+    restarted.forget(first["job_id"])
+    assert first["job_id"] not in [j["job_id"] for j in restarted.jobs()] and runs.exists(first["run_id"])
+
+
+@pytest.mark.slow
+def test_a_killed_trainer_shows_as_failed(tmp_path):
+    runs = RunStore(tmp_path / "runs")
+    queue = JobQueue(tmp_path / "jobs", runs)
+    job, _ = queue.submit(long_job("killed"), name="killed", model="stcnn")
+    wait_for(lambda: runs.exists(job["run_id"]) and runs.read_run(job["run_id"]).get("epochs_completed", 0) >= 1,
+             what="the first epoch")
+    os.killpg(job["pid"], signal.SIGKILL)
+    wait_for(lambda: queue.job(job["job_id"])["status"] == "failed", timeout=30, what="failed job")
+    run = runs.read_run(job["run_id"])
+    assert run["status"] == "failed" and run["epochs_completed"] >= 1
+    assert len(runs.metrics([job["run_id"]]).query("split == 'val'")) == run["epochs_completed"]
