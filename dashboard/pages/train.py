@@ -113,9 +113,12 @@ def jobs_panel() -> None:
             c1, c2, c3 = st.columns([4, 1, 1])
             c1.markdown(f"**{job['name']}** · {job['model']} · `{status}`")
             fraction = float(progress.get("fraction") or (1.0 if status == "finished" else 0.0))
-            label = (f"epoch {progress.get('epoch', 0)}/{progress.get('epochs', '?')} "
-                     f"batch {progress.get('batch', 0)}/{progress.get('batches', '?')}  "
-                     f"{eta_text(progress.get('eta_seconds')) if status == 'running' else ''}")
+            if status == "running":
+                label = (f"epoch {progress.get('epoch', 0)}/{progress.get('epochs', '?')} "
+                         f"batch {progress.get('batch', 0)}/{progress.get('batches', '?')}  "
+                         f"{eta_text(progress.get('eta_seconds'))}")
+            else:
+                label = f"{run.get('epochs_completed', 0)}/{progress.get('epochs', '?')} epochs done"
             c1.progress(min(max(fraction, 0.0), 1.0), text=label)
             if job["status"] in ("queued", "running"):
                 if c2.button("Cancel", key=f"cancel_{job['job_id']}"):

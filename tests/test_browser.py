@@ -1,0 +1,204 @@
+"""End to end in a real browser: `streamlit run` on localhost driven by Playwright + Debian's
+Chromium, with Chromium's fake camera playing a video made from real FER2013 faces.
+
+Screenshots of every page go to results/screenshots/.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core.runstore import RunStore
+from tests.conftest import PROJECT, detectable_faces, make_photo, write_y4m
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = PROJECT / "results" / "screenshots"
+PURPLE = np.array([123, 63, 160])  # the box and label colour the Live page draws
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    pytest.skip("Debian's chromium is not installed (make test installs it)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard(finished_runs, tmp_path_factory):
+    """`streamlit run dashboard/app.py` on a free localhost port, on a private copy of two finished runs."""
+    import shutil
+    home = tmp_path_factory.mktemp("dashboard")
+    shutil.copytree(finished_runs, home / "runs")
+    env = dict(os.environ, FER_RUNS_DIR=str(home / "runs"), FER_JOBS_DIR=str(home / "jobs"))
+    port = free_port()
+    log = open(home / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(PROJECT / "dashboard" / "app.py"),
+                             "--server.port", str(port), "--server.headless", "true",
+                             "--browser.gatherUsageStats", "false"], cwd=PROJECT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        raise AssertionError((home / "streamlit.log").read_text())
+    yield {"url": url, "runs": home / "runs", "jobs": home / "jobs"}
+    proc.terminate()
+    proc.wait(timeout=20)
+    from fer_core.jobs import JobQueue
+    queue = JobQueue(home / "jobs", RunStore(home / "runs"))
+    for job in queue.jobs():
+        if job["status"] in ("queued", "running"):
+            queue.cancel(job["job_id"])
+
+
+@pytest.fixture(scope="module")
+def browser(fer2013, tmp_path_factory):
+    faces = detectable_faces(fer2013, n=1)
+    video = write_y4m([make_photo(faces)] * 20, tmp_path_factory.mktemp("camera") / "face.y4m")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={video}"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, dashboard):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()
+
+
+def open_page(page, dashboard, path: str = "") -> None:
+    page.goto(f"{dashboard['url']}/{path}")
+    page.get_by_test_id("stApp").wait_for()
+    wait_idle(page)
+
+
+def wait_idle(page) -> None:
+    """Until Streamlit has finished the current script run."""
+    page.wait_for_timeout(500)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def test_compare_runs_and_data_pages(page, dashboard):
+    open_page(page, dashboard)
+    page.get_by_role("heading", name="Compare runs").wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert page.locator(".js-plotly-plot").count() >= 2  # learning curves, confusion heatmaps
+    page.get_by_text("Table 1 - ST-CNN, batch size").wait_for()
+    shot(page, "runs")
+    open_page(page, dashboard, "data")
+    page.get_by_text("train images").wait_for()
+    shot(page, "data")
+
+
+def test_predict_an_uploaded_face(page, dashboard, fer2013, tmp_path):
+    photo = tmp_path / "face.jpg"
+    make_photo(detectable_faces(fer2013, n=1)).save(photo)
+    open_page(page, dashboard, "predict")
+    page.locator("input[type=file]").set_input_files(str(photo))
+    verdict = page.get_by_text("Face 1:")
+    verdict.wait_for()
+    label = verdict.inner_text().split(":")[1].split("(")[0].strip()
+    assert label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    page.locator(".js-plotly-plot").first.wait_for()  # the probability bars
+    assert "1 face(s)" in page.get_by_test_id("stImage").first.inner_text() or page.get_by_text("1 face(s)").count()
+    shot(page, "predict")
+
+
+def test_train_from_the_sidebar_then_cancel_another(page, dashboard):
+    runs = RunStore(dashboard["runs"])
+    before = {r["run_id"] for r in runs.list_runs()}
+    open_page(page, dashboard, "train")
+    sidebar = page.get_by_test_id("stSidebar")
+
+    def submit(epochs: int, name: str) -> None:
+        for label, value in (("Epochs", epochs), ("Use at most N images per split (0 = all)", 140)):
+            field = sidebar.get_by_label(label)
+            field.fill(str(value))
+            field.press("Tab")
+        sidebar.get_by_label("Run name (optional)").fill(name)
+        sidebar.get_by_role("button", name="Start training").click()
+        sidebar.get_by_text("Queued").wait_for()
+
+    sidebar.get_by_text("Bundled sample (980 faces)").wait_for()
+    submit(2, "browser-tiny")
+    page.get_by_text("browser-tiny").first.wait_for()
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(r.get("name") == "browser-tiny" and r["status"] == "finished"
+                                             for r in runs.list_runs()):
+        time.sleep(1)
+    tiny = next(r for r in runs.list_runs() if r.get("name") == "browser-tiny")
+    assert tiny["status"] == "finished" and tiny["epochs_completed"] == 2
+    page.locator("p", has_text="browser-tiny").filter(has_text="finished").first.wait_for()
+
+    submit(200, "browser-long")
+    page.get_by_text("epoch 1/200").or_(page.get_by_text("epoch 2/200")).first.wait_for(timeout=120_000)
+    shot(page, "train")
+    cancel = page.get_by_role("button", name="Cancel")
+    assert cancel.count() == 1  # only the running job can be cancelled; the finished one offers Remove
+    cancel.click()
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        long = [r for r in runs.list_runs() if r.get("name") == "browser-long"]
+        if long and long[0]["status"] == "cancelled":
+            break
+        time.sleep(1)
+    assert long and long[0]["status"] == "cancelled"
+    page.locator("p", has_text="browser-long").filter(has_text="cancelled").first.wait_for()
+
+    open_page(page, dashboard, "")
+    page.get_by_text("4 runs; showing 3").wait_for()  # the two from the form join the two before
+    assert {r["run_id"] for r in runs.list_runs()} - before == {tiny["run_id"], long[0]["run_id"]}
+    page.locator(".js-plotly-plot .legendtext", has_text="browser-tiny val").first.wait_for()  # its curve
+
+
+def purple_pixels(png: bytes) -> int:
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return int((np.abs(pixels - PURPLE).max(axis=2) < 40).sum())
+
+
+def test_live_webcam_draws_a_label(page, dashboard):
+    open_page(page, dashboard, "live")
+    frame = page.frame_locator("iframe[title*='webrtc']").first
+    frame.get_by_role("button", name="START").click()
+    video = frame.locator("video")
+    video.wait_for()
+    deadline = time.time() + 90
+    found = 0
+    while time.time() < deadline and found < 300:
+        page.wait_for_timeout(1000)
+        found = purple_pixels(video.screenshot())
+    shot(page, "live")
+    assert found >= 300, "no box or label drawn on the video"
