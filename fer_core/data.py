@@ -100,13 +100,24 @@ def default_cache_dir() -> Path:
 
 
 def _fingerprint(sources: list[Path]) -> str:
+    """Hash of every source file's relative path, size and mtime (scandir: one stat per file)."""
     digest = hashlib.sha256(CACHE_VERSION.encode())
     for source in sources:
-        files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
         digest.update(str(source).encode())
-        for f in files:
-            st = f.stat()
-            digest.update(f"{f.relative_to(source) if f != source else ''}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        if source.is_file():
+            st = source.stat()
+            digest.update(f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
+            continue
+        lines, folders = [], [str(source)]
+        while folders:
+            with os.scandir(folders.pop()) as entries:
+                for e in entries:
+                    if e.is_dir():
+                        folders.append(e.path)
+                    elif e.is_file():
+                        st = e.stat()
+                        lines.append(f"{e.path}|{st.st_size}|{st.st_mtime_ns}")
+        digest.update("\n".join(sorted(lines)).encode())
     return digest.hexdigest()[:20]
 
 

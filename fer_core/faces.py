@@ -17,7 +17,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data import IMAGE_SIZE
 
-DETECT_MAX_SIDE = 1024
+DETECT_MAX_SIDE = 1024   # photos
+VIDEO_DETECT_MAX_SIDE = 320  # video frames: a face fills much of a webcam frame
 MAX_PIXELS = 80_000_000  # refuse larger images instead of exhausting memory
 
 
@@ -60,9 +61,14 @@ def load_photo(source: str | os.PathLike | bytes, name: str | None = None) -> Im
             raise ImageError(f"{label}: not a readable image ({e})") from None
 
 
-def detect_faces(gray: np.ndarray, min_size: int = 32) -> list[tuple[int, int, int, int]]:
-    """Face boxes (x, y, w, h) in a grayscale uint8 image, left to right."""
-    scale = min(1.0, DETECT_MAX_SIDE / max(gray.shape))
+def detect_faces(gray: np.ndarray, min_size: int = 32,
+                 max_side: int = DETECT_MAX_SIDE) -> list[tuple[int, int, int, int]]:
+    """Face boxes (x, y, w, h) in a grayscale uint8 image, left to right.
+
+    Detection runs on the image shrunk to `max_side`: the cascade's cost grows with the pixel
+    count, and video (the Live page) uses a smaller working size to keep up with the camera.
+    """
+    scale = min(1.0, max_side / max(gray.shape))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
     small = cv2.equalizeHist(small)
     found = _cascade().detectMultiScale(small, scaleFactor=1.1, minNeighbors=5,

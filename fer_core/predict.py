@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from .classes import CLASSES
-from .faces import ImageError, crop_face, detect_faces, load_photo, to_gray
+from .faces import DETECT_MAX_SIDE, ImageError, crop_face, detect_faces, load_photo, to_gray
 from .inference import ensemble_probs, load_models
 
 
@@ -34,10 +34,11 @@ class Face:
         return CLASSES[int(p.argmax())], float(p.max())
 
 
-def find_faces(image: Image.Image | np.ndarray, whole_image: bool = False) -> list[Face]:
+def find_faces(image: Image.Image | np.ndarray, whole_image: bool = False,
+               max_side: int = DETECT_MAX_SIDE) -> list[Face]:
     """Faces found in the image; with whole_image=True the whole image is one face when none is found."""
     gray = to_gray(image)
-    boxes = detect_faces(gray)
+    boxes = detect_faces(gray, max_side=max_side)
     if not boxes and whole_image:
         boxes = [(0, 0, gray.shape[1], gray.shape[0])]
         return [Face(boxes[0], crop_face(gray, boxes[0], margin=0.0))]

@@ -93,6 +93,21 @@ def split_rows(run_id: str, model_name: str, epoch: int, split: str, labels: np.
     return row, cells
 
 
+def train_step(model, optimizer, criterion, x, y, device, dtype, scaler, channels_last=True):
+    """Forward (autocast, channels-last), backward, step; returns (logits, loss)."""
+    x, y = x.to(device), y.to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with autocast(device, dtype):
+        logits = model(x)
+    loss = criterion(logits.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return logits, loss
+
+
 def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtype, writer, progress_base):
     """One pass over the training split; returns (labels, probs) seen, for the train metrics."""
     torch.manual_seed(epoch_seed(cfg.seed, epoch))  # dropout
@@ -115,17 +130,8 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch - 1 + i / len(batches))
         x = augment_batch(to_model_input(images[index]), aug, generator)
-        y = labels[index].to(device)
-        x = x.to(device)
-        if cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device, dtype):
-            logits = model(x)
-        loss = criterion(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        logits, loss = train_step(model, optimizer, criterion, x, labels[index], device, dtype, scaler,
+                                  cfg.channels_last)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, batch {i + 1}; "
                                      "try a lower learning rate")

@@ -12,6 +12,7 @@ import streamlit as st
 from streamlit_webrtc import webrtc_streamer
 
 from dashboard.common import get_model, model_choices, rtc_configuration
+from fer_core.faces import VIDEO_DETECT_MAX_SIDE
 from fer_core.predict import classify_faces, find_faces
 
 st.title("Live")
@@ -39,7 +40,7 @@ class Annotator:
         image = frame.to_ndarray(format="bgr24")
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         with self.lock:
-            faces = classify_faces(find_faces(rgb), {"model": self.model})
+            faces = classify_faces(find_faces(rgb, max_side=VIDEO_DETECT_MAX_SIDE), {"model": self.model})
         for face in faces:
             x, y, w, h = face.box
             label, confidence = face.label()

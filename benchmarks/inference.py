@@ -1,0 +1,92 @@
+"""Inference speed: per-face latency and end-to-end frames/second on a 640x480 frame with one face.
+
+    .venv/bin/python benchmarks/inference.py [--data ../shared/data/fer2013] [--seconds 5]
+
+End to end = what the Live page does per frame: grayscale, Haar face detection (on the frame
+shrunk to 320 px, as Live does), 48x48 crop,
+classification (bf16 autocast + channels-last where the CPU supports it). Shipped models
+are used where present; otherwise the architecture of our preset with untrained weights
+(same cost). Measured on one thread and on all threads (torch and OpenCV alike).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from fer_core.faces import VIDEO_DETECT_MAX_SIDE
+from fer_core.inference import ENSEMBLE, SHIPPED_MODELS_DIR, load_named_model
+from fer_core.models import create_model
+from fer_core.predict import Face, classify_faces, find_faces
+from fer_core.presets import preset_config
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
+
+
+def model_for(name: str) -> tuple[torch.nn.Module, str]:
+    if (SHIPPED_MODELS_DIR / f"{name}.safetensors").exists():
+        return load_named_model(name), "shipped"
+    cfg = preset_config(name)
+    model = create_model(cfg.model, **cfg.model_config).eval().to(memory_format=torch.channels_last)
+    return model, "untrained"
+
+
+def frame_with_face(data: Path) -> np.ndarray:
+    """A 640x480 RGB frame with one real FER2013 face (enlarged to 200 px) the detector finds."""
+    for f in sorted((data / "val" / "happy").iterdir()):
+        canvas = Image.new("L", (640, 480), 110)
+        canvas.paste(Image.open(f).convert("L").resize((200, 200), Image.Resampling.BICUBIC), (220, 140))
+        frame = np.asarray(canvas.convert("RGB"))
+        if len(find_faces(frame, max_side=VIDEO_DETECT_MAX_SIDE)) == 1:
+            return frame
+    raise SystemExit("no detectable face found in the val split")
+
+
+def rate(fn, seconds: float) -> float:
+    """Calls per second of fn over about `seconds` (after 3 warm-up calls)."""
+    for _ in range(3):
+        fn()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        fn()
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    frame = frame_with_face(args.data)
+    all_threads = torch.get_num_threads()
+    models = {name: model_for(name) for name in ENSEMBLE}
+    rows = []
+    for threads in (1, all_threads):
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+        detect = rate(lambda: find_faces(frame, max_side=VIDEO_DETECT_MAX_SIDE), args.seconds)
+        rows.append(("face detection only", "-", threads, None, detect))
+        for name in [*ENSEMBLE, "ensemble"]:
+            chosen = {n: m for n, (m, _) in models.items()} if name == "ensemble" else {name: models[name][0]}
+            kind = ", ".join(sorted({models[n][1] for n in chosen}))
+            face = find_faces(frame, max_side=VIDEO_DETECT_MAX_SIDE)[0]
+            per_face = rate(lambda: classify_faces([Face(face.box, face.crop)], chosen), args.seconds)
+            fps = rate(lambda: classify_faces(find_faces(frame, max_side=VIDEO_DETECT_MAX_SIDE), chosen),
+                       args.seconds)
+            rows.append((name, kind, threads, 1000 / per_face, fps))
+    print(f"torch {torch.__version__}, OpenCV {cv2.__version__}, 640x480 frame, one face\n")
+    print("| model | weights | threads | per-face latency ms | end-to-end fps |")
+    print("|---|---|---|---|---|")
+    for name, kind, threads, latency, fps in rows:
+        print(f"| {name} | {kind} | {threads} | {'-' if latency is None else f'{latency:.1f}'} | {fps:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Training images/second: the usual tutorial loop against our trainer's pipeline, side by side.
+
+    .venv/bin/python benchmarks/train_throughput.py [--data ../shared/data/fer2013] [--batches 12]
+
+plain: torchvision ImageFolder + per-image transforms (grayscale, random crop with padding,
+       flip, rotation, ToTensor, Normalize) + DataLoader(num_workers=2), fp32, default layout.
+ours:  decoded uint8 arrays (cached), whole-batch augmentation (fer_core.augment), bf16
+       autocast + channels-last where the CPU supports it, the trainer's own train_step.
+Same model (each architecture's own preset), batch size, optimizer and loss; all threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from fer_core.augment import MEAN, STD, AugmentConfig, augment_batch, to_model_input
+from fer_core.data import load_dataset
+from fer_core.device import autocast_dtype
+from fer_core.models import create_model
+from fer_core.presets import preset_config
+from trainers.train import make_optimizer, train_step
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
+
+
+def timed(steps, warmup: int = 2) -> float:
+    """Images/second over the steps after `warmup` (each step returns its batch size)."""
+    images, start = 0, None
+    for i, step in enumerate(steps):
+        n = step()
+        if i == warmup - 1:
+            start = time.perf_counter()
+        elif i >= warmup:
+            images += n
+    return images / (time.perf_counter() - start)
+
+
+def plain_loop(arch: str, data: Path, batches: int) -> float:
+    cfg = preset_config(arch)
+    model = create_model(cfg.model, **cfg.model_config).train()
+    optimizer = make_optimizer(cfg, model)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    tf = transforms.Compose([transforms.Grayscale(), transforms.RandomCrop(48, padding=4),
+                             transforms.RandomHorizontalFlip(), transforms.RandomRotation(10), transforms.ToTensor(),
+                             transforms.Normalize([MEAN], [STD])])
+    loader = iter(DataLoader(datasets.ImageFolder(data / "train", tf), batch_size=cfg.batch_size, shuffle=True,
+                             num_workers=2, drop_last=True))
+
+    def step():
+        x, y = next(loader)
+        loss = criterion(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return len(y)
+    return timed([step] * (batches + 2))
+
+
+def our_pipeline(arch: str, data: Path, batches: int) -> float:
+    cfg = preset_config(arch)
+    device = torch.device("cpu")
+    dtype = autocast_dtype(device)
+    model = create_model(cfg.model, **cfg.model_config).train().to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg, model)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    train = load_dataset(data).splits["train"]
+    images, labels = torch.from_numpy(train.images), torch.from_numpy(train.labels)
+    generator = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(labels), generator=generator)
+    aug = AugmentConfig(**cfg.augment)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    batch = iter(order.split(cfg.batch_size))
+
+    def step():
+        index = next(batch)
+        x = augment_batch(to_model_input(images[index]), aug, generator)
+        train_step(model, optimizer, criterion, x, labels[index], device, dtype, scaler)
+        return len(index)
+    return timed([step] * (batches + 2))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="FER2013 image folders (train/<class>/)")
+    parser.add_argument("--batches", type=int, default=12, help="timed batches per measurement")
+    parser.add_argument("--models", nargs="+", default=["stcnn", "cnn", "resnet50", "vit"])
+    args = parser.parse_args()
+    load_dataset(args.data)  # decode once, so "ours" reads the cache like every later training run
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, autocast "
+          f"{autocast_dtype(torch.device('cpu'))}, {args.batches} timed batches\n")
+    print("| model (preset) | batch | plain fp32 loop img/s | ours img/s | speed-up |")
+    print("|---|---|---|---|---|")
+    for arch in args.models:
+        plain = plain_loop(arch, args.data, args.batches)
+        ours = our_pipeline(arch, args.data, args.batches)
+        print(f"| {arch} | {preset_config(arch).batch_size} | {plain:.0f} | {ours:.0f} | {ours / plain:.2f}x |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
