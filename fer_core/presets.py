@@ -43,6 +43,7 @@ class TrainConfig:
     channels_last: bool = True
     eval_batch_size: int = 256
     name: str | None = None
+    sweep: str | None = None          # the sweep this run is a trial of (fer-sweep), for grouping
 
     def validate(self) -> "TrainConfig":
         from .models import MODELS

@@ -104,7 +104,7 @@ class RunStore:
         writer = RunWriter(self, run_id)
         writer.update(run_id=run_id, name=name or run_id, model=config.get("model"), preset=config.get("preset"),
                       config=config, status=status, created=now_iso(), host=socket.gethostname(), tags=[],
-                      notes="")
+                      notes="", sweep=config.get("sweep"))
         return writer
 
     # -- reading -----------------------------------------------------------------------

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from fer_core.runstore import RunStore
-from tests.conftest import SAMPLE_CSV
+from tests.conftest import SAMPLE_CSV, TINY_STCNN
 
 BIN = Path(sys.executable).parent
-TINY = ["--model-config", "widths=[8,16,32,32]"]
+
 
 
 def cli(name: str, *args, check=True, **kw) -> subprocess.CompletedProcess:
@@ -68,7 +68,7 @@ def test_test_split_is_evaluated_with_tta(small_folder, tmp_path):
     shutil.copytree(small_folder / "val", data / "val")
     shutil.copytree(small_folder / "val", data / "test")
     runs = tmp_path / "runs"
-    cli("fer-train", "--model", "cnn", *TINY, "--data", data, "--epochs", 2, "--runs-dir", runs, "--no-progress")
+    cli("fer-train", "--model", "cnn", *TINY_STCNN, "--data", data, "--epochs", 2, "--runs-dir", runs, "--no-progress")
     run = only_run(runs)
     final = run["final"]
     assert {"test_accuracy", "test_accuracy_flip", "test_accuracy_tencrop", "val_accuracy"} <= set(final)
@@ -84,7 +84,7 @@ def _epoch_rows(runs: Path) -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
-    args = ["--model", "stcnn", *TINY, "--data", SAMPLE_CSV, "--epochs", 4, "--limit", 420, "--no-progress"]
+    args = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--epochs", 4, "--limit", 420, "--no-progress"]
     cli("fer-train", *args, "--runs-dir", tmp_path / "a")
     reference = _epoch_rows(tmp_path / "a")
 
@@ -112,8 +112,8 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--epochs", "-3"], "must be >= 1"),
-    (["--batch-size", "0"], "must be >= 1"),
+    (["--epochs", "-3"], "must be a positive number"),
+    (["--batch-size", "0"], "must be a positive number"),
     (["--lr", "abc"], "'abc' is not a number"),
     (["--data", "/no/such/path"], "no such file or folder"),
     (["--model", "vit", "--preset", "paper-stcnn-b16"], "is for model stcnn"),

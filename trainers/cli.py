@@ -25,24 +25,21 @@ def _value(text: str):
         return text
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
+def _positive(kind: type, noun: str):
+    """An argparse type: a finite number of `kind` above zero, else a message that says why."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not 0 < value < float("inf"):  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+        return value
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
+_positive_int = _positive(int, "a whole number")
+_positive_float = _positive(float, "a number")
 
 
 def _non_negative_float(text: str) -> float:
@@ -75,6 +72,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--runs-dir", help="run store folder (default results/runs)")
     p.add_argument("--name", help="a name for the run")
+    p.add_argument("--sweep", help="group the run under this sweep id (set by fer-sweep)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped run from its last finished epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # chosen by the dashboard's job queue
@@ -91,7 +89,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                  "schedule": args.schedule, "warmup_epochs": args.warmup_epochs,
                  "label_smoothing": args.label_smoothing, "class_weights": args.class_weights,
                  "early_stopping": args.early_stopping, "limit": args.limit, "device": args.device,
-                 "precision": args.precision, "seed": args.seed, "name": args.name}
+                 "precision": args.precision, "seed": args.seed, "name": args.name, "sweep": args.sweep}
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
