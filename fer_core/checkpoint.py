@@ -13,16 +13,15 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from .atomic import atomic_write
 from .models import create_model
 
 
 def _atomic_save(tensors: dict, path: Path, metadata: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    data = save(tensors, metadata=metadata)  # bytes, so a full disk raises a plain OSError naming the file
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.dtype | None = None,

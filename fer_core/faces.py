@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from .data import IMAGE_SIZE
 
 DETECT_MAX_SIDE = 1024   # photos
 VIDEO_DETECT_MAX_SIDE = 320  # video frames: a face fills much of a webcam frame
-MAX_PIXELS = 80_000_000  # refuse larger images instead of exhausting memory
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # PIL's decompression-bomb limit (~179 MP): larger is refused
 
 
 class ImageError(ValueError):
@@ -41,7 +42,8 @@ def load_photo(source: str | os.PathLike | bytes, name: str | None = None) -> Im
         fp = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
     except OSError as e:
         raise ImageError(f"{label}: cannot open ({e.strerror or e})") from None
-    with fp:
+    with fp, warnings.catch_warnings():  # big but under the limit (a 100 MP photo) is fine
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             with Image.open(fp) as im:
                 if im.width * im.height > MAX_PIXELS:

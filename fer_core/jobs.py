@@ -116,7 +116,8 @@ class JobQueue:
         return "\n".join(line.split("\r")[-1] for line in text.splitlines()[-lines:])
 
     # -- actions -------------------------------------------------------------------------
-    def submit(self, args: list[str], name: str | None = None, model: str = "run") -> tuple[dict, bool]:
+    def submit(self, args: list[str], name: str | None = None, model: str = "run",
+               run_id: str | None = None) -> tuple[dict, bool]:
         """Queue `fer-train ARGS`; returns (job, created). An identical active job is returned instead."""
         if not all(isinstance(a, str) and "\0" not in a for a in args):
             raise ValueError("job arguments must be plain strings")
@@ -126,8 +127,8 @@ class JobQueue:
                 job = self._refresh(job)
                 if job["key"] == key and job["status"] in ("queued", "running"):
                     return job, False
-            run_id = self.runs.new_run_id(model, name)
-            job = {"job_id": run_id, "run_id": run_id, "name": name or run_id, "model": model, "args": list(args),
+            job_id = self.runs.new_run_id(model, name)
+            job = {"job_id": job_id, "run_id": run_id or job_id, "name": name or run_id, "model": model, "args": list(args),
                    "key": key, "status": "queued", "created": now_iso(), "pid": None}
             self._save(job)
         self.tick()
@@ -145,9 +146,20 @@ class JobQueue:
                     self._start(job)
                     running += 1
 
+    def resume(self, run_id: str) -> tuple[dict, bool]:
+        """Queue `fer-train --resume RUN_ID` for a stopped (failed or cancelled) run."""
+        active = [j for j in self.jobs() if j["run_id"] == run_id and j["status"] in ("queued", "running")]
+        if active:  # a second click, or another tab: the job already resuming it
+            return active[0], False
+        info = self.runs.read_run(run_id)
+        if info["status"] not in ("failed", "cancelled"):
+            raise ValueError(f"run {run_id} is {info['status']}; only failed or cancelled runs can be resumed")
+        return self.submit(["--resume", run_id], name=f"{info.get('name') or run_id} (resumed)",
+                           model=info.get("model") or "run", run_id=run_id)
+
     def _start(self, job: dict) -> None:
-        command = [str(FER_TRAIN), *job["args"], "--run-id", job["run_id"], "--runs-dir", str(self.runs.root),
-                   "--no-progress"]
+        run_id = [] if "--resume" in job["args"] else ["--run-id", job["run_id"]]
+        command = [str(FER_TRAIN), *job["args"], *run_id, "--runs-dir", str(self.runs.root), "--no-progress"]
         with open(self.log_path(job["job_id"]), "ab") as log:
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, shell=False)

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import atomic_write
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(os.environ.get("FER_RESULTS_DIR", PROJECT_ROOT / "results"))
 STALE_SECONDS = 30.0
@@ -42,16 +44,12 @@ def now_iso() -> str:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2, default=str)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def read_parquet_cached(path: Path) -> pd.DataFrame:

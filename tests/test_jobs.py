@@ -24,8 +24,8 @@ def wait_for(condition, timeout=300, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def long_job(name: str) -> list[str]:
-    return ["--model", "stcnn", "--data", str(SAMPLE_CSV), "--epochs", "40", "--limit", "280", "--name", name,
+def long_job(name: str, epochs: int = 40) -> list[str]:
+    return ["--model", "stcnn", "--data", str(SAMPLE_CSV), "--epochs", str(epochs), "--limit", "280", "--name", name,
             *TINY_STCNN]
 
 
@@ -63,10 +63,10 @@ def test_cap_cancel_and_a_restarted_dashboard(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_trainer_shows_as_failed(tmp_path):
+def test_a_killed_trainer_shows_as_failed_and_resumes(tmp_path):
     runs = RunStore(tmp_path / "runs")
     queue = JobQueue(tmp_path / "jobs", runs)
-    job, _ = queue.submit(long_job("killed"), name="killed", model="stcnn")
+    job, _ = queue.submit(long_job("killed", epochs=6), name="killed", model="stcnn")
     wait_for(lambda: runs.exists(job["run_id"]) and runs.read_run(job["run_id"]).get("epochs_completed", 0) >= 1,
              what="the first epoch")
     os.killpg(job["pid"], signal.SIGKILL)
@@ -74,3 +74,13 @@ def test_a_killed_trainer_shows_as_failed(tmp_path):
     run = runs.read_run(job["run_id"])
     assert run["status"] == "failed" and run["epochs_completed"] >= 1
     assert len(runs.metrics([job["run_id"]]).query("split == 'val'")) == run["epochs_completed"]
+
+    resumed, created = queue.resume(job["run_id"])
+    assert created and resumed["run_id"] == job["run_id"] and resumed["status"] == "running"
+    assert not queue.resume(job["run_id"])[1]  # a second click: the same job
+    wait_for(lambda: queue.job(resumed["job_id"])["status"] == "finished", what="resumed run finished")
+    run = runs.read_run(job["run_id"])
+    assert run["status"] == "finished" and run["epochs_completed"] == 6
+    assert sorted(runs.metrics([job["run_id"]]).query("split == 'val' and tta == 'none'").epoch) == [1, 2, 3, 4, 5, 6]
+    with pytest.raises(ValueError, match="only failed or cancelled"):
+        queue.resume(job["run_id"])

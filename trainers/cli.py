@@ -115,7 +115,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def train_main(argv: list[str] | None = None) -> int:
-    from trainers.train import run_training
+    from trainers.train import TrainingFailed, failure_reason, run_training
     parser = train_parser()
     args = parser.parse_args(argv)
     store = RunStore(args.runs_dir)
@@ -130,8 +130,8 @@ def train_main(argv: list[str] | None = None) -> int:
             run_training(cfg, store, show_bar=not args.no_progress, run_id=args.run_id)
     except ValueError as e:  # bad arguments or a bad dataset: nothing was started
         parser.error(str(e))
-    except Exception as e:  # one clear line; the run records the reason
-        print(f"fer-train: error: {type(e).__name__}: {e}", file=sys.stderr)
+    except Exception as e:  # one clear line; the run records the same reason
+        print(f"fer-train: error: {e if isinstance(e, TrainingFailed) else failure_reason(e)}", file=sys.stderr)
         return 1
     return 0
 

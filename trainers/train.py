@@ -9,6 +9,7 @@ continues a stopped run with the same numbers an uninterrupted run would have gi
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import platform
@@ -43,6 +44,11 @@ _stop_requested = False
 def _request_stop(signum, frame):
     global _stop_requested
     _stop_requested = True
+
+
+# A testing hook: FER_INJECT_FAULT=oom@EPOCH fails that epoch the way a GPU out of memory does.
+_fault = os.environ.get("FER_INJECT_FAULT", "")
+INJECTED_OOM_EPOCH = int(_fault[4:]) if _fault.startswith("oom@") and _fault[4:].isdigit() else None
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -126,6 +132,8 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
     for i, index in enumerate(bar):
         if _stop_requested:
             raise Cancelled()
+        if INJECTED_OOM_EPOCH == epoch and i == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by FER_INJECT_FAULT)")
         if cfg.schedule != "plateau":
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch - 1 + i / len(batches))
@@ -165,12 +173,38 @@ def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, s
     try:
         return _train(cfg, writer, resume is not None, show_bar, started)
     except (Cancelled, KeyboardInterrupt):
-        writer.update(status="cancelled", ended=now_iso())
+        _record_end(writer, status="cancelled", ended=now_iso())
         print(f"run {writer.run_id} cancelled; metrics so far are kept", flush=True)
         return writer.run_id
-    except BaseException as e:
-        writer.update(status="failed", ended=now_iso(), error=f"{type(e).__name__}: {e}")
-        raise
+    except Exception as e:
+        reason = failure_reason(e)
+        _record_end(writer, status="failed", ended=now_iso(), error=reason)
+        raise TrainingFailed(reason) from e
+
+
+class TrainingFailed(Exception):
+    """The run failed; the message is the one-line reason also recorded in run.json."""
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line a user can act on, for the failures that happen to long trainings."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, torch.OutOfMemoryError):
+        return f"out of memory ({first}); try a smaller --batch-size, then --resume"
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return f"no space left on the device while writing {e.filename or 'the results'}; free space, then --resume"
+    if isinstance(e, OSError) and e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write {e.filename or 'the results'}: {e.strerror} (read-only or not permitted)"
+    return f"{type(e).__name__}: {first}"
+
+
+def _record_end(writer: RunWriter, **fields) -> None:
+    """Record how the run ended; when the results folder is what broke, readers see the stale
+    heartbeat instead (the run reads as failed within STALE_SECONDS)."""
+    try:
+        writer.update(**fields)
+    except OSError as e:
+        print(f"fer-train: could not record the end of the run: {e}", file=sys.stderr, flush=True)
 
 
 def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, started: float) -> str:

@@ -31,12 +31,16 @@ if not picked or not files:
 models = {choices[label]: get_model(choices[label]) for label in picked}
 
 
+DISPLAY_MAX_SIDE = 1600  # a 100 MP photo is shown (and sent to the browser) at this size
+
+
 def draw_boxes(image: Image.Image, faces: list[Face]) -> Image.Image:
-    canvas = image.copy()
+    scale = min(1.0, DISPLAY_MAX_SIDE / max(image.size))
+    canvas = image.resize((round(image.width * scale), round(image.height * scale))) if scale < 1 else image.copy()
     draw = ImageDraw.Draw(canvas)
-    width = max(2, image.width // 200)
+    width = max(2, canvas.width // 200)
     for i, face in enumerate(faces, 1):
-        x, y, w, h = face.box
+        x, y, w, h = (round(v * scale) for v in face.box)
         label, confidence = face.label()
         draw.rectangle([x, y, x + w, y + h], outline=(123, 63, 160), width=width)
         draw.text((x + width, max(0, y - 14 - width)), f"{i}: {label} {confidence:.0%}", fill=(123, 63, 160))
@@ -65,7 +69,7 @@ for upload in files:
     if not faces:
         st.warning(f"No face found in {upload.name}.")
         if not st.checkbox("Classify the whole image as one face", key=f"whole_{upload.file_id}"):
-            st.image(image, width=320)
+            st.image(draw_boxes(image, []), width=320)
             continue
         faces = find_faces(image, whole_image=True)
     classify_faces(faces, models)

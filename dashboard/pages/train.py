@@ -124,9 +124,14 @@ def jobs_panel() -> None:
                 if c2.button("Cancel", key=f"cancel_{job['job_id']}"):
                     q.cancel(job["job_id"])
                     st.rerun(scope="fragment")
-            elif c3.button("Remove", key=f"forget_{job['job_id']}", help="from this list; the run stays"):
-                q.forget(job["job_id"])
-                st.rerun(scope="fragment")
+            else:
+                if status in ("failed", "cancelled") and run and c2.button(
+                        "Resume", key=f"resume_{job['job_id']}", help="continue from the last finished epoch"):
+                    q.resume(job["run_id"])
+                    st.rerun(scope="fragment")
+                if c3.button("Remove", key=f"forget_{job['job_id']}", help="from this list; the run stays"):
+                    q.forget(job["job_id"])
+                    st.rerun(scope="fragment")
             if job.get("error") or run.get("error"):
                 st.error(run.get("error") or job.get("error"))
             with st.expander("Log"):
@@ -134,3 +139,16 @@ def jobs_panel() -> None:
 
 
 jobs_panel()
+
+
+# -- resume any stopped run (also those started from the command line) ---------------------------
+stopped = {f"{r.get('name') or r['run_id']} ({r['status']}, {r.get('epochs_completed', 0)}/"
+           f"{r['config'].get('epochs')} epochs)": r["run_id"]
+           for r in store().list_runs() if r["status"] in ("failed", "cancelled")}
+if stopped:
+    with st.expander(f"Resume a stopped run ({len(stopped)})"):
+        choice = st.selectbox("Run", list(stopped), key="resume_run")
+        if st.button("Resume from its last finished epoch", key="resume_button"):
+            job, created = queue().resume(stopped[choice])
+            (st.success if created else st.warning)(
+                f"{'Queued' if created else 'Already queued'}: {job['name']}")
