@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,6 +155,11 @@ def read_csv(path: str | os.PathLike, fer_plus: str | os.PathLike | None = None)
     except Exception as e:  # gzip.BadGzipFile, zlib errors and the like
         raise FerDataError(f"{path}: not a readable FER2013 CSV ({type(e).__name__}: {e})") from None
     frame.columns = [c.strip() for c in frame.columns]
+    # a repeated column (pandas renames the second `emotion` to `emotion.1`): which one is meant?
+    names = [re.sub(r"^(emotion|pixels|Usage)\.\d+$", r"\1", c) for c in frame.columns]
+    repeated = sorted({c for c in names if names.count(c) > 1})
+    if repeated:
+        raise FerDataError(f"{path}: column {repeated[0]!r} appears more than once")
     missing = {"emotion", "pixels"} - set(frame.columns)
     if missing:
         raise FerDataError(f"{path}: missing column(s) {', '.join(sorted(missing))} "
@@ -174,14 +180,7 @@ def read_csv(path: str | os.PathLike, fer_plus: str | os.PathLike | None = None)
         values = pixels.split()
         if len(values) != n_pixels:
             raise FerDataError(f"{where}: {len(values)} pixels, expected {n_pixels} (48x48)")
-        try:
-            row = np.array(values, dtype=np.int64)
-        except ValueError:
-            bad = next(v for v in values if not v.lstrip("-").isdigit())
-            raise FerDataError(f"{where}: pixel value {bad!r} is not a number") from None
-        if row.min() < 0 or row.max() > 255:
-            raise FerDataError(f"{where}: pixel values must be 0-255 (found {row.min()}..{row.max()})")
-        images[i] = row.reshape(IMAGE_SIZE, IMAGE_SIZE)
+        images[i] = _pixel_row(values, where).reshape(IMAGE_SIZE, IMAGE_SIZE)
         labels[i] = label
     if "Usage" in frame.columns:
         usage = frame["Usage"].str.strip().str.lower()
@@ -201,6 +200,23 @@ def read_csv(path: str | os.PathLike, fer_plus: str | os.PathLike | None = None)
         if len(index):
             splits[name] = Split(images[index], labels[index])
     return splits
+
+
+def _pixel_row(values: list[str], where: str) -> np.ndarray:
+    try:
+        row = np.array(values, dtype=np.int64)
+        if row.min() >= 0 and row.max() <= 255:
+            return row
+    except (ValueError, OverflowError):
+        pass
+    for v in values:  # the slow path only names the first bad value
+        try:
+            n = int(v)
+        except ValueError:
+            raise FerDataError(f"{where}: pixel value {v!r} is not a number") from None
+        if not 0 <= n <= 255:
+            raise FerDataError(f"{where}: pixel value {v} is not in 0-255")
+    raise AssertionError("unreachable")
 
 
 def _fer_plus_labels(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]:

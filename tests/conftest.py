@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -110,3 +111,40 @@ def runs_copy(finished_runs, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("FER_RUNS_DIR", str(runs))
     monkeypatch.setenv("FER_JOBS_DIR", str(tmp_path / "jobs"))
     return runs
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def streamlit_server(home: Path):
+    """`streamlit run dashboard/app.py` with the project's .streamlit/config.toml (so its
+    address and XSRF settings apply) on a free port, runs and jobs in HOME; yields its URL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    env = dict(os.environ, FER_RUNS_DIR=str(home / "runs"), FER_JOBS_DIR=str(home / "jobs"))
+    port = free_port()
+    with open(home / "streamlit.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(PROJECT / "dashboard" / "app.py"),
+                                 "--server.port", str(port)], cwd=PROJECT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise AssertionError((home / "streamlit.log").read_text()) from None
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,7 +16,7 @@ import pytest
 from PIL import Image
 
 from fer_core.runstore import RunStore
-from tests.conftest import PROJECT, detectable_faces, make_photo, write_y4m
+from tests.conftest import PROJECT, detectable_faces, make_photo, streamlit_server, write_y4m
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = PROJECT / "results" / "screenshots"
@@ -33,38 +30,14 @@ sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def dashboard(finished_runs, tmp_path_factory):
     """`streamlit run dashboard/app.py` on a free localhost port, on a private copy of two finished runs."""
     import shutil
     home = tmp_path_factory.mktemp("dashboard")
     shutil.copytree(finished_runs, home / "runs")
-    env = dict(os.environ, FER_RUNS_DIR=str(home / "runs"), FER_JOBS_DIR=str(home / "jobs"))
-    port = free_port()
-    log = open(home / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(PROJECT / "dashboard" / "app.py"),
-                             "--server.port", str(port), "--server.headless", "true",
-                             "--browser.gatherUsageStats", "false"], cwd=PROJECT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        raise AssertionError((home / "streamlit.log").read_text())
-    yield {"url": url, "runs": home / "runs", "jobs": home / "jobs"}
-    proc.terminate()
-    proc.wait(timeout=20)
+    with streamlit_server(home) as url:
+        yield {"url": url, "runs": home / "runs", "jobs": home / "jobs"}
     from fer_core.jobs import JobQueue
     queue = JobQueue(home / "jobs", RunStore(home / "runs"))
     for job in queue.jobs():
@@ -135,6 +108,19 @@ def test_predict_an_uploaded_face(page, dashboard, fer2013, tmp_path):
     page.locator(".js-plotly-plot").first.wait_for()  # the probability bars
     assert "1 face(s)" in page.get_by_test_id("stImage").first.inner_text() or page.get_by_text("1 face(s)").count()
     shot(page, "predict")
+
+
+def test_a_bad_upload_beside_a_good_one(page, dashboard, fer2013, tmp_path):
+    """A text file renamed .jpg and a 0-byte file get a message; the face beside them still gets its label."""
+    (tmp_path / "notes.jpg").write_text("name,age\nbob,3\n")
+    (tmp_path / "empty.png").write_bytes(b"")
+    make_photo(detectable_faces(fer2013, n=1)).save(tmp_path / "face.jpg")
+    open_page(page, dashboard, "predict")
+    page.locator("input[type=file]").set_input_files([str(tmp_path / n) for n in ("notes.jpg", "empty.png", "face.jpg")])
+    page.get_by_text("notes.jpg: not a readable image").wait_for()
+    page.get_by_text("empty.png: ").first.wait_for()
+    page.get_by_text("Face 1:").wait_for()
+    assert page.get_by_test_id("stException").count() == 0
 
 
 def test_train_from_the_sidebar_then_cancel_another(page, dashboard):
