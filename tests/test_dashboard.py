@@ -4,6 +4,7 @@ form, the run selection, tags and deletion work. (Live needs a browser: see test
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -104,3 +105,31 @@ def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
     assert run["status"] == "finished" and run["name"] == "from-the-form" and run["epochs_completed"] == 1
     at.run()
     assert "from-the-form" in at.markdown[0].value or any("from-the-form" in m.value for m in at.markdown)
+
+
+def test_a_failed_run_shows_its_reason_and_resumes_from_the_train_page(runs_copy):
+    import os
+    import subprocess
+    import sys
+    from tests.conftest import SAMPLE_CSV, TINY_STCNN
+    failed = subprocess.run([str(Path(sys.executable).parent / "fer-train"), "--model", "stcnn", *TINY_STCNN,
+                             "--data", str(SAMPLE_CSV), "--epochs", "2", "--limit", "140", "--name", "oom-run",
+                             "--runs-dir", str(runs_copy), "--no-progress"],
+                            capture_output=True, text=True, env=dict(os.environ, FER_INJECT_FAULT="oom@2"))
+    assert failed.returncode == 1
+    [run] = [r for r in RunStore(runs_copy).list_runs() if r.get("name") == "oom-run"]
+
+    at = app()
+    assert any("oom-run" in e.value and "out of memory" in e.value for e in at.error), [e.value for e in at.error]
+
+    at = app("pages/train.py")
+    assert at.selectbox(key="resume_run").options[0].startswith("oom-run (failed, 1/2 epochs)")
+    next(b for b in at.button if b.label == "Resume from its last finished epoch").click().run()
+    assert any("Queued" in s.value for s in at.success)
+    [job] = JobQueue().jobs()
+    assert job["args"] == ["--resume", run["run_id"]] and job["run_id"] == run["run_id"]
+    deadline = time.time() + 300
+    while JobQueue().job(job["job_id"])["status"] == "running" and time.time() < deadline:
+        time.sleep(1)
+    run = RunStore(runs_copy).read_run(run["run_id"])
+    assert run["status"] == "finished" and run["epochs_completed"] == 2

@@ -38,7 +38,7 @@ event = st.dataframe(
     table, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
     column_order=["name", "model", "preset", "status", "best_val_accuracy", "val_macro_f1", "val_auc",
                   "test_accuracy", "epochs", "minutes", "batch_size", "lr", "weight_decay", "model_config",
-                  "device", "tags", "run_id"],
+                  "device", "tags", "error", "run_id"],
     column_config={
         "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.4f"),
         "val_macro_f1": st.column_config.NumberColumn("val macro-F1", format="%.4f"),
@@ -50,6 +50,9 @@ rows = [i for i in event.selection.rows if i < len(table)]  # a selection can ou
 selected = table.iloc[rows]["run_id"].tolist() if rows else table.run_id[:3].tolist()
 st.caption(f"{len(table)} runs; showing {len(selected)}: "
            f"{'selected' if rows else 'the newest (select rows to choose)'}.")
+for run in table[table.run_id.isin(selected) & (table.status == "failed")].itertuples():
+    st.error(f"**{run.name}** failed: {run.error or 'the trainer stopped answering (stale heartbeat)'}. "
+             "Resume it on the **Train** page or with `fer-train --resume`.")
 
 # -- tags, notes, delete -----------------------------------------------------------------
 with st.expander("Tags, notes and delete"):
