@@ -113,7 +113,8 @@ class RunStore:
         info = json.loads((self.run_dir(run_id) / "run.json").read_text())
         return self._effective_status(info)
 
-    def list_runs(self) -> list[dict]:
+    def list_runs(self, sweep: str | None = None) -> list[dict]:
+        """Every run (or only the trials of one sweep), oldest first."""
         if not self.root.exists():
             return []
         runs = []
@@ -121,10 +122,20 @@ class RunStore:
             if path.is_symlink() or not (path / "run.json").is_file():
                 continue
             try:
-                runs.append(self.read_run(path.name))
+                run = self.read_run(path.name)
             except (ValueError, OSError):
                 continue  # a run folder being deleted or a foreign folder
+            if sweep is None or run.get("sweep") == sweep:
+                runs.append(run)
         return runs
+
+    def sweeps(self) -> dict[str, list[dict]]:
+        """Sweep id -> its trials' runs."""
+        out: dict[str, list[dict]] = {}
+        for run in self.list_runs():
+            if run.get("sweep"):
+                out.setdefault(run["sweep"], []).append(run)
+        return out
 
     def _effective_status(self, info: dict) -> dict:
         """A run whose trainer died (stale heartbeat or dead pid here) is reported as failed."""
