@@ -14,7 +14,7 @@ from fer_core.runstore import RunStore
 from tests.conftest import PROJECT
 
 APP = str(PROJECT / "dashboard" / "app.py")
-PAGES = ["pages/runs.py", "pages/train.py", "pages/predict.py", "pages/data.py"]
+PAGES = ["pages/runs.py", "pages/sweeps.py", "pages/train.py", "pages/predict.py", "pages/data.py"]
 
 
 def app(page: str | None = None) -> AppTest:
@@ -30,7 +30,7 @@ def app(page: str | None = None) -> AppTest:
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders(runs_copy, page):
     at = app(page)
-    assert at.title[0].value in ("Compare runs", "Train", "Predict", "Data")
+    assert at.title[0].value in ("Compare runs", "Sweeps", "Train", "Predict", "Data")
     assert not at.error, [e.value for e in at.error]
 
 
@@ -45,6 +45,24 @@ def test_runs_page_shows_runs_curves_and_tables(runs_copy):
     at.selectbox(key="metric").set_value("loss").run()
     at.radio(key="confusion_mode").set_value("counts").run()
     assert not at.exception
+
+
+def test_sweeps_page_groups_trials_and_plots_parallel_coordinates(runs_copy):
+    store = RunStore(runs_copy)
+    for run in store.list_runs():  # the two batch-size runs as the trials of one sweep
+        store.update(run["run_id"], sweep="batch-sweep-1")
+    at = app("pages/sweeps.py")
+    assert at.selectbox(key="sweep").options == ["batch-sweep-1 (2 trials)"]
+    [trials] = [df.value for df in at.dataframe]
+    assert len(trials) == 2 and sorted(trials.batch_size) == [16, 32]
+    assert "varied: preset, batch_size." in at.caption[0].value  # categorical and numeric axes
+    assert at.get("plotly_chart")  # the parallel-coordinates view
+    at.selectbox(key="sweep_metric").set_value("val_macro_f1").run()
+    assert not at.exception
+
+    at = app()
+    at.multiselect(key="filter_sweep").set_value(["batch-sweep-1"]).run()
+    assert "2 runs; showing 2" in at.caption[0].value
 
 
 def test_select_tag_and_delete_a_run(runs_copy):

@@ -21,14 +21,17 @@ if not runs:
 
 table = runs_table(runs)
 with st.expander("Filters", expanded=False):
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     models = c1.multiselect("Architecture", sorted(table.model.dropna().unique()))
     statuses = c2.multiselect("Status", sorted(table.status.dropna().unique()))
-    text = c3.text_input("Name, preset or tag contains")
+    sweep_ids = c3.multiselect("Sweep", sorted(table.sweep.dropna().unique()), key="filter_sweep")
+    text = c4.text_input("Name, preset or tag contains")
 if models:
     table = table[table.model.isin(models)]
 if statuses:
     table = table[table.status.isin(statuses)]
+if sweep_ids:
+    table = table[table.sweep.isin(sweep_ids)]
 if text:
     hay = table[["name", "preset", "tags", "run_id"]].astype(str).agg(" ".join, axis=1).str.lower()
     table = table[hay.str.contains(text.lower(), regex=False)]
@@ -38,7 +41,7 @@ event = st.dataframe(
     table, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
     column_order=["name", "model", "preset", "status", "best_val_accuracy", "val_macro_f1", "val_auc",
                   "test_accuracy", "epochs", "minutes", "batch_size", "lr", "weight_decay", "model_config",
-                  "device", "tags", "error", "run_id"],
+                  "device", "sweep", "tags", "error", "run_id"],
     column_config={
         "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.4f"),
         "val_macro_f1": st.column_config.NumberColumn("val macro-F1", format="%.4f"),
