@@ -32,6 +32,7 @@ from fer_core.metrics import classification_metrics
 from fer_core.models import count_parameters, create_model
 from fer_core.presets import TrainConfig
 from fer_core.runstore import RunStore, RunWriter, now_iso
+from trainers import distributed
 
 
 class Cancelled(Exception):
@@ -121,8 +122,8 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
     images, labels = torch.from_numpy(split.images), torch.from_numpy(split.labels)
     order = torch.randperm(len(labels), generator=generator)
     batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-    if len(batches) > 1 and len(batches[-1]) < 2:
-        batches.pop()  # BatchNorm cannot train on a batch of one
+    if len(batches) > 1 and len(batches[-1]) < 2 * distributed.world_size():
+        batches.pop()  # BatchNorm cannot train on a batch of one (per process)
     aug = AugmentConfig(**cfg.augment)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and dtype == torch.float16)
     model.train()
@@ -130,27 +131,27 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
     bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, mininterval=1.0,
                disable=not progress_base["show_bar"], file=sys.stdout)
     for i, index in enumerate(bar):
-        if _stop_requested:
+        if distributed.any_rank(_stop_requested):  # all processes of a DDP run stop at the same batch
             raise Cancelled()
         if INJECTED_OOM_EPOCH == epoch and i == 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by FER_INJECT_FAULT)")
         if cfg.schedule != "plateau":
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch - 1 + i / len(batches))
-        x = augment_batch(to_model_input(images[index]), aug, generator)
-        logits, loss = train_step(model, optimizer, criterion, x, labels[index], device, dtype, scaler,
-                                  cfg.channels_last)
+        x = augment_batch(to_model_input(images[index]), aug, generator)  # the whole global batch, for the RNG
+        x, y = distributed.shard(x), distributed.shard(labels[index])
+        logits, loss = train_step(model, optimizer, criterion, x, y, device, dtype, scaler, cfg.channels_last)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, batch {i + 1}; "
                                      "try a lower learning rate")
-        seen_labels.append(labels[index].numpy())
+        seen_labels.append(y.numpy())
         seen_probs.append(torch.softmax(logits.detach().float(), 1).cpu().numpy())
         done = (epoch - 1 + (i + 1) / len(batches)) / cfg.epochs
         started, start_done = progress_base["started"], progress_base["done_at_start"]
         rate = (done - start_done) / max(time.time() - started, 1e-9)
         writer.heartbeat({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(batches),
                           "fraction": done, "eta_seconds": (1 - done) / rate if rate > 0 else None})
-    return np.concatenate(seen_labels), np.concatenate(seen_probs)
+    return distributed.gather(np.concatenate(seen_labels)), distributed.gather(np.concatenate(seen_probs))
 
 
 def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, show_bar: bool = True,
@@ -160,13 +161,19 @@ def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, s
     _stop_requested = False
     signal.signal(signal.SIGTERM, _request_stop)
     if resume:
-        writer = RunWriter(store, resume)
-        info = store.read_run(resume)
-        cfg = TrainConfig.from_dict(info["config"])
+        cfg = TrainConfig.from_dict(store.read_run(resume)["config"])
     else:
         cfg.validate()
-        writer = store.create(cfg.to_dict(), name=cfg.name, run_id=run_id)
-    print(f"run {writer.run_id}\n{writer.dir}", flush=True)
+    distributed.init(cfg.device)
+    lead = distributed.rank() == 0
+    if resume:
+        run_id = resume
+    else:
+        run_id = distributed.broadcast(store.create(cfg.to_dict(), name=cfg.name, run_id=run_id).run_id
+                                       if lead else None)
+    writer = RunWriter(store, run_id) if lead else FollowerWriter(store, run_id)
+    if lead:
+        print(f"run {writer.run_id}\n{writer.dir}", flush=True)
     started = time.time()
     writer.update(status="running", pid=os.getpid(), started=now_iso(), started_unix=started,
                   heartbeat_unix=started, error=None)
@@ -180,6 +187,24 @@ def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, s
         reason = failure_reason(e)
         _record_end(writer, status="failed", ended=now_iso(), error=reason)
         raise TrainingFailed(reason) from e
+    finally:
+        distributed.shutdown()
+
+
+class FollowerWriter(RunWriter):
+    """Ranks > 0 of a DDP run: they train and evaluate, rank 0 alone writes the run."""
+
+    def update(self, **fields) -> dict:
+        return {}
+
+    def heartbeat(self, *args, **kwargs) -> None:
+        pass
+
+    def write_metrics(self, *args, **kwargs) -> None:
+        pass
+
+    def drop_epochs_after(self, epoch: int) -> None:
+        pass
 
 
 class TrainingFailed(Exception):
@@ -208,7 +233,8 @@ def _record_end(writer: RunWriter, **fields) -> None:
 
 
 def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, started: float) -> str:
-    device = select_device(cfg.device)
+    device = distributed.device_for_rank(select_device(cfg.device))
+    lead = not isinstance(writer, FollowerWriter)
     dtype = autocast_dtype(device, cfg.precision)
     dataset = load_dataset(cfg.data, cfg.fer_plus)
     splits = prepare_splits(dataset, cfg.limit, cfg.val_fraction, cfg.seed)
@@ -232,7 +258,8 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
             plateau.load_state_dict(state.pop("plateau"))
         print(f"resuming after epoch {state['epoch']}", flush=True)
     writer.drop_epochs_after(state["epoch"])
-    writer.update(device=str(device), precision=str(dtype).replace("torch.", "") if dtype else "float32",
+    train_model = distributed.wrap(model)  # DDP under torchrun, else the model itself
+    writer.update(device=str(device), processes=distributed.world_size(), precision=str(dtype).replace("torch.", "") if dtype else "float32",
                   parameters=count_parameters(model),
                   dataset={"source": dataset.source, "fingerprint": dataset.fingerprint,
                            "sizes": {n: len(s) for n, s in splits.items()}},
@@ -241,9 +268,10 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
     progress = {"show_bar": show_bar, "started": time.time(), "done_at_start": state["epoch"] / cfg.epochs}
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         t0 = time.time()
-        train_labels, train_probs = train_one_epoch(model, optimizer, criterion, cfg, splits["train"], epoch,
+        train_labels, train_probs = train_one_epoch(train_model, optimizer, criterion, cfg, splits["train"], epoch,
                                                     device, dtype, writer, progress)
         train_seconds = time.time() - t0
+        distributed.sync_buffers(model)
         lr = optimizer.param_groups[0]["lr"]
         t0 = time.time()
         val_probs, _ = predict_probs(model, splits["val"].images, device, dtype, batch_size=cfg.eval_batch_size,
@@ -260,25 +288,30 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
             plateau.step(val["loss"])
         if val["accuracy"] > state["best_accuracy"]:
             state.update(best_accuracy=val["accuracy"], best_epoch=epoch, bad_epochs=0)
-            save_checkpoint(model, ckpt / "best.safetensors", epoch=epoch, val_accuracy=val["accuracy"],
-                            run_id=writer.run_id)
+            if lead:
+                save_checkpoint(model, ckpt / "best.safetensors", epoch=epoch, val_accuracy=val["accuracy"],
+                                run_id=writer.run_id)
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         writer.write_metrics(f"epoch_{epoch:04d}", rows, cells)
-        save_checkpoint(model, ckpt / "last.safetensors", epoch=epoch, run_id=writer.run_id)
-        save_optimizer(optimizer, ckpt / "last_optimizer.safetensors",
-                       dict(state, **({"plateau": plateau.state_dict()} if plateau else {})))
+        if lead:
+            save_checkpoint(model, ckpt / "last.safetensors", epoch=epoch, run_id=writer.run_id)
+            save_optimizer(optimizer, ckpt / "last_optimizer.safetensors",
+                           dict(state, **({"plateau": plateau.state_dict()} if plateau else {})))
         summary = {k: val[k] for k in ("accuracy", "loss", "macro_f1", "auc")}
         writer.update(epochs_completed=epoch, best_epoch=state["best_epoch"], best_val_accuracy=state["best_accuracy"],
                       **({"best_val": dict(summary, epoch=epoch)} if state["best_epoch"] == epoch else {}),
                       last_val=dict(summary, epoch=epoch), train_seconds=time.time() - started)
-        print(f"epoch {epoch}/{cfg.epochs}  train loss {rows[0]['loss']:.4f} acc {rows[0]['accuracy']:.4f}  "
-              f"val loss {val['loss']:.4f} acc {val['accuracy']:.4f} f1 {val['macro_f1']:.4f}  "
-              f"lr {lr:.2e}  {len(train_labels) / train_seconds:.0f} img/s", flush=True)
+        if lead:
+            print(f"epoch {epoch}/{cfg.epochs}  train loss {rows[0]['loss']:.4f} acc {rows[0]['accuracy']:.4f}  "
+                  f"val loss {val['loss']:.4f} acc {val['accuracy']:.4f} f1 {val['macro_f1']:.4f}  "
+                  f"lr {lr:.2e}  {len(train_labels) / train_seconds:.0f} img/s", flush=True)
         if cfg.early_stopping and state["bad_epochs"] >= cfg.early_stopping:
             print(f"early stopping: val accuracy has not improved for {cfg.early_stopping} epochs", flush=True)
             break
+    if not lead:
+        return writer.run_id
     final = final_evaluation(cfg, writer, splits, device, dtype, state)
     writer.update(status="finished", ended=now_iso(), final=final, progress={"fraction": 1.0, "epoch": state["epoch"],
                                                                             "epochs": cfg.epochs})
