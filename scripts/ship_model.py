@@ -3,7 +3,8 @@
     python scripts/ship_model.py results/runs/RUN_ID stcnn
 
 fp16 halves the size; the card records the val accuracy of the shipped (fp16) weights as
-`fer-eval` computes it on the val split, so a test can check the two agree.
+`fer-eval` computes it on the val split, and on a fixed subset (VAL_SUBSET stratified
+faces, seed 0) that tests/test_shipped_models.py recomputes in seconds.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ import torch
 
 from fer_core.checkpoint import load_model, save_checkpoint
 from fer_core.classes import CLASSES
-from fer_core.data import load_dataset
+from fer_core.data import load_dataset, stratified_indices
 from fer_core.inference import SHIPPED_MODELS_DIR, ensemble_probs
 from fer_core.metrics import classification_metrics
 from fer_core.models import count_parameters
+from fer_core.runstore import RunStore
+
+
+VAL_SUBSET = 700
 
 
 def main(run_dir: str, name: str) -> None:
@@ -37,7 +42,11 @@ def main(run_dir: str, name: str) -> None:
         lines.append(f"| {tta} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['auc']:.4f} |")
         if tta == "none":
             recalls = " | ".join(f"{m[f'recall_{c}']:.3f}" for c in CLASSES)
+    subset = val.subset(stratified_indices(val.labels, VAL_SUBSET, seed=0))
+    subset_accuracy = classification_metrics(subset.labels, ensemble_probs([shipped], subset.images))["accuracy"]
     cfg = info["config"]
+    epochs = RunStore(run_dir.parent).metrics([info["run_id"]]).query("tta == 'none'")
+    hours = epochs.epoch_seconds.sum() / 3600  # across resumes, unlike one process's train_seconds
     card = f"""# {name}
 
 - architecture: `{cfg['model']}` {json.dumps(cfg.get('model_config') or {})}, {count_parameters(shipped):,} parameters
@@ -48,7 +57,7 @@ def main(run_dir: str, name: str) -> None:
 - preset: `{cfg.get('preset')}` - {cfg['optimizer']} lr {cfg['lr']}, weight decay {cfg['weight_decay']},
   batch {cfg['batch_size']}, {cfg['schedule']} schedule, label smoothing {cfg['label_smoothing']},
   class weights {cfg['class_weights']}
-- trained on: {info.get('device')} ({info.get('precision')}), {info.get('train_seconds', 0) / 3600:.1f} h
+- trained on: {info.get('device')} ({info.get('precision')}), {hours:.1f} h (sum of epoch times)
 
 ## Val (PublicTest, {len(val)} faces), shipped fp16 weights
 
@@ -57,6 +66,7 @@ def main(run_dir: str, name: str) -> None:
 {chr(10).join(lines)}
 
 val_accuracy: {float(lines[0].split('|')[2]):.4f}
+val_subset_accuracy: {subset_accuracy:.4f} ({VAL_SUBSET} stratified val faces, seed 0, no TTA)
 
 Per-class recall (no TTA): {' | '.join(CLASSES)}
 {recalls}

@@ -175,10 +175,11 @@ def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, s
     if lead:
         print(f"run {writer.run_id}\n{writer.dir}", flush=True)
     started = time.time()
+    earlier = store.read_run(run_id).get("train_seconds", 0.0) if resume else 0.0  # before the resume
     writer.update(status="running", pid=os.getpid(), started=now_iso(), started_unix=started,
                   heartbeat_unix=started, error=None)
     try:
-        return _train(cfg, writer, resume is not None, show_bar, started)
+        return _train(cfg, writer, resume is not None, show_bar, started - earlier)
     except (Cancelled, KeyboardInterrupt):
         _record_end(writer, status="cancelled", ended=now_iso())
         print(f"run {writer.run_id} cancelled; metrics so far are kept", flush=True)
@@ -233,6 +234,7 @@ def _record_end(writer: RunWriter, **fields) -> None:
 
 
 def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, started: float) -> str:
+    """`started` is when the run would have started had it never stopped (train_seconds count on)."""
     device = distributed.device_for_rank(select_device(cfg.device))
     lead = not isinstance(writer, FollowerWriter)
     dtype = autocast_dtype(device, cfg.precision)
