@@ -96,6 +96,29 @@ def test_compare_runs_and_data_pages(page, dashboard):
     shot(page, "data")
 
 
+def test_a_deep_link_on_a_fresh_server_gets_the_app(browser, tmp_path):
+    """A bookmarked /predict as the first request after a restart runs app.py (its navigation and
+    wide layout), not the page file alone (Streamlit's legacy pages/ folder mode)."""
+    with streamlit_server(tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/predict")
+        page.get_by_role("heading", name="Predict").wait_for(timeout=60_000)
+        nav = page.get_by_test_id("stSidebarNav").inner_text()
+        assert "Compare runs" in nav and "app" not in nav.split()
+        page.close()
+
+
+def test_sweeps_page(page, dashboard):
+    runs = RunStore(dashboard["runs"])
+    for run in runs.list_runs():
+        if run.get("name") in ("b16", "b32"):  # the two batch-size runs as one sweep's trials
+            runs.update(run["run_id"], sweep="paper-table1-demo")
+    open_page(page, dashboard, "sweeps")
+    page.get_by_text("2 trials; varied: preset, batch_size.").wait_for()
+    page.locator(".js-plotly-plot .parcoords").first.wait_for()  # the parallel-coordinates view
+    shot(page, "sweeps")
+
+
 def test_predict_an_uploaded_face(page, dashboard, fer2013, tmp_path):
     photo = tmp_path / "face.jpg"
     make_photo(detectable_faces(fer2013, n=1)).save(photo)

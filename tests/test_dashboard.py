@@ -14,7 +14,7 @@ from fer_core.runstore import RunStore
 from tests.conftest import PROJECT
 
 APP = str(PROJECT / "dashboard" / "app.py")
-PAGES = ["pages/runs.py", "pages/sweeps.py", "pages/train.py", "pages/predict.py", "pages/data.py"]
+PAGES = ["views/runs.py", "views/sweeps.py", "views/train.py", "views/predict.py", "views/data.py"]
 
 
 def app(page: str | None = None) -> AppTest:
@@ -51,7 +51,7 @@ def test_sweeps_page_groups_trials_and_plots_parallel_coordinates(runs_copy):
     store = RunStore(runs_copy)
     for run in store.list_runs():  # the two batch-size runs as the trials of one sweep
         store.update(run["run_id"], sweep="batch-sweep-1")
-    at = app("pages/sweeps.py")
+    at = app("views/sweeps.py")
     assert at.selectbox(key="sweep").options == ["batch-sweep-1 (2 trials)"]
     [trials] = [df.value for df in at.dataframe]
     assert len(trials) == 2 and sorted(trials.batch_size) == [16, 32]
@@ -90,7 +90,7 @@ def test_select_tag_and_delete_a_run(runs_copy):
 
 
 def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
-    at = app("pages/train.py")
+    at = app("views/train.py")
     at.radio(key="train_source").set_value("A path on this machine")
     at.text_input(key="train_path").set_value(str(tmp_path / "nowhere.csv"))
     at.sidebar.button[0].click().run()
@@ -140,7 +140,7 @@ def test_a_failed_run_shows_its_reason_and_resumes_from_the_train_page(runs_copy
     at = app()
     assert any("oom-run" in e.value and "out of memory" in e.value for e in at.error), [e.value for e in at.error]
 
-    at = app("pages/train.py")
+    at = app("views/train.py")
     assert at.selectbox(key="resume_run").options[0].startswith("oom-run (failed, 1/2 epochs)")
     next(b for b in at.button if b.label == "Resume from its last finished epoch").click().run()
     assert any("Queued" in s.value for s in at.success)

@@ -107,6 +107,7 @@ def learning_curves(run_ids: list[str]) -> None:
             y = ema(y, float(smoothing.split()[1]))
         fig.add_scatter(x=group.epoch, y=y, mode="lines+markers", name=f"{names.get(run_id, run_id)} {split}",
                         line={"dash": "dot" if split == "train" else "solid"})
+    fig.update_xaxes(dtick=1 if epochs.epoch.max() <= 20 else None)  # whole epochs
     fig.update_layout(xaxis_title="epoch", yaxis_title=metric, height=420, margin={"t": 30},
                       legend={"orientation": "h", "y": -0.2})
     st.plotly_chart(fig, width="stretch")
