@@ -70,3 +70,19 @@ def test_symlinked_run_is_refused(tmp_path):
     with pytest.raises(ValueError, match="symbolic link"):
         store.delete("link")
     assert (outside / "run.json").exists() and store.list_runs() == []
+
+
+def test_delete_removes_only_the_runs_own_folder(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    keep, gone = store.create({"model": "stcnn"}, name="keep"), store.create({"model": "stcnn"}, name="gone")
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "data.txt").write_text("keep me")
+    (gone.dir / "link-to-outside").symlink_to(outside)  # a link planted inside the run folder
+    store.delete(gone.run_id)
+    assert (outside / "data.txt").read_text() == "keep me"
+    assert [r["run_id"] for r in store.list_runs()] == [keep.run_id] and keep.dir.exists()
+    for bad in ("../precious", str(outside), ".", ""):
+        with pytest.raises(ValueError):
+            store.delete(bad)
+    assert outside.exists() and keep.dir.exists()
