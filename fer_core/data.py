@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from .atomic import atomic_write
 from .classes import CLASSES, NUM_CLASSES, class_index
 
 IMAGE_SIZE = 48
@@ -129,12 +130,13 @@ def _read_cache(cache_file: Path) -> dict[str, Split]:
 
 
 def _write_cache(cache_file: Path, splits: dict[str, Split]) -> None:
+    arrays = {f"{n}_{k}": getattr(s, k) for n, s in splits.items() for k in ("images", "labels")}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
+            np.savez(f, **arrays)
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.savez(f, **{f"{n}_{k}": getattr(s, k) for n, s in splits.items() for k in ("images", "labels")})
-        os.replace(tmp, cache_file)
+        atomic_write(cache_file, write)
     except OSError as e:  # a read-only home is no reason to refuse to train
         warnings.warn(f"could not write the dataset cache {cache_file}: {e}")
 
