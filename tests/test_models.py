@@ -32,6 +32,19 @@ def test_paper_sizes():
         create_model("resnet50", stem="huge")
 
 
+def test_stcnn_theta_limit_keeps_the_sampler_on_the_face():
+    identity = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
+    x = torch.randn(2, 1, 48, 48)
+    model = create_model("stcnn", **SMALL["stcnn"], theta_limit=0.5).eval()
+    assert torch.allclose(model.theta(x), identity.expand(2, 2, 3))  # still starts at the identity
+    with torch.no_grad():  # what a diverged localisation net outputs (seen in a real run)
+        model.localization[-1].bias.copy_(torch.tensor([1.65, -1.45, 1.11, -0.85, 1.18, 2.5]) * 10)
+    assert (model.theta(x) - identity).abs().max() <= 0.5
+    unbounded = create_model("stcnn", **SMALL["stcnn"]).eval()
+    unbounded.localization.load_state_dict(model.localization.state_dict())
+    assert (unbounded.theta(x) - identity).abs().max() > 10
+
+
 def test_stcnn_starts_at_identity_transform():
     model = create_model("stcnn", **SMALL["stcnn"]).eval()
     x = torch.randn(2, 1, 48, 48)

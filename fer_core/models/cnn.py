@@ -5,6 +5,11 @@ recipe); the ST-CNN puts a spatial transformer in front of it: a small localisat
 network predicts a 2x3 affine theta, `affine_grid` + bilinear `grid_sample` resample
 the 48x48 input, and the CNN classifies the resampled face. Theta starts at the
 identity, so an untrained ST-CNN sees exactly what the plain CNN sees.
+
+`theta_limit` bounds each entry of theta to identity +- limit (a tanh), so the sampler can
+zoom, rotate and shift by a bounded amount but never drift off the face: unbounded (the
+paper's form, and the default), a high learning rate can push theta out of the image, after
+which the CNN sees a blank and training collapses (seen here with SGD lr 0.01 at epoch 9).
 """
 
 from __future__ import annotations
@@ -44,8 +49,10 @@ class STCNN(nn.Module):
     """Spatial transformer (localisation net -> theta -> grid -> bilinear sampler) + DeepCNN."""
 
     def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512), dropout: float = 0.4,
-                 num_classes: int = NUM_CLASSES, in_channels: int = 1, loc_channels: tuple[int, int] = (8, 16)):
+                 num_classes: int = NUM_CLASSES, in_channels: int = 1, loc_channels: tuple[int, int] = (8, 16),
+                 theta_limit: float | None = None):
         super().__init__()
+        self.theta_limit = theta_limit
         c1, c2 = loc_channels
         self.localization = nn.Sequential(
             nn.Conv2d(in_channels, c1, 7), nn.MaxPool2d(2), nn.ReLU(inplace=True),   # 48 -> 42 -> 21
@@ -60,7 +67,11 @@ class STCNN(nn.Module):
         self.classifier = DeepCNN(widths, dropout, num_classes, in_channels)
 
     def theta(self, x: torch.Tensor) -> torch.Tensor:
-        return self.localization(x).float().view(-1, 2, 3)
+        raw = self.localization(x).float().view(-1, 2, 3)
+        if self.theta_limit is None:
+            return raw
+        identity = torch.eye(2, 3, device=raw.device)
+        return identity + self.theta_limit * torch.tanh((raw - identity) / self.theta_limit)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """The spatially transformed input that the CNN classifies (shown in the dashboard)."""
