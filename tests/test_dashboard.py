@@ -34,6 +34,18 @@ def test_every_page_renders(runs_copy, page):
     assert not at.error, [e.value for e in at.error]
 
 
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_the_shipped_runs(page, tmp_path, monkeypatch):
+    """What `make run` shows: results/runs (a copy, so nothing here can change it)."""
+    import shutil
+    shutil.copytree(PROJECT / "results" / "runs", tmp_path / "runs")
+    monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("FER_JOBS_DIR", str(tmp_path / "jobs"))
+    assert RunStore(tmp_path / "runs").list_runs()
+    at = app(page)
+    assert not at.exception
+
+
 def test_runs_page_shows_runs_curves_and_tables(runs_copy):
     at = app()
     assert "2 runs; showing 2" in at.caption[0].value
