@@ -19,6 +19,7 @@ import re
 import secrets
 import shutil
 import socket
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -203,9 +204,29 @@ class RunWriter:
         self.store, self.run_id = store, run_id
         self.dir = store.run_dir(run_id)
         self._last_heartbeat = 0.0
+        self._lock = threading.Lock()
 
     def update(self, **fields) -> dict:
-        return self.store.update(self.run_id, **fields)
+        with self._lock:  # the keep-alive thread updates run.json too
+            return self.store.update(self.run_id, **fields)
+
+    def keep_alive(self, every: float = 5.0) -> None:
+        """Heartbeat from a background thread until stop_keep_alive(), so that long steps
+        between batches (the final ten-crop evaluation takes minutes on a CPU) do not make
+        a working trainer read as dead."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every):
+                try:
+                    self.update(heartbeat=now_iso(), heartbeat_unix=time.time())
+                except OSError:
+                    pass  # a full or read-only disk: the trainer's own write reports it
+        threading.Thread(target=beat, name="heartbeat", daemon=True).start()
+        self._stop_keep_alive = stop.set
+
+    def stop_keep_alive(self) -> None:
+        getattr(self, "_stop_keep_alive", lambda: None)()
 
     def heartbeat(self, progress: dict | None = None, force: bool = False, every: float = 2.0) -> None:
         now = time.time()

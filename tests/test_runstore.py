@@ -51,6 +51,23 @@ def test_stale_or_dead_trainer_reads_as_failed(tmp_path):
     assert info["status"] == "failed" and "heartbeat" in info["error"]
 
 
+def test_keep_alive_heartbeats_while_the_trainer_is_busy_elsewhere(tmp_path):
+    """A trainer in its final ten-crop evaluation writes no batch progress for minutes; the
+    keep-alive thread keeps it reading as running (seen: a live trainer shown as failed)."""
+    store = RunStore(tmp_path)
+    w = store.create({"model": "stcnn"})
+    w.update(status="running", pid=os.getpid(), heartbeat_unix=time.time() - STALE_SECONDS - 1)
+    assert store.read_run(w.run_id)["status"] == "failed"
+    w.keep_alive(every=0.05)
+    time.sleep(0.5)
+    assert store.read_run(w.run_id)["status"] == "running"
+    w.stop_keep_alive()
+    time.sleep(0.2)
+    last = store.read_run(w.run_id)["heartbeat_unix"]
+    time.sleep(0.3)
+    assert store.read_run(w.run_id)["heartbeat_unix"] == last  # stopped
+
+
 @pytest.mark.parametrize("bad", ["../x", "..", "/etc", "a/b", "a\0b", "", ".hidden", "x" * 200, "a..b"])
 def test_run_ids_cannot_escape(tmp_path, bad):
     store = RunStore(tmp_path / "runs")

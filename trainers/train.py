@@ -178,6 +178,7 @@ def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, s
     earlier = store.read_run(run_id).get("train_seconds", 0.0) if resume else 0.0  # before the resume
     writer.update(status="running", pid=os.getpid(), started=now_iso(), started_unix=started,
                   heartbeat_unix=started, error=None)
+    writer.keep_alive()
     try:
         return _train(cfg, writer, resume is not None, show_bar, started - earlier)
     except (Cancelled, KeyboardInterrupt):
@@ -189,6 +190,7 @@ def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, s
         _record_end(writer, status="failed", ended=now_iso(), error=reason)
         raise TrainingFailed(reason) from e
     finally:
+        writer.stop_keep_alive()
         distributed.shutdown()
 
 
