@@ -49,7 +49,8 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
             "minutes": round(r.get("train_seconds", 0) / 60, 1),
             **{k: cfg.get(k) for k in HYPERPARAMETERS},
             "model_config": ", ".join(f"{k}={v}" for k, v in (cfg.get("model_config") or {}).items()),
-            "device": r.get("device"), "error": r.get("error"), "sweep": r.get("sweep"), "tags": ", ".join(r.get("tags") or []),
+            "device": r.get("device"), "error": r.get("error"), "sweep": r.get("sweep"),
+            "tags": ", ".join(r.get("tags") or []),
             "created": r.get("created"),
         })
     return pd.DataFrame(rows)

@@ -92,7 +92,8 @@ def load_models(spec: str, device: torch.device | str = "cpu", runs_dir=None) ->
     averages those that are.
     """
     if spec == "ensemble":
-        names = [n for n in ENSEMBLE if n in shipped_names()]
+        shipped = shipped_names()
+        names = [n for n in ENSEMBLE if n in shipped]
         if not names:
             raise FileNotFoundError("no shipped models in results/models yet for the ensemble")
     else:

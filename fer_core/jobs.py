@@ -132,7 +132,7 @@ class JobQueue:
                    "key": key, "status": "queued", "created": now_iso(), "pid": None}
             self._save(job)
         self.tick()
-        return json.loads((self.root / f"{job['job_id']}.json").read_text()), True
+        return self.job(job["job_id"]), True
 
     def tick(self) -> None:
         """Start queued jobs while fewer than `max_running` run."""

@@ -116,9 +116,9 @@ PRESETS: dict[str, dict] = {
        for name, (l, p, h, n, m, k) in _VIT_ROWS.items()},
     # Ours: the standard from-scratch FER2013 recipe (crops + flips + small affine, label
     # smoothing, SGD/AdamW with warmup + cosine, sqrt class weights for `disgust`).
-    "stcnn": dict(model="stcnn", model_config={"theta_limit": 0.5}, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64,
-                  epochs=30, schedule="cosine", warmup_epochs=1, label_smoothing=0.1, class_weights="sqrt",
-                  augment=STRONG_AUGMENT),
+    "stcnn": dict(model="stcnn", model_config={"theta_limit": 0.5}, optimizer="sgd", lr=0.01, momentum=0.9,
+                  weight_decay=5e-4, batch_size=64, epochs=30, schedule="cosine", warmup_epochs=1,
+                  label_smoothing=0.1, class_weights="sqrt", augment=STRONG_AUGMENT),
     "cnn": dict(model="cnn", optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64,
                 epochs=30, schedule="cosine", warmup_epochs=1, label_smoothing=0.1, class_weights="sqrt",
                 augment=STRONG_AUGMENT),

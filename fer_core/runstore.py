@@ -205,6 +205,7 @@ class RunWriter:
         self.dir = store.run_dir(run_id)
         self._last_heartbeat = 0.0
         self._lock = threading.Lock()
+        self._stop_beating = threading.Event()
 
     def update(self, **fields) -> dict:
         with self._lock:  # the keep-alive thread updates run.json too
@@ -214,19 +215,16 @@ class RunWriter:
         """Heartbeat from a background thread until stop_keep_alive(), so that long steps
         between batches (the final ten-crop evaluation takes minutes on a CPU) do not make
         a working trainer read as dead."""
-        stop = threading.Event()
-
         def beat() -> None:
-            while not stop.wait(every):
+            while not self._stop_beating.wait(every):
                 try:
                     self.update(heartbeat=now_iso(), heartbeat_unix=time.time())
                 except OSError:
                     pass  # a full or read-only disk: the trainer's own write reports it
         threading.Thread(target=beat, name="heartbeat", daemon=True).start()
-        self._stop_keep_alive = stop.set
 
     def stop_keep_alive(self) -> None:
-        getattr(self, "_stop_keep_alive", lambda: None)()
+        self._stop_beating.set()
 
     def heartbeat(self, progress: dict | None = None, force: bool = False, every: float = 2.0) -> None:
         now = time.time()

@@ -82,8 +82,8 @@ def wrap(model: torch.nn.Module) -> torch.nn.Module:
     if not dist.is_initialized():
         return model
     from torch.nn.parallel import DistributedDataParallel
-    device_ids = [model_device(model)] if model_device(model).type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids)
+    device = model_device(model)
+    return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

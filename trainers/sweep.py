@@ -41,7 +41,7 @@ import pandas as pd
 
 from fer_core.jobs import FER_TRAIN, JobQueue
 from fer_core.runstore import PROJECT_ROOT, RunStore
-from trainers.cli import config_from_args, train_parser
+from trainers.cli import _value, config_from_args, train_parser
 
 SET_BY_SWEEP = {"name", "sweep", "run_id", "runs_dir", "resume", "no_progress"}
 PATH_OPTIONS = ("data", "fer_plus")
@@ -50,13 +50,6 @@ ACTIVE = ("queued", "running")
 
 class SweepError(ValueError):
     """A spec or trial that cannot run; nothing has been started when this is raised."""
-
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def _values(text: str) -> list:

@@ -160,10 +160,8 @@ def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, s
     global _stop_requested
     _stop_requested = False
     signal.signal(signal.SIGTERM, _request_stop)
-    if resume:
-        cfg = TrainConfig.from_dict(store.read_run(resume)["config"])
-    else:
-        cfg.validate()
+    earlier = store.read_run(resume) if resume else {}  # the run so far, when resuming
+    cfg = TrainConfig.from_dict(earlier["config"]) if resume else cfg.validate()
     distributed.init(cfg.device)
     lead = distributed.rank() == 0
     if resume:
@@ -175,12 +173,11 @@ def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, s
     if lead:
         print(f"run {writer.run_id}\n{writer.dir}", flush=True)
     started = time.time()
-    earlier = store.read_run(run_id).get("train_seconds", 0.0) if resume else 0.0  # before the resume
     writer.update(status="running", pid=os.getpid(), started=now_iso(), started_unix=started,
                   heartbeat_unix=started, error=None)
     writer.keep_alive()
     try:
-        return _train(cfg, writer, resume is not None, show_bar, started - earlier)
+        return _train(cfg, writer, resume is not None, show_bar, started - earlier.get("train_seconds", 0.0))
     except (Cancelled, KeyboardInterrupt):
         _record_end(writer, status="cancelled", ended=now_iso())
         print(f"run {writer.run_id} cancelled; metrics so far are kept", flush=True)
