@@ -70,7 +70,7 @@ def model_choices() -> dict[str, str]:
     """Label -> model spec: shipped models first, then finished runs with a best checkpoint."""
     choices = {f"{p.stem} (shipped)": p.stem for p in sorted(SHIPPED_MODELS_DIR.glob("*.safetensors"))}
     for r in store().list_runs():
-        if r.get("status") in ("finished", "cancelled") and store().checkpoint(r["run_id"]).exists():
+        if r.get("status") in ("finished", "cancelled") and store().has_checkpoint(r["run_id"]):
             choices[f"{r.get('name', r['run_id'])} ({r.get('model')}, run)"] = r["run_id"]
     return choices
 

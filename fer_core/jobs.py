@@ -159,7 +159,7 @@ class JobQueue:
 
     def _start(self, job: dict) -> None:
         run_id = [] if "--resume" in job["args"] else ["--run-id", job["run_id"]]
-        command = [str(FER_TRAIN), *job["args"], *run_id, "--runs-dir", str(self.runs.root), "--no-progress"]
+        command = [str(FER_TRAIN), *job["args"], *run_id, "--runs-dir", self.runs.uri, "--no-progress"]
         with open(self.log_path(job["job_id"]), "ab") as log:
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True, shell=False)

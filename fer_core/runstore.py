@@ -1,18 +1,23 @@
 """The run store: one folder per training run under `results/runs/<run_id>/`.
 
     run.json                   config, status, progress, heartbeat, final metrics
-    metrics/epoch_0001.parquet one row per split for that epoch (test.parquet at the end)
+    metrics/epoch_0001.parquet one row per split for that epoch (final.parquet at the end)
     confusion/epoch_0001.parquet  long-form confusion matrices (run_id, epoch, split, true, pred, count)
     checkpoints/               best.safetensors, last.safetensors (+ optimizer state)
-    train.log                  the trainer's output when launched from the dashboard
 
-Every file is written under a hidden temporary name and renamed into place, so a
-reader (the dashboard, pandas, DuckDB on `metrics/*.parquet`) never sees half a file.
+The root is a local folder or any fsspec URI (`s3://bucket/runs`, `gs://...`, `memory://`
+for tests), so trainers on a Ray cluster and the dashboard can share runs through an object
+store. Locally every file is written under a hidden temporary name and renamed into place;
+on an object store a PUT is atomic by itself. Either way a reader (the dashboard, pandas,
+DuckDB on `metrics/*.parquet`) never sees half a file. Trainers keep checkpoints in a local
+folder and upload them after each save; readers fetch them into a local cache.
 This module is the only way the dashboard touches runs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import re
@@ -24,6 +29,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import fsspec
 import pandas as pd
 
 from .atomic import atomic_write
@@ -33,11 +39,13 @@ RESULTS_DIR = Path(os.environ.get("FER_RESULTS_DIR", PROJECT_ROOT / "results"))
 STALE_SECONDS = 30.0
 ACTIVE = ("queued", "running")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_parquet_cache: dict[str, tuple[tuple[int, int], pd.DataFrame]] = {}
+_parquet_cache: dict[str, tuple[tuple, pd.DataFrame]] = {}
 
 
-def default_runs_dir() -> Path:
-    return Path(os.environ.get("FER_RUNS_DIR", RESULTS_DIR / "runs"))
+def default_runs_dir() -> Path | str:
+    """FER_RUNS_DIR (a folder or a URI such as s3://bucket/runs), else results/runs."""
+    root = os.environ.get("FER_RUNS_DIR")
+    return root if root and "://" in root else Path(root or RESULTS_DIR / "runs")
 
 
 def now_iso() -> str:
@@ -49,20 +57,14 @@ def write_json_atomic(path: Path, data: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+def cache_dir() -> Path:
+    """Local copies of checkpoints from a remote run store."""
+    return Path(os.environ.get("FER_CACHE_DIR", Path.home() / ".cache" / "fer-lab"))
 
 
-def read_parquet_cached(path: Path) -> pd.DataFrame:
-    """Read a Parquet file once per (mtime, size): live views re-read only what changed."""
-    st = path.stat()
-    key = (st.st_mtime_ns, st.st_size)
-    hit = _parquet_cache.get(str(path))
-    if hit and hit[0] == key:
-        return hit[1]
-    frame = pd.read_parquet(path)
-    _parquet_cache[str(path)] = (key, frame)
-    return frame
+def _version(info: dict) -> tuple:
+    """What changes when a file is rewritten: content hash on object stores, mtime locally."""
+    return (info.get("ETag") or info.get("mtime") or info.get("LastModified"), info.get("size"))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -77,17 +79,53 @@ def _pid_alive(pid: int) -> bool:
 
 class RunStore:
     def __init__(self, root: str | os.PathLike | None = None):
-        self.root = Path(root) if root else default_runs_dir()
+        uri = str(root or default_runs_dir())
+        self.local = "://" not in uri or uri.startswith("file://")
+        if self.local:
+            self.root: Path | str = Path(uri.removeprefix("file://")).expanduser()
+            self.fs, self.base = fsspec.filesystem("file"), str(self.root)
+        else:  # listings uncached: the dashboard polls runs that trainers elsewhere are writing
+            self.root = uri.rstrip("/")
+            try:
+                self.fs, self.base = fsspec.core.url_to_fs(self.root, use_listings_cache=False)
+            except (ImportError, ValueError) as e:  # e.g. "Please install gcsfs to access Google Storage"
+                raise ValueError(f"run store {self.root}: {e}") from None
+            self.base = self.base.rstrip("/")
+
+    @property
+    def uri(self) -> str:
+        """What to pass as --runs-dir to a trainer so it writes into this store."""
+        return str(self.root)
 
     # -- paths -------------------------------------------------------------------------
-    def run_dir(self, run_id: str) -> Path:
-        """The folder of a run; ids that could leave the runs folder are refused."""
+    def run_dir(self, run_id: str) -> Path | str:
+        """The folder of a run (a URI on a remote store); ids that could leave the runs
+        folder are refused."""
         if not isinstance(run_id, str) or not _RUN_ID.match(run_id) or ".." in run_id:
             raise ValueError(f"invalid run id {run_id!r}")
+        if not self.local:
+            return f"{self.root}/{run_id}"
         path = self.root / run_id
         if path.is_symlink():
             raise ValueError(f"run {run_id!r} is a symbolic link; refusing to use it")
         return path
+
+    def _path(self, run_id: str, *parts: str) -> str:
+        """A path inside a run, as the filesystem (self.fs) names it."""
+        self.run_dir(run_id)  # validates the id
+        return "/".join((self.base, run_id, *parts))
+
+    def _write(self, path: str, data: bytes) -> None:
+        if self.local:
+            atomic_write(path, lambda tmp: tmp.write_bytes(data))
+        else:
+            self.fs.pipe_file(path, data)
+
+    def _ls(self, path: str) -> list[dict]:
+        try:
+            return self.fs.ls(path, detail=True)
+        except FileNotFoundError:
+            return []
 
     def new_run_id(self, model: str, name: str | None = None) -> str:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -96,10 +134,12 @@ class RunStore:
 
     def create(self, config: dict, name: str | None = None, run_id: str | None = None,
                status: str = "running") -> "RunWriter":
-        self.root.mkdir(parents=True, exist_ok=True)
         run_id = run_id or self.new_run_id(config.get("model", "run"), name)
-        path = self.run_dir(run_id)
-        path.mkdir(parents=False, exist_ok=False)
+        if self.local:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.run_dir(run_id).mkdir(parents=False, exist_ok=False)
+        elif self.exists(run_id):
+            raise FileExistsError(f"run {run_id!r} already exists in {self.root}")
         writer = RunWriter(self, run_id)
         writer.update(run_id=run_id, name=name or run_id, model=config.get("model"), preset=config.get("preset"),
                       config=config, status=status, created=now_iso(), host=socket.gethostname(), tags=[],
@@ -108,24 +148,23 @@ class RunStore:
 
     # -- reading -----------------------------------------------------------------------
     def exists(self, run_id: str) -> bool:
-        return (self.run_dir(run_id) / "run.json").exists()
+        return self.fs.isfile(self._path(run_id, "run.json"))
 
     def read_run(self, run_id: str) -> dict:
-        info = json.loads((self.run_dir(run_id) / "run.json").read_text())
+        info = json.loads(self.fs.cat_file(self._path(run_id, "run.json")))
         return self._effective_status(info)
 
     def list_runs(self, sweep: str | None = None) -> list[dict]:
         """Every run (or only the trials of one sweep), oldest first."""
-        if not self.root.exists():
-            return []
         runs = []
-        for path in sorted(self.root.iterdir()):
-            if path.is_symlink() or not (path / "run.json").is_file():
+        for entry in sorted(self._ls(self.base), key=lambda e: e["name"]):
+            run_id = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            if entry["type"] != "directory" or entry.get("islink") or not _RUN_ID.match(run_id):
                 continue
             try:
-                run = self.read_run(path.name)
+                run = self.read_run(run_id)
             except (ValueError, OSError):
-                continue  # a run folder being deleted or a foreign folder
+                continue  # a run folder being created or deleted, or a foreign folder
             if sweep is None or run.get("sweep") == sweep:
                 runs.append(run)
         return runs
@@ -150,17 +189,31 @@ class RunStore:
                         error=info.get("error") or f"trainer stopped (no heartbeat for {age:.0f} s)")
         return info
 
+    def _parquet_files(self, run_id: str, kind: str) -> list[dict]:
+        """The finished Parquet files of one kind (temporary names start with a dot)."""
+        files = [e for e in self._ls(self._path(run_id, kind)) if e["type"] == "file"]
+        return sorted((e for e in files if e["name"].endswith(".parquet")
+                       and not e["name"].rsplit("/", 1)[-1].startswith(".")), key=lambda e: e["name"])
+
+    def _read_parquet(self, entry: dict) -> pd.DataFrame:
+        """Read a Parquet file once per version: live views re-read only what changed."""
+        key = f"{self.fs.protocol}|{entry['name']}"
+        hit = _parquet_cache.get(key)
+        if hit and hit[0] == _version(entry):
+            return hit[1]
+        frame = pd.read_parquet(entry["name"] if self.local else io.BytesIO(self.fs.cat_file(entry["name"])))
+        _parquet_cache[key] = (_version(entry), frame)
+        return frame
+
     def _frames(self, kind: str, run_ids: list[str] | None) -> pd.DataFrame:
         ids = run_ids if run_ids is not None else [r["run_id"] for r in self.list_runs()]
         frames = []
         for run_id in ids:
-            folder = self.run_dir(run_id) / kind
-            if folder.is_dir():
-                for f in sorted(folder.glob("*.parquet")):
-                    try:
-                        frames.append(read_parquet_cached(f))
-                    except FileNotFoundError:
-                        continue  # deleted between listing and reading
+            for entry in self._parquet_files(run_id, kind):
+                try:
+                    frames.append(self._read_parquet(entry))
+                except FileNotFoundError:
+                    continue  # deleted between listing and reading
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def metrics(self, run_ids: list[str] | None = None) -> pd.DataFrame:
@@ -175,26 +228,56 @@ class RunStore:
         frame = self.metrics([run_id])
         return frame[frame["epoch"] > after_epoch] if len(frame) else frame
 
-    def checkpoint(self, run_id: str, which: str = "best") -> Path:
-        return self.run_dir(run_id) / "checkpoints" / f"{which}.safetensors"
+    def has_checkpoint(self, run_id: str, which: str = "best") -> bool:
+        return self.fs.isfile(self._path(run_id, "checkpoints", f"{which}.safetensors"))
 
-    def log_path(self, run_id: str) -> Path:
-        return self.run_dir(run_id) / "train.log"
+    def checkpoint(self, run_id: str, which: str = "best") -> Path:
+        """A local path to a run's checkpoint (fetched into the cache from a remote store)."""
+        if self.local:
+            return self.run_dir(run_id) / "checkpoints" / f"{which}.safetensors"
+        return self.fetch(run_id, f"{which}.safetensors", self.local_checkpoint_dir(run_id))
+
+    def local_checkpoint_dir(self, run_id: str) -> Path:
+        """Where checkpoints of this run live on this machine."""
+        if self.local:
+            return self.run_dir(run_id) / "checkpoints"
+        store_key = hashlib.sha1(self.uri.encode()).hexdigest()[:12]
+        return cache_dir() / "runs" / store_key / run_id / "checkpoints"
+
+    def fetch(self, run_id: str, filename: str, folder: Path) -> Path:
+        """Copy checkpoints/<filename> of a remote run into `folder` unless the copy is current."""
+        remote, local = self._path(run_id, "checkpoints", filename), folder / filename
+        try:
+            version = json.dumps(_version(self.fs.info(remote)), default=str)
+        except FileNotFoundError:
+            return local  # nothing to fetch; callers check local.exists()
+        stamp = folder / f".{filename}.version"
+        if local.exists() and stamp.exists() and stamp.read_text() == version:
+            return local
+        data = self.fs.cat_file(remote)
+        atomic_write(local, lambda tmp: tmp.write_bytes(data))
+        atomic_write(stamp, lambda tmp: tmp.write_text(version))
+        return local
 
     # -- changing ----------------------------------------------------------------------
     def update(self, run_id: str, /, **fields) -> dict:
         """Merge fields (tags, notes, ...) into run.json."""
-        path = self.run_dir(run_id) / "run.json"
-        info = json.loads(path.read_text()) if path.exists() else {}
+        path = self._path(run_id, "run.json")
+        try:
+            info = json.loads(self.fs.cat_file(path))
+        except FileNotFoundError:
+            info = {}
         info.update(fields)
-        write_json_atomic(path, info)
+        self._write(path, json.dumps(info, indent=2, default=str).encode())
         return info
 
     def delete(self, run_id: str) -> None:
-        path = self.run_dir(run_id)
-        if not (path / "run.json").is_file():
+        if not self.exists(run_id):
             raise ValueError(f"no run {run_id!r} in {self.root}")
-        shutil.rmtree(path)
+        if self.local:
+            shutil.rmtree(self.run_dir(run_id))
+        else:
+            self.fs.rm(self._path(run_id), recursive=True)
 
 
 class RunWriter:
@@ -203,6 +286,7 @@ class RunWriter:
     def __init__(self, store: RunStore, run_id: str):
         self.store, self.run_id = store, run_id
         self.dir = store.run_dir(run_id)
+        self.checkpoint_dir = store.local_checkpoint_dir(run_id)
         self._last_heartbeat = 0.0
         self._lock = threading.Lock()
         self._stop_beating = threading.Event()
@@ -236,12 +320,26 @@ class RunWriter:
             self._last_heartbeat = now
 
     def write_metrics(self, stem: str, rows: list[dict], confusion_rows: list[dict]) -> None:
-        write_parquet_atomic(pd.DataFrame(rows), self.dir / "metrics" / f"{stem}.parquet")
-        write_parquet_atomic(pd.DataFrame(confusion_rows), self.dir / "confusion" / f"{stem}.parquet")
+        for kind, frame in (("metrics", pd.DataFrame(rows)), ("confusion", pd.DataFrame(confusion_rows))):
+            self.store._write(self.store._path(self.run_id, kind, f"{stem}.parquet"), frame.to_parquet(index=False))
+
+    def publish_checkpoints(self, *filenames: str) -> None:
+        """Upload checkpoints just saved in checkpoint_dir (nothing to do for a local store)."""
+        if not self.store.local:
+            for name in filenames:
+                self.store._write(self.store._path(self.run_id, "checkpoints", name),
+                                  (self.checkpoint_dir / name).read_bytes())
+
+    def fetch_checkpoints(self, *filenames: str) -> None:
+        """Before resuming on this machine: bring the run's checkpoints into checkpoint_dir."""
+        if not self.store.local:
+            for name in filenames:
+                self.store.fetch(self.run_id, name, self.checkpoint_dir)
 
     def drop_epochs_after(self, epoch: int) -> None:
         """On resume: forget epochs newer than the checkpoint we continue from."""
         for kind in ("metrics", "confusion"):
-            for f in (self.dir / kind).glob("epoch_*.parquet"):
-                if int(f.stem.split("_")[1]) > epoch:
-                    f.unlink()
+            for entry in self.store._parquet_files(self.run_id, kind):
+                stem = entry["name"].rsplit("/", 1)[-1].removesuffix(".parquet")
+                if stem.startswith("epoch_") and int(stem.split("_")[1]) > epoch:
+                    self.store.fs.rm_file(entry["name"])

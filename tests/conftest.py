@@ -148,3 +148,48 @@ def streamlit_server(home: Path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 endpoint on localhost (moto's server, spoken to over HTTP by s3fs/botocore);
+    the standard AWS_* variables point this process and every child process at it."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    port = free_port()
+    log = tmp_path_factory.mktemp("s3") / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                raise AssertionError(log.read_text()) from None
+            time.sleep(0.3)
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                            "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
+                      AWS_DEFAULT_REGION="us-east-1")
+    import fsspec
+    fsspec.filesystem("s3", skip_instance_cache=True).mkdir("fer-runs")
+    try:
+        yield endpoint
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.fixture
+def s3_runs(s3_server, request) -> str:
+    """A fresh run store URI in the S3 bucket, one prefix per test."""
+    import secrets
+    return f"s3://fer-runs/{request.node.name.replace('[', '-').strip(']')}-{secrets.token_hex(3)}"

@@ -66,7 +66,7 @@ def test_grid_random_and_seeds_are_a_reproducible_product():
         "--batch-size", "16", "--augment", "--model-config", "widths=[8, 16]"]
 
 
-def check_sweep_runs(runs_dir: Path, sid: str) -> None:
+def check_sweep_runs(runs_dir: Path | str, sid: str) -> None:
     store = RunStore(runs_dir)
     runs = store.list_runs(sweep=sid)
     assert len(runs) == 2 and {r["status"] for r in runs} == {"finished"}
@@ -86,14 +86,17 @@ def test_local_sweep_of_two_trials_through_the_job_queue(tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_sweep_of_two_trials_on_a_local_ray_instance(tmp_path, capsys):
+def test_ray_sweep_of_two_trials_on_a_local_ray_instance(tmp_path, capsys, s3_runs):
+    """As on a cluster without a shared disk: the trials write their runs to an object store
+    (S3 here), where the run store - and so the dashboard - reads them."""
     ray = pytest.importorskip("ray") if sys.platform != "linux" else __import__("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        code = sweep.main(["--grid", "batch_size=16,32", *TINY, "--backend", "ray", "--runs-dir",
-                           str(tmp_path / "runs"), "--ray-storage", str(tmp_path / "ray"), "--name", "onray"])
+        code = sweep.main(["--grid", "batch_size=16,32", *TINY, "--backend", "ray", "--runs-dir", s3_runs,
+                           "--ray-storage", str(tmp_path / "ray"), "--name", "onray"])
     finally:
         ray.shutdown()
     out = capsys.readouterr().out
     assert code == 0, out
-    check_sweep_runs(tmp_path / "runs", sweep_id(out))
+    check_sweep_runs(s3_runs, sweep_id(out))
+    assert all(RunStore(s3_runs).has_checkpoint(r["run_id"]) for r in RunStore(s3_runs).list_runs())

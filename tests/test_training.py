@@ -77,23 +77,26 @@ def test_test_split_is_evaluated_with_tta(small_folder, tmp_path):
     assert (test_rows.epoch == run["best_epoch"]).all()
 
 
-def _epoch_rows(runs: Path) -> pd.DataFrame:
+def _epoch_rows(runs: Path | str) -> pd.DataFrame:
     m = RunStore(runs).metrics()
     return m[m.tta == "none"].sort_values(["epoch", "split"]).reset_index(drop=True)
 
 
 @pytest.mark.slow
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, store, request, monkeypatch):
+    """Also with the run store on S3 and the resume on "another machine" (an empty local
+    checkpoint cache): the checkpoints come back from the store."""
     args = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--epochs", 4, "--limit", 420, "--no-progress"]
     cli("fer-train", *args, "--runs-dir", tmp_path / "a")
     reference = _epoch_rows(tmp_path / "a")
 
-    runs = tmp_path / "b"
+    runs = tmp_path / "b" if store == "local" else request.getfixturevalue("s3_runs")
     proc = subprocess.Popen([str(BIN / "fer-train"), *map(str, args), "--runs-dir", str(runs)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     while time.time() < deadline:
-        runs_now = RunStore(runs).list_runs() if runs.exists() else []
+        runs_now = RunStore(runs).list_runs()
         if runs_now and runs_now[0].get("epochs_completed", 0) >= 1:
             break
         time.sleep(0.05)
@@ -104,11 +107,18 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     done = run["epochs_completed"]
     assert 1 <= done < 4
     assert len(_epoch_rows(runs)) == 2 * done  # every finished epoch is readable
+    if store == "s3":
+        monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "another-machine"))
     cli("fer-train", "--resume", run["run_id"], "--runs-dir", runs)
     assert only_run(runs)["status"] == "finished"
     resumed = _epoch_rows(runs)
     columns = ["epoch", "split", "loss", "accuracy", "macro_f1", "auc", "lr"]
     pd.testing.assert_frame_equal(resumed[columns], reference[columns], check_exact=False, rtol=1e-6)
+    if store == "s3":  # the run's best checkpoint, fetched from the store, evaluates
+        result = json.loads(cli("fer-eval", "--model", run["run_id"], "--runs-dir", runs, "--data", SAMPLE_CSV,
+                                "--limit", 420, "--json").stdout)
+        best = resumed[(resumed.split == "val") & (resumed.epoch == only_run(runs)["best_epoch"])]
+        assert result["accuracy"] == pytest.approx(best.accuracy.iloc[0], abs=1e-9)
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -119,10 +129,11 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     (["--model", "vit", "--preset", "paper-stcnn-b16"], "is for model stcnn"),
     (["--model-config", "depth=9"], "--model-config"),
     (["--resume", "nope"], "no such run"),
+    (["--runs-dir", "nosuchfs://bucket/runs"], "run store nosuchfs://bucket/runs: Protocol not known"),
 ])
 def test_bad_arguments_are_refused_before_anything_starts(tmp_path, args, needle):
-    base = ["--model", "stcnn", "--data", str(SAMPLE_CSV)]
-    result = cli("fer-train", *base, *args, "--runs-dir", tmp_path / "runs", check=False)
+    base = ["--model", "stcnn", "--data", str(SAMPLE_CSV), "--runs-dir", tmp_path / "runs"]
+    result = cli("fer-train", *base, *args, check=False)
     assert result.returncode == 2 and needle in result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 

@@ -70,7 +70,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--seed", type=int)
-    p.add_argument("--runs-dir", help="run store folder (default results/runs)")
+    p.add_argument("--runs-dir", help="run store: a folder or a URI such as s3://bucket/runs (default results/runs)")
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--sweep", help="group the run under this sweep id (set by fer-sweep)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped run from its last finished epoch")
@@ -118,8 +118,8 @@ def train_main(argv: list[str] | None = None) -> int:
     from trainers.train import TrainingFailed, failure_reason, run_training
     parser = train_parser()
     args = parser.parse_args(argv)
-    store = RunStore(args.runs_dir)
     try:
+        store = RunStore(args.runs_dir)
         if args.resume:
             if not store.exists(args.resume):
                 parser.error(f"--resume {args.resume}: no such run in {store.root}")
@@ -147,7 +147,7 @@ def eval_main(argv: list[str] | None = None) -> int:
                    help="test-time augmentation (--tta alone means tencrop)")
     p.add_argument("--limit", type=_positive_int, help="evaluate a stratified subset of N images")
     p.add_argument("--device", default="auto")
-    p.add_argument("--runs-dir")
+    p.add_argument("--runs-dir", help="run store for a run id given as --model (folder or URI)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     try:

@@ -301,7 +301,7 @@ def run_ray(sweep_id: str, trials: list[dict], store: RunStore, opts: argparse.N
     try:
         gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else int(ray.cluster_resources().get("GPU", 0) > 0)
         plain = [{k: t[k] for k in ("args", "run_id")} for t in trials]
-        trainable = tune.with_resources(tune.with_parameters(ray_trial, trials=plain, runs_dir=str(store.root)),
+        trainable = tune.with_resources(tune.with_parameters(ray_trial, trials=plain, runs_dir=store.uri),
                                         {"cpu": opts.cpus_per_trial, "gpu": gpus})
         scheduler = (ASHAScheduler(max_t=max(t["epochs"] for t in trials), grace_period=1, reduction_factor=2)
                      if opts.asha else None)
@@ -343,11 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     spec_path = argv.pop(0) if argv and not argv[0].startswith("-") else None
     parser = sweep_parser()
     opts, rest = parser.parse_known_args(argv)
-    store = RunStore(Path(opts.runs_dir).resolve() if opts.runs_dir else None)
+    local_dir = opts.runs_dir and "://" not in opts.runs_dir
     try:
+        store = RunStore(Path(opts.runs_dir).resolve() if local_dir else opts.runs_dir)
         spec = load_spec(spec_path, opts)
         sweep_id, trials = prepare(spec, _overrides(rest), check_data=not opts.dry_run)
-    except SweepError as e:
+    except (SweepError, ValueError) as e:
         parser.error(str(e))
     print(f"sweep {sweep_id}: {len(trials)} trials")
     for t in trials:

@@ -251,7 +251,9 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
     criterion = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
                                           label_smoothing=cfg.label_smoothing)
     state = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
-    ckpt = writer.dir / "checkpoints"
+    ckpt = writer.checkpoint_dir
+    if resuming:
+        writer.fetch_checkpoints("last.safetensors", "last_optimizer.safetensors")
     if resuming and (ckpt / "last.safetensors").exists():
         model.load_state_dict(load_model(ckpt / "last.safetensors").state_dict())
         state = load_optimizer(optimizer, ckpt / "last_optimizer.safetensors")
@@ -292,6 +294,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
             if lead:
                 save_checkpoint(model, ckpt / "best.safetensors", epoch=epoch, val_accuracy=val["accuracy"],
                                 run_id=writer.run_id)
+                writer.publish_checkpoints("best.safetensors")
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
@@ -300,6 +303,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
             save_checkpoint(model, ckpt / "last.safetensors", epoch=epoch, run_id=writer.run_id)
             save_optimizer(optimizer, ckpt / "last_optimizer.safetensors",
                            dict(state, **({"plateau": plateau.state_dict()} if plateau else {})))
+            writer.publish_checkpoints("last.safetensors", "last_optimizer.safetensors")
         summary = {k: val[k] for k in ("accuracy", "loss", "macro_f1", "auc")}
         writer.update(epochs_completed=epoch, best_epoch=state["best_epoch"], best_val_accuracy=state["best_accuracy"],
                       **({"best_val": dict(summary, epoch=epoch)} if state["best_epoch"] == epoch else {}),
@@ -322,7 +326,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
 
 def final_evaluation(cfg, writer, splits, device, dtype, state) -> dict:
     """The best checkpoint on val (with TTA) and on test if the dataset has one."""
-    model = load_model(writer.dir / "checkpoints" / "best.safetensors", device)
+    model = load_model(writer.checkpoint_dir / "best.safetensors", device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     rows, cells, final = [], [], {"best_epoch": state["best_epoch"], "epochs_completed": state["epoch"]}
