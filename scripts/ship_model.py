@@ -1,6 +1,7 @@
 """Ship a run's best checkpoint as `results/models/<name>.safetensors` (fp16) with a model card.
 
     python scripts/ship_model.py results/runs/RUN_ID stcnn
+    python scripts/ship_model.py --ensemble [DATA]   # the card of `ensemble` (shipped models averaged)
 
 fp16 halves the size; the card records the val accuracy of the shipped (fp16) weights as
 `fer-eval` computes it on the val split, and on a fixed subset (VAL_SUBSET stratified
@@ -18,13 +19,45 @@ import torch
 from fer_core.checkpoint import load_model, save_checkpoint
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, stratified_indices
-from fer_core.inference import SHIPPED_MODELS_DIR, ensemble_probs
+from fer_core.inference import ENSEMBLE, SHIPPED_MODELS_DIR, ensemble_probs, load_models, shipped_names
 from fer_core.metrics import classification_metrics
 from fer_core.models import count_parameters
 from fer_core.runstore import RunStore
 
 
 VAL_SUBSET = 700
+LIMITS = """
+## Limits
+48x48 grayscale FER2013-style crops of frontal faces; photos go through OpenCV's Haar
+detector first, which misses profiles and small faces. FER2013 labels are noisy (human
+accuracy is about 65%), `disgust` is rare (1.5% of train) and recognised worst.
+"""
+
+
+def val_section(models: list[torch.nn.Module], data_path: str) -> str:
+    """The card's val table (no TTA, flip, ten-crop), per-class recall and the fixed-subset
+    accuracy that tests/test_shipped_models.py checks."""
+    val = load_dataset(data_path).splits["val"]
+    lines = []
+    for tta in ("none", "flip", "tencrop"):
+        m = classification_metrics(val.labels, ensemble_probs(models, val.images, tta=tta))
+        lines.append(f"| {tta} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['auc']:.4f} |")
+        if tta == "none":
+            accuracy, recalls = m["accuracy"], " | ".join(f"{m[f'recall_{c}']:.3f}" for c in CLASSES)
+    subset = val.subset(stratified_indices(val.labels, VAL_SUBSET, seed=0))
+    subset_accuracy = classification_metrics(subset.labels, ensemble_probs(models, subset.images))["accuracy"]
+    return f"""## Val (PublicTest, {len(val)} faces), shipped fp16 weights
+
+| TTA | accuracy | macro-F1 | AUC |
+|---|---|---|---|
+{chr(10).join(lines)}
+
+val_accuracy: {accuracy:.4f}
+val_subset_accuracy: {subset_accuracy:.4f} ({VAL_SUBSET} stratified val faces, seed 0, no TTA)
+
+Per-class recall (no TTA): {' | '.join(CLASSES)}
+{recalls}
+"""
 
 
 def main(run_dir: str, name: str) -> None:
@@ -35,15 +68,6 @@ def main(run_dir: str, name: str) -> None:
     save_checkpoint(model, target, dtype=torch.float16, run_id=info["run_id"],
                     epoch=model.checkpoint_info.get("epoch"))
     shipped = load_model(target)
-    val = load_dataset(info["config"]["data"]).splits["val"]
-    lines = []
-    for tta in ("none", "flip", "tencrop"):
-        m = classification_metrics(val.labels, ensemble_probs([shipped], val.images, tta=tta))
-        lines.append(f"| {tta} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['auc']:.4f} |")
-        if tta == "none":
-            recalls = " | ".join(f"{m[f'recall_{c}']:.3f}" for c in CLASSES)
-    subset = val.subset(stratified_indices(val.labels, VAL_SUBSET, seed=0))
-    subset_accuracy = classification_metrics(subset.labels, ensemble_probs([shipped], subset.images))["accuracy"]
     cfg = info["config"]
     epochs = RunStore(run_dir.parent).metrics([info["run_id"]]).query("tta == 'none'")
     hours = epochs.epoch_seconds.sum() / 3600  # across resumes, unlike one process's train_seconds
@@ -59,26 +83,30 @@ def main(run_dir: str, name: str) -> None:
   class weights {cfg['class_weights']}
 - trained on: {info.get('device')} ({info.get('precision')}), {hours:.1f} h (sum of epoch times)
 
-## Val (PublicTest, {len(val)} faces), shipped fp16 weights
-
-| TTA | accuracy | macro-F1 | AUC |
-|---|---|---|---|
-{chr(10).join(lines)}
-
-val_accuracy: {float(lines[0].split('|')[2]):.4f}
-val_subset_accuracy: {subset_accuracy:.4f} ({VAL_SUBSET} stratified val faces, seed 0, no TTA)
-
-Per-class recall (no TTA): {' | '.join(CLASSES)}
-{recalls}
-
-## Limits
-48x48 grayscale FER2013-style crops of frontal faces; photos go through OpenCV's Haar
-detector first, which misses profiles and small faces. FER2013 labels are noisy (human
-accuracy is about 65%), `disgust` is rare (1.5% of train) and recognised worst.
-"""
-    target.with_suffix(".md").write_text(card)
+{val_section([shipped], cfg['data'])}"""
+    target.with_suffix(".md").write_text(card + LIMITS)
     print(f"wrote {target} and {target.with_suffix('.md')}")
 
 
+def ensemble_card(data_path: str) -> None:
+    """`ensemble` has no weights of its own: its card describes the average of the shipped models."""
+    names = [n for n in ENSEMBLE if n in shipped_names()]
+    members = "\n".join(f"- `results/models/{n}.safetensors` (card `{n}.md`)" for n in names)
+    models = load_models("ensemble")
+    card = f"""# ensemble
+
+The mean of the softmax probabilities of the shipped models (`fer-eval --model ensemble`):
+{members}
+
+{val_section(models, data_path)}
+"""
+    target = SHIPPED_MODELS_DIR / "ensemble.md"
+    target.write_text(card + LIMITS)
+    print(f"wrote {target}")
+
+
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    if sys.argv[1:2] == ["--ensemble"]:
+        ensemble_card(sys.argv[2] if len(sys.argv) > 2 else "../shared/data/fer2013")
+    else:
+        main(sys.argv[1], sys.argv[2])
