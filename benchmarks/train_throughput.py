@@ -56,7 +56,7 @@ def config(spec: str):
 def plain_loop(spec: str, data: Path, batches: int) -> float:
     cfg = config(spec)
     model = create_model(cfg.model, **cfg.model_config).train()
-    optimizer = make_optimizer(cfg, model)
+    optimizer = make_optimizer(cfg, model, fused=False)  # torch's default implementation
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     tf = transforms.Compose([transforms.Grayscale(), transforms.RandomCrop(48, padding=4),
                              transforms.RandomHorizontalFlip(), transforms.RandomRotation(10), transforms.ToTensor(),

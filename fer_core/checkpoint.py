@@ -75,4 +75,10 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) ->
         idx, slot = key.split(".", 1)
         state.setdefault(int(idx), {})[slot] = value
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    # Saved tensors are contiguous; a channels-last parameter's momentum must get its strides
+    # back, because fused optimizers walk parameter and state memory in lockstep.
+    for param, slots in optimizer.state.items():
+        for slot, value in slots.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                slots[slot] = torch.empty_like(param, dtype=value.dtype).copy_(value)
     return json.loads(meta["extra"])

@@ -85,8 +85,10 @@ cp -a "$MNT/runs" "$OUT/runs"
 
 def test_results_disk_full(tmp_path):
     in_private_mount(tmp_path, WAIT_FOR_EPOCH_1 + """
-dd if=/dev/zero of="$MNT/ballast" bs=16k 2>/dev/null || true   # fill the disk
+kill -STOP $pid                                                 # so the trainer cannot fail before the
+dd if=/dev/zero of="$MNT/ballast" bs=16k 2>/dev/null || true   # disk is full but for
 truncate -s -48K "$MNT/ballast"                                 # room for run.json, not for a checkpoint
+kill -CONT $pid
 """ + COLLECT)
     out = tmp_path / "out"
     assert (out / "rc").read_text().strip() == "1"

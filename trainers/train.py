@@ -66,14 +66,17 @@ def lr_at(cfg: TrainConfig, t: float) -> float:
     return cfg.lr
 
 
-def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params = model.parameters()
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, fused: bool = True) -> torch.optim.Optimizer:
+    """The preset's optimizer; fused (one kernel for all parameters) on CPU and CUDA, where
+    torch's default is a Python loop over parameters - a fifth of a ResNet-50 step on this CPU."""
+    params = list(model.parameters())
+    fused = fused and all(p.device.type in ("cpu", "cuda") for p in params)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay)
+                               weight_decay=cfg.weight_decay, fused=fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
 
 
 def class_weights(cfg: TrainConfig, labels: np.ndarray) -> torch.Tensor | None:
