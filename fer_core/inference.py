@@ -85,6 +85,12 @@ def shipped_names() -> list[str]:
     return sorted(p.stem for p in SHIPPED_MODELS_DIR.glob("*.safetensors"))
 
 
+def ensemble_members() -> list[str]:
+    """The ENSEMBLE names shipped so far (all three once each architecture is shipped)."""
+    shipped = shipped_names()
+    return [n for n in ENSEMBLE if n in shipped]
+
+
 def load_models(spec: str, device: torch.device | str = "cpu", runs_dir=None) -> list[torch.nn.Module]:
     """One model, or several for an ensemble: "ensemble" or names/paths joined by commas.
 
@@ -92,8 +98,7 @@ def load_models(spec: str, device: torch.device | str = "cpu", runs_dir=None) ->
     averages those that are.
     """
     if spec == "ensemble":
-        shipped = shipped_names()
-        names = [n for n in ENSEMBLE if n in shipped]
+        names = ensemble_members()
         if not names:
             raise FileNotFoundError("no shipped models in results/models yet for the ensemble")
     else:

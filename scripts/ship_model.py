@@ -19,7 +19,7 @@ import torch
 from fer_core.checkpoint import load_model, save_checkpoint
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, stratified_indices
-from fer_core.inference import ENSEMBLE, SHIPPED_MODELS_DIR, ensemble_probs, load_models, shipped_names
+from fer_core.inference import SHIPPED_MODELS_DIR, ensemble_members, ensemble_probs, load_models
 from fer_core.metrics import classification_metrics
 from fer_core.models import count_parameters
 from fer_core.runstore import RunStore
@@ -40,12 +40,13 @@ def val_section(models: list[torch.nn.Module], data_path: str) -> str:
     val = load_dataset(data_path).splits["val"]
     lines = []
     for tta in ("none", "flip", "tencrop"):
-        m = classification_metrics(val.labels, ensemble_probs(models, val.images, tta=tta))
+        probs = ensemble_probs(models, val.images, tta=tta)
+        m = classification_metrics(val.labels, probs)
         lines.append(f"| {tta} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['auc']:.4f} |")
         if tta == "none":
             accuracy, recalls = m["accuracy"], " | ".join(f"{m[f'recall_{c}']:.3f}" for c in CLASSES)
-    subset = val.subset(stratified_indices(val.labels, VAL_SUBSET, seed=0))
-    subset_accuracy = classification_metrics(subset.labels, ensemble_probs(models, subset.images))["accuracy"]
+            subset = stratified_indices(val.labels, VAL_SUBSET, seed=0)
+            subset_accuracy = classification_metrics(val.labels[subset], probs[subset])["accuracy"]
     return f"""## Val (PublicTest, {len(val)} faces), shipped fp16 weights
 
 | TTA | accuracy | macro-F1 | AUC |
@@ -90,8 +91,7 @@ def main(run_dir: str, name: str) -> None:
 
 def ensemble_card(data_path: str) -> None:
     """`ensemble` has no weights of its own: its card describes the average of the shipped models."""
-    names = [n for n in ENSEMBLE if n in shipped_names()]
-    members = "\n".join(f"- `results/models/{n}.safetensors` (card `{n}.md`)" for n in names)
+    members = "\n".join(f"- `results/models/{n}.safetensors` (card `{n}.md`)" for n in ensemble_members())
     models = load_models("ensemble")
     card = f"""# ensemble
 

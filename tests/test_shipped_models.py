@@ -9,10 +9,10 @@ import pytest
 
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, read_face_image, stratified_indices
-from fer_core.inference import ENSEMBLE, SHIPPED_MODELS_DIR, ensemble_probs, load_models
+from fer_core.inference import ENSEMBLE, SHIPPED_MODELS_DIR, ensemble_probs, load_models, shipped_names
 from fer_core.metrics import classification_metrics
 
-SHIPPED = sorted(p.stem for p in SHIPPED_MODELS_DIR.glob("*.safetensors"))
+SHIPPED = shipped_names()
 CLEAR_HAPPY = "val/happy/PublicTest_10527411.jpg"  # a broad open-mouthed laugh, chosen by eye
 
 
