@@ -32,6 +32,18 @@ def test_paper_sizes():
         create_model("resnet50", stem="huge")
 
 
+def test_vit_conv_stem_gives_the_same_tokens_as_patches():
+    cfg = dict(layers=1, patch_size=8, hidden_size=32, heads=4, mlp_dim=64)
+    patch, conv = create_model("vit", **cfg), create_model("vit", **cfg, stem="conv")
+    assert patch.pos_embed.shape == conv.pos_embed.shape == (1, 6 * 6 + 1, 32)
+    strides = [m.stride[0] for m in conv.patch_embed if isinstance(m, torch.nn.Conv2d)]
+    assert strides == [2, 2, 2, 1]                 # three halvings 48 -> 6, then the 1x1 projection
+    assert conv(torch.randn(2, 1, 48, 48)).shape == (2, 7)
+    for bad in (dict(cfg, stem="conv", patch_size=6), dict(cfg, stem="resnet")):
+        with pytest.raises(ValueError):
+            create_model("vit", **bad)
+
+
 def test_stcnn_theta_limit_keeps_the_sampler_on_the_face():
     identity = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
     x = torch.randn(2, 1, 48, 48)
