@@ -125,9 +125,11 @@ PRESETS: dict[str, dict] = {
     "resnet50": dict(model="resnet50", model_config={"stem": "imagenet", "dropout": 0.2}, optimizer="sgd",
                      lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64, epochs=30, schedule="cosine",
                      warmup_epochs=1, label_smoothing=0.1, class_weights="sqrt", augment=STRONG_AUGMENT),
-    "vit": dict(model="vit", model_config=dict(layers=6, patch_size=6, hidden_size=192, heads=6, mlp_dim=384,
-                                               kernel_init="trunc_normal", dropout=0.1),
-                optimizer="adamw", lr=1e-3, weight_decay=0.05, batch_size=64, epochs=40, schedule="cosine",
+    # The conv stem (8x8 -> 36 tokens) trains 2x faster per epoch than 6x6 patches and to a far
+    # higher accuracy (0.40 after 14 epochs with patches; see README, Reference models).
+    "vit": dict(model="vit", model_config=dict(layers=6, patch_size=8, hidden_size=192, heads=6, mlp_dim=384,
+                                               kernel_init="trunc_normal", dropout=0.1, stem="conv"),
+                optimizer="adamw", lr=1e-3, weight_decay=0.05, batch_size=64, epochs=30, schedule="cosine",
                 warmup_epochs=3, label_smoothing=0.1, class_weights="sqrt", augment=STRONG_AUGMENT),
 }
 # The preset used when only --model is given.

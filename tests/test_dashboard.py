@@ -44,6 +44,9 @@ def test_every_page_renders_with_the_shipped_runs(page, tmp_path, monkeypatch):
     assert RunStore(tmp_path / "runs").list_runs()
     at = app(page)
     assert not at.exception
+    if page == "views/runs.py":  # our ViTs next to Table 2: patch-embedded ones and the conv-stem one
+        [vits] = [df.value for df in at.dataframe if "stem" in df.value.columns]
+        assert set(vits.stem) == {"patch", "conv"} and len(vits) >= 5
 
 
 def test_runs_page_shows_runs_curves_and_tables(runs_copy):

@@ -27,13 +27,6 @@ def card_value(name: str, key: str) -> float:
     return float(re.search(rf"^{key}: ([0-9.]+)", card, re.M).group(1))
 
 
-# Shipped models known to miss the smile, each with why; strict, so that a retrained model
-# which reads it right fails here until its entry is removed.
-MISSES_THE_SMILE = {
-    "vit": "the 14-epoch ViT (val 0.40) is near-uniform on this face (happy 0.10); it needs a far longer run",
-}
-
-
 @pytest.mark.parametrize("name", [*SHIPPED, "ensemble"])
 def test_shipped_model_matches_its_card(name, fer2013):
     models = load_models(name)  # what `fer-eval --model NAME` loads
@@ -43,8 +36,7 @@ def test_shipped_model_matches_its_card(name, fer2013):
     assert abs(accuracy - card_value(name, "val_subset_accuracy")) <= 0.005
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=MISSES_THE_SMILE[n]))
-                                  if n in MISSES_THE_SMILE else n for n in [*SHIPPED, "ensemble"]])
+@pytest.mark.parametrize("name", [*SHIPPED, "ensemble"])
 def test_shipped_model_sees_a_clear_smile(name, fer2013):
     probs = ensemble_probs(load_models(name), read_face_image(fer2013 / CLEAR_HAPPY)[None])[0]
     assert CLASSES[probs.argmax()] == "happy"

@@ -151,12 +151,13 @@ st.subheader("Hyperparameter tables (the shape of the paper's Tables 1 and 2)")
 finished = [r for r in runs if r.get("best_val")]
 
 
-def ours(model: str, keys: list[str]) -> pd.DataFrame:
+def ours(model: str, keys: list[str], defaults: dict | None = None) -> pd.DataFrame:
+    """Finished runs of `model`; `defaults` fills options that runs older than them lack."""
     rows = []
     for r in finished:
         if r.get("model") != model:
             continue
-        cfg = {**r["config"], **(r["config"].get("model_config") or {})}
+        cfg = {**(defaults or {}), **r["config"], **(r["config"].get("model_config") or {})}
         rows.append({**{k: cfg.get(k) for k in keys}, "preset": r.get("preset"), "name": r.get("name"),
                      "accuracy": r["best_val"]["accuracy"], "loss": r["best_val"]["loss"],
                      "auc": r["best_val"]["auc"], "macro_f1": r["best_val"]["macro_f1"],
@@ -174,5 +175,5 @@ with c2:
     st.markdown("**Table 2 - ViT configurations** (paper)")
     st.dataframe(pd.DataFrame(TABLE2_VIT), hide_index=True)
     st.markdown("**Ours**")
-    st.dataframe(ours("vit", ["layers", "patch_size", "hidden_size", "heads", "mlp_dim", "kernel_init"]),
-                 hide_index=True)
+    st.dataframe(ours("vit", ["layers", "patch_size", "hidden_size", "heads", "mlp_dim", "kernel_init", "stem"],
+                      defaults={"stem": "patch"}), hide_index=True)
