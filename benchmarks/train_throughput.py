@@ -1,7 +1,7 @@
 """Training images/second: the usual tutorial loop against our trainer's pipeline, side by side.
 
     .venv/bin/python benchmarks/train_throughput.py [--data ../shared/data/fer2013] [--batches 12]
-        [--models stcnn cnn resnet50 resnet50:stem=small vit]
+        [--models stcnn cnn resnet50 resnet50:stem=small vit vit:stem=patch,patch_size=6]
 
 plain: torchvision ImageFolder + per-image transforms (grayscale, random crop with padding,
        flip, rotation, ToTensor, Normalize) + DataLoader(num_workers=2), fp32, default layout.
@@ -26,6 +26,7 @@ from fer_core.data import load_dataset
 from fer_core.device import autocast_dtype
 from fer_core.models import create_model
 from fer_core.presets import preset_config
+from trainers.cli import parse_value
 from trainers.train import make_optimizer, train_step
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
@@ -49,7 +50,7 @@ def config(spec: str):
     cfg = preset_config(arch)
     for item in filter(None, extra.split(",")):
         key, _, value = item.partition("=")
-        cfg.model_config = {**cfg.model_config, key: value}
+        cfg.model_config = {**cfg.model_config, key: parse_value(value)}
     return cfg
 
 
@@ -103,7 +104,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="FER2013 image folders (train/<class>/)")
     parser.add_argument("--batches", type=int, default=12, help="timed batches per measurement")
-    parser.add_argument("--models", nargs="+", default=["stcnn", "cnn", "resnet50", "resnet50:stem=small", "vit"])
+    parser.add_argument("--models", nargs="+", default=["stcnn", "cnn", "resnet50", "resnet50:stem=small", "vit",
+                                                          "vit:stem=patch,patch_size=6"])
     args = parser.parse_args()
     load_dataset(args.data)  # decode once, so "ours" reads the cache like every later training run
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, autocast "

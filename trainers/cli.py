@@ -17,7 +17,7 @@ from fer_core.presets import DEFAULT_PRESET, PRESETS, TrainConfig, preset_config
 from fer_core.runstore import RunStore
 
 
-def _value(text: str):
+def parse_value(text: str):
     """A --model-config value: JSON if it parses (numbers, true, lists), else the string."""
     try:
         return json.loads(text)
@@ -100,7 +100,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if "=" not in item:
             raise ValueError(f"--model-config {item!r}: expected KEY=VALUE")
         key, value = item.split("=", 1)
-        cfg.model_config = dict(cfg.model_config, **{key.strip(): _value(value.strip())})
+        cfg.model_config = dict(cfg.model_config, **{key.strip(): parse_value(value.strip())})
     if not cfg.data:
         raise ValueError("--data is required (a FER2013 CSV or image folder)")
     if not Path(cfg.data).expanduser().exists():

@@ -41,7 +41,7 @@ import pandas as pd
 
 from fer_core.jobs import FER_TRAIN, JobQueue
 from fer_core.runstore import PROJECT_ROOT, RunStore
-from trainers.cli import _value, config_from_args, train_parser
+from trainers.cli import parse_value, config_from_args, train_parser
 
 SET_BY_SWEEP = {"name", "sweep", "run_id", "runs_dir", "resume", "no_progress"}
 PATH_OPTIONS = ("data", "fer_plus")
@@ -57,7 +57,7 @@ def _values(text: str) -> list:
     try:
         return json.loads(f"[{text}]")
     except json.JSONDecodeError:
-        return [_value(v.strip()) for v in text.split(",")]
+        return [parse_value(v.strip()) for v in text.split(",")]
 
 
 def _keyed(items: list[str], flag: str) -> dict:
@@ -69,7 +69,7 @@ def _keyed(items: list[str], flag: str) -> dict:
         low, _, rest = text.partition(":")
         if flag == "--random" and rest:  # LOW:HIGH[:log]
             high, _, log = rest.partition(":")
-            out[key.strip()] = {"low": _value(low), "high": _value(high), "log": log == "log"}
+            out[key.strip()] = {"low": parse_value(low), "high": parse_value(high), "log": log == "log"}
         else:
             out[key.strip()] = _values(text)
     return out
