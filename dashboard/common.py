@@ -35,8 +35,10 @@ HYPERPARAMETERS = ["batch_size", "lr", "weight_decay", "optimizer", "schedule", 
 def runs_table(runs: list[dict]) -> pd.DataFrame:
     """One row per run from run.json alone (no Parquet), so the table stays fast with many runs."""
     rows = []
+    names = {r["run_id"]: r.get("name") or r["run_id"] for r in runs}
     for r in runs:
         cfg = r.get("config", {})
+        source = (r.get("init_from") or {}).get("run_id")
         best = r.get("best_val") or {}
         final = r.get("final") or {}
         rows.append({
@@ -47,6 +49,7 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
             "test_accuracy": final.get("test_accuracy"),
             "epochs": f"{r.get('epochs_completed', 0)}/{cfg.get('epochs', '?')}",
             "minutes": round(r.get("train_seconds", 0) / 60, 1),
+            "started_from": names.get(source, source),  # --init-from: a warm restart or fine-tuning
             **{k: cfg.get(k) for k in HYPERPARAMETERS},
             "model_config": ", ".join(f"{k}={v}" for k, v in (cfg.get("model_config") or {}).items()),
             "device": r.get("device"), "error": r.get("error"), "sweep": r.get("sweep"),

@@ -44,6 +44,8 @@ class TrainConfig:
     eval_batch_size: int = 256
     name: str | None = None
     sweep: str | None = None          # the sweep this run is a trial of (fer-sweep), for grouping
+    init_from: str | None = None      # a checkpoint to start from (fine-tuning, or a warm restart of a
+                                      # finished cosine run): its weights, a fresh optimizer and schedule
 
     def validate(self) -> "TrainConfig":
         from .models import MODELS

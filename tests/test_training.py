@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 import pytest
 
 from fer_core.runstore import RunStore
@@ -146,3 +147,31 @@ def test_not_a_dataset_is_refused_with_one_clear_line(tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("fer-train: error:") and "fake.csv: missing column" in last
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_the_given_weights(tmp_path):
+    """A warm restart: the new run's weights are the old run's (a learning rate of ~0 keeps them
+    there), its optimizer and schedule are fresh, and run.json says where it started."""
+    from safetensors.torch import load_file
+    runs = tmp_path / "runs"
+    base = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 140, "--runs-dir", runs, "--no-progress"]
+    cli("fer-train", *base, "--epochs", 2, "--name", "first")
+    first = only_run(runs)
+    cli("fer-train", *base, "--epochs", 1, "--lr", 1e-12, "--weight-decay", 0, "--name", "again",
+        "--init-from", first["run_id"])
+    again = next(r for r in RunStore(runs).list_runs() if r["name"] == "again")
+    assert again["status"] == "finished"
+    assert again["init_from"]["run_id"] == first["run_id"] and again["init_from"]["epoch"] == first["best_epoch"]
+    before = load_file(runs / first["run_id"] / "checkpoints" / "best.safetensors")
+    after = load_file(runs / again["run_id"] / "checkpoints" / "last.safetensors")
+    weights = [k for k in before if "running" not in k and "num_batches" not in k]  # BN statistics do move
+    assert weights and all(torch.allclose(before[k], after[k], atol=1e-6) for k in weights)
+    assert again["config"]["init_from"].endswith("best.safetensors")
+
+    refused = cli("fer-train", "--model", "cnn", "--data", SAMPLE_CSV, "--runs-dir", runs,
+                  "--init-from", first["run_id"], check=False)
+    assert refused.returncode == 2 and "is a stcnn, not a cnn" in refused.stderr
+    refused = cli("fer-train", *base, "--init-from", "no-such-model", check=False)
+    assert refused.returncode == 2 and "--init-from no-such-model" in refused.stderr
+    assert len(RunStore(runs).list_runs()) == 2

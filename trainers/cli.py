@@ -74,6 +74,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--sweep", help="group the run under this sweep id (set by fer-sweep)")
     p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped run from its last finished epoch")
+    p.add_argument("--init-from", metavar="MODEL",
+                   help="start from these weights (checkpoint, run folder, run id or shipped name) with a fresh "
+                        "optimizer and schedule: a warm restart or fine-tuning")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # chosen by the dashboard's job queue
     return p
@@ -111,7 +114,27 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         create_model(cfg.model, **cfg.model_config)
     except TypeError as e:
         raise ValueError(f"--model-config: {e}") from None
+    if args.init_from:
+        cfg.init_from = str(_init_checkpoint(args.init_from, args.runs_dir, cfg))
     return cfg.validate()
+
+
+def _init_checkpoint(spec: str, runs_dir, cfg: TrainConfig) -> Path:
+    """The checkpoint --init-from names, refused unless its weights fit the model being trained
+    (options such as dropout may differ; layer shapes may not)."""
+    from fer_core.checkpoint import load_model
+    from fer_core.inference import resolve_model_path
+    from fer_core.models import create_model
+    try:
+        path = resolve_model_path(spec, runs_dir).resolve()
+        source = load_model(path)
+        if source.name != cfg.model:
+            raise ValueError(f"it is a {source.name}, not a {cfg.model}")
+        create_model(cfg.model, **cfg.model_config).load_state_dict(source.state_dict())
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        reason = str(e).strip().splitlines()[0]
+        raise ValueError(f"--init-from {spec}: {reason}") from None
+    return path
 
 
 def train_main(argv: list[str] | None = None) -> int:

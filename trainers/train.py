@@ -263,6 +263,11 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         if plateau is not None:
             plateau.load_state_dict(state.pop("plateau"))
         print(f"resuming after epoch {state['epoch']}", flush=True)
+    elif cfg.init_from:
+        source = load_model(cfg.init_from)
+        model.load_state_dict(source.state_dict())
+        writer.update(init_from={"checkpoint": cfg.init_from, **source.checkpoint_info})
+        print(f"starting from {cfg.init_from} ({source.checkpoint_info})", flush=True)
     writer.drop_epochs_after(state["epoch"])
     train_model = distributed.wrap(model)  # DDP under torchrun, else the model itself
     writer.update(device=str(device), processes=distributed.world_size(), precision=str(dtype).replace("torch.", "") if dtype else "float32",
