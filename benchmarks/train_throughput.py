@@ -1,7 +1,7 @@
 """Training images/second: the usual tutorial loop against our trainer's pipeline, side by side.
 
     .venv/bin/python benchmarks/train_throughput.py [--data ../shared/data/fer2013] [--batches 12]
-        [--models stcnn cnn resnet50 resnet50:stem=small vit vit:stem=patch,patch_size=6]
+        [--models stcnn cnn resnet50 resnet50:stem=imagenet vit vit:stem=patch,patch_size=6]
 
 plain: torchvision ImageFolder + per-image transforms (grayscale, random crop with padding,
        flip, rotation, ToTensor, Normalize) + DataLoader(num_workers=2), fp32, default layout.
@@ -45,7 +45,7 @@ def timed(steps, warmup: int = 2) -> float:
 
 
 def config(spec: str):
-    """'resnet50:stem=small' -> the resnet50 preset with model_config stem=small."""
+    """'resnet50:stem=imagenet' -> the resnet50 preset with model_config stem=imagenet."""
     arch, _, extra = spec.partition(":")
     cfg = preset_config(arch)
     for item in filter(None, extra.split(",")):
@@ -104,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="FER2013 image folders (train/<class>/)")
     parser.add_argument("--batches", type=int, default=12, help="timed batches per measurement")
-    parser.add_argument("--models", nargs="+", default=["stcnn", "cnn", "resnet50", "resnet50:stem=small", "vit",
+    parser.add_argument("--models", nargs="+", default=["stcnn", "cnn", "resnet50", "resnet50:stem=imagenet", "vit",
                                                           "vit:stem=patch,patch_size=6"])
     args = parser.parse_args()
     load_dataset(args.data)  # decode once, so "ours" reads the cache like every later training run

@@ -3,7 +3,8 @@
 stem="imagenet" (default, paper-faithful: the paper used Keras' ResNet-50 on 48x48x1):
   7x7 stride-2 conv + maxpool, so the last stage sees 2x2 feature maps. Cheapest.
 stem="small": 3x3 stride-1 conv + maxpool, 4x the spatial resolution in every stage;
-  about 1.6x slower on this CPU, usually a few points more accurate at 48x48.
+  3x the compute per image, and 4 points more accurate on val after 18 epochs (README).
+  Our `resnet50` preset uses it.
 """
 
 from __future__ import annotations
