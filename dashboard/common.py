@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from fer_core.checkpoint import read_checkpoint_metadata
 from fer_core.data import load_dataset
 from fer_core.inference import SHIPPED_MODELS_DIR, load_named_model
 from fer_core.jobs import JobQueue
@@ -69,11 +70,16 @@ def dataset_summary(path: str) -> dict:
     return {"summary": ds.summary(), "samples": samples, "source": ds.source}
 
 
-def model_choices() -> dict[str, str]:
-    """Label -> model spec: shipped models first, then finished runs with a best checkpoint."""
-    choices = {f"{p.stem} (shipped)": p.stem for p in sorted(SHIPPED_MODELS_DIR.glob("*.safetensors"))}
+def model_choices(architecture: str | None = None) -> dict[str, str]:
+    """Label -> model spec: shipped models first, then finished runs with a best checkpoint
+    (only those of `architecture`, when given)."""
+    def wanted(model: str | None) -> bool:
+        return architecture is None or model == architecture
+    choices = {f"{p.stem} (shipped)": p.stem for p in sorted(SHIPPED_MODELS_DIR.glob("*.safetensors"))
+               if wanted(read_checkpoint_metadata(p)["model"])}
     for r in store().list_runs():
-        if r.get("status") in ("finished", "cancelled") and store().has_checkpoint(r["run_id"]):
+        if (r.get("status") in ("finished", "cancelled") and wanted(r.get("model"))
+                and store().has_checkpoint(r["run_id"])):
             choices[f"{r.get('name', r['run_id'])} ({r.get('model')}, run)"] = r["run_id"]
     return choices
 

@@ -52,6 +52,19 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> t
     return model.to(device).eval()
 
 
+def check_fits(path: str | os.PathLike, model_name: str, model_config: dict) -> None:
+    """Refuse (ValueError) a checkpoint whose weights do not fit `model_name` built with
+    `model_config`, so that --init-from fails before a run starts. Options without weights
+    (dropout) may differ; layer shapes may not."""
+    source = load_model(path)
+    if source.name != model_name:
+        raise ValueError(f"it is a {source.name}, not a {model_name}")
+    try:
+        create_model(model_name, **model_config).load_state_dict(source.state_dict())
+    except RuntimeError as e:
+        raise ValueError(f"its layers do not fit this {model_name}: {source.config} against {model_config}") from None
+
+
 def save_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike, extra: dict) -> None:
     """Optimizer tensors as safetensors; param groups and `extra` (trainer state) as JSON metadata."""
     state = optimizer.state_dict()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from fer_core.checkpoint import read_checkpoint_metadata
 from fer_core.jobs import JobQueue
 from fer_core.runstore import RunStore
 from tests.conftest import PROJECT
@@ -138,6 +139,41 @@ def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
     assert run["status"] == "finished" and run["name"] == "from-the-form" and run["epochs_completed"] == 1
     at.run()
     assert "from-the-form" in at.markdown[0].value or any("from-the-form" in m.value for m in at.markdown)
+
+
+def test_train_form_starts_from_a_trained_model(runs_copy):
+    at = app("views/train.py")
+    at.radio(key="train_source").set_value("Bundled sample (980 faces)")
+    at.selectbox(key="train_model").set_value("vit").run()
+    at.selectbox(key="train_preset").set_value("paper-vit-1").run()
+    assert at.selectbox(key="init_paper-vit-1").options == ["scratch (random weights)", "vit (shipped)"]
+    at.selectbox(key="init_paper-vit-1").set_value("vit (shipped)")
+    at.sidebar.button[0].click().run()  # the paper's 16x16-patch ViT has other layers than ours
+    assert any("Cannot start paper-vit-1 from vit (shipped): its layers do not fit" in e.value
+               for e in at.sidebar.error), [e.value for e in at.sidebar.error]
+    assert JobQueue().jobs() == []
+
+    at.selectbox(key="train_model").set_value("stcnn").run()
+    starts = at.selectbox(key="init_stcnn").options
+    assert starts[:2] == ["scratch (random weights)", "stcnn (shipped)"] and len(starts) == 4  # + 2 stcnn runs
+    at.selectbox(key="init_stcnn").set_value("stcnn (shipped)")
+    at.number_input(key="ep_stcnn").set_value(1)
+    at.number_input(key="train_limit").set_value(140)
+    at.text_input(key="train_name").set_value("warm-restart")
+    at.sidebar.button[0].click().run()
+    assert any("Queued" in s.value for s in at.sidebar.success), [e.value for e in at.sidebar.error]
+    [job] = JobQueue().jobs()
+    assert job["args"][job["args"].index("--init-from") + 1] == "stcnn"
+    deadline = time.time() + 300
+    while JobQueue().job(job["job_id"])["status"] == "running" and time.time() < deadline:
+        time.sleep(1)
+    run = RunStore(runs_copy).read_run(job["run_id"])
+    assert run["status"] == "finished", JobQueue().log_tail(job["job_id"], 20)
+    assert run["init_from"]["checkpoint"].endswith("results/models/stcnn.safetensors")
+    shipped_from = read_checkpoint_metadata(PROJECT / "results" / "models" / "stcnn.safetensors")["info"]["run_id"]
+    assert run["init_from"]["run_id"] == shipped_from
+    table = app().dataframe[0].value  # Compare runs says where it started: the shipped model's run
+    assert table[table.name == "warm-restart"].started_from.iloc[0] == shipped_from  # (not in this store)
 
 
 def test_a_failed_run_shows_its_reason_and_resumes_from_the_train_page(runs_copy):

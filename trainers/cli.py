@@ -120,20 +120,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def _init_checkpoint(spec: str, runs_dir, cfg: TrainConfig) -> Path:
-    """The checkpoint --init-from names, refused unless its weights fit the model being trained
-    (options such as dropout may differ; layer shapes may not)."""
-    from fer_core.checkpoint import load_model
+    """The checkpoint --init-from names, refused unless its weights fit the model being trained."""
+    from fer_core.checkpoint import check_fits
     from fer_core.inference import resolve_model_path
-    from fer_core.models import create_model
     try:
         path = resolve_model_path(spec, runs_dir).resolve()
-        source = load_model(path)
-        if source.name != cfg.model:
-            raise ValueError(f"it is a {source.name}, not a {cfg.model}")
-        create_model(cfg.model, **cfg.model_config).load_state_dict(source.state_dict())
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        reason = str(e).strip().splitlines()[0]
-        raise ValueError(f"--init-from {spec}: {reason}") from None
+        check_fits(path, cfg.model, cfg.model_config)
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"--init-from {spec}: {e}") from None
     return path
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.common import SAMPLE_DATA, data_path_hint, queue, store
+from dashboard.common import SAMPLE_DATA, data_path_hint, model_choices, queue, store
+from fer_core.checkpoint import check_fits
 from fer_core.data import FerDataError, load_dataset
+from fer_core.inference import resolve_model_path
 from fer_core.models import MODELS
 from fer_core.presets import DEFAULT_PRESET, PRESETS, preset_config
 
@@ -36,6 +38,10 @@ with st.sidebar:
         path = st.text_input("FER2013 CSV or image folder", placeholder=data_path_hint(), key="train_path")
         limit = st.number_input("Use at most N images per split (0 = all)", min_value=0, value=0, step=100,
                                 key="train_limit")
+        starts = {"scratch (random weights)": None, **model_choices(model)}
+        start = st.selectbox("Start from", list(starts), key=f"init_{preset}",
+                             help="a trained model's weights with a fresh optimizer and schedule: "
+                                  "a warm restart (lower the learning rate) or fine-tuning")
         name = st.text_input("Run name (optional)", key="train_name")
         submitted = st.form_submit_button("Start training", type="primary")
     st.caption("The bundled sample is for trying things out. For real training point the path at the full "
@@ -58,9 +64,20 @@ def validate_dataset(data: str) -> str | None:
     return None
 
 
+def validate_start(spec: str | None) -> str | None:
+    """A message if the chosen weights do not fit the preset's model, None if they do."""
+    if spec is None:
+        return None
+    try:
+        check_fits(resolve_model_path(spec, store().uri), base.model, base.model_config)
+    except (FileNotFoundError, ValueError) as e:
+        return f"Cannot start {preset} from {start}: {e}."
+    return None
+
+
 if submitted:
     data = str(SAMPLE_DATA) if source.startswith("Bundled") else path.strip()
-    problem = validate_dataset(data)
+    problem = validate_dataset(data) or validate_start(starts[start])
     if problem:
         st.sidebar.error(problem)
     else:
@@ -71,6 +88,8 @@ if submitted:
             args.append("--no-augment")
         if limit:
             args += ["--limit", str(int(limit))]
+        if starts[start]:
+            args += ["--init-from", starts[start]]
         if name.strip():
             args += ["--name", name.strip()]
         job, created = queue().submit(args, name=name.strip() or None, model=model)
