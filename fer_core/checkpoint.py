@@ -62,7 +62,8 @@ def check_fits(path: str | os.PathLike, model_name: str, model_config: dict) -> 
     try:
         create_model(model_name, **model_config).load_state_dict(source.state_dict())
     except RuntimeError as e:
-        raise ValueError(f"its layers do not fit this {model_name}: {source.config} against {model_config}") from None
+        raise ValueError(f"its layers do not fit this {model_name}: "
+                         f"{source.config} against {model_config}") from None
 
 
 def save_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike, extra: dict) -> None:

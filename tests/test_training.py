@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 import pytest
+import torch
 
 from fer_core.runstore import RunStore
 from tests.conftest import SAMPLE_CSV, TINY_STCNN
