@@ -61,6 +61,11 @@ Per-class recall (no TTA): {' | '.join(CLASSES)}
 """
 
 
+def training_hours(store: RunStore, run_id: str) -> float:
+    """Sum of a run's epoch times: across resumes, unlike one process's train_seconds."""
+    return store.metrics([run_id]).query("tta == 'none'").epoch_seconds.sum() / 3600
+
+
 def main(run_dir: str, name: str) -> None:
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "run.json").read_text())
@@ -70,8 +75,14 @@ def main(run_dir: str, name: str) -> None:
                     epoch=model.checkpoint_info.get("epoch"))
     shipped = load_model(target)
     cfg = info["config"]
-    epochs = RunStore(run_dir.parent).metrics([info["run_id"]]).query("tta == 'none'")
-    hours = epochs.epoch_seconds.sum() / 3600  # across resumes, unlike one process's train_seconds
+    store = RunStore(run_dir.parent)
+    hours = training_hours(store, info["run_id"])
+    lineage = ""
+    source = info.get("init_from")
+    if source:  # a warm restart: the weights it started from took time to train too
+        earlier = training_hours(store, source["run_id"]) if store.exists(source["run_id"]) else 0.0
+        lineage = (f"\n- started from: epoch {source.get('epoch')} of run `{source['run_id']}` (`--init-from`), "
+                   f"trained {earlier:.1f} h; {earlier + hours:.1f} h in all")
     card = f"""# {name}
 
 - architecture: `{cfg['model']}` {json.dumps(cfg.get('model_config') or {})}, {count_parameters(shipped):,} parameters
@@ -82,7 +93,7 @@ def main(run_dir: str, name: str) -> None:
 - preset: `{cfg.get('preset')}` - {cfg['optimizer']} lr {cfg['lr']}, weight decay {cfg['weight_decay']},
   batch {cfg['batch_size']}, {cfg['schedule']} schedule, label smoothing {cfg['label_smoothing']},
   class weights {cfg['class_weights']}
-- trained on: {info.get('device')} ({info.get('precision')}), {hours:.1f} h (sum of epoch times)
+- trained on: {info.get('device')} ({info.get('precision')}), {hours:.1f} h (sum of epoch times){lineage}
 
 {val_section([shipped], cfg['data'])}"""
     target.with_suffix(".md").write_text(card + LIMITS)
