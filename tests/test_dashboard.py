@@ -48,6 +48,8 @@ def test_every_page_renders_with_the_shipped_runs(page, tmp_path, monkeypatch):
     if page == "views/runs.py":  # our ViTs next to Table 2: patch-embedded ones and the conv-stem one
         [vits] = [df.value for df in at.dataframe if "stem" in df.value.columns]
         assert set(vits.stem) == {"patch", "conv"} and len(vits) >= 5
+        runs = at.dataframe[0].value  # the shipped vit is a warm restart of the 30-epoch conv-stem run
+        assert runs.set_index("name").started_from["ref-vit-convstem-restart"] == "ref-vit-convstem"
 
 
 def test_runs_page_shows_runs_curves_and_tables(runs_copy):
