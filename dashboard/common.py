@@ -73,12 +73,12 @@ def dataset_summary(path: str) -> dict:
 def model_choices(architecture: str | None = None) -> dict[str, str]:
     """Label -> model spec: shipped models first, then finished runs with a best checkpoint
     (only those of `architecture`, when given)."""
-    def wanted(model: str | None) -> bool:
-        return architecture is None or model == architecture
-    choices = {f"{p.stem} (shipped)": p.stem for p in sorted(SHIPPED_MODELS_DIR.glob("*.safetensors"))
-               if wanted(read_checkpoint_metadata(p)["model"])}
+    shipped = sorted(SHIPPED_MODELS_DIR.glob("*.safetensors"))
+    if architecture:  # read the checkpoint headers only when filtering (not on every Predict rerun)
+        shipped = [p for p in shipped if read_checkpoint_metadata(p)["model"] == architecture]
+    choices = {f"{p.stem} (shipped)": p.stem for p in shipped}
     for r in store().list_runs():
-        if (r.get("status") in ("finished", "cancelled") and wanted(r.get("model"))
+        if (r.get("status") in ("finished", "cancelled") and architecture in (None, r.get("model"))
                 and store().has_checkpoint(r["run_id"])):
             choices[f"{r.get('name', r['run_id'])} ({r.get('model')}, run)"] = r["run_id"]
     return choices

@@ -41,7 +41,7 @@ import pandas as pd
 
 from fer_core.jobs import FER_TRAIN, JobQueue
 from fer_core.runstore import PROJECT_ROOT, RunStore
-from trainers.cli import parse_value, config_from_args, train_parser
+from trainers.cli import config_from_args, parse_value, train_parser
 
 SET_BY_SWEEP = {"name", "sweep", "run_id", "runs_dir", "resume", "no_progress"}
 PATH_OPTIONS = ("data", "fer_plus")
