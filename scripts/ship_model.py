@@ -66,6 +66,21 @@ def training_hours(store: RunStore, run_id: str) -> float:
     return store.metrics([run_id]).query("tta == 'none'").epoch_seconds.sum() / 3600
 
 
+def lineage(info: dict, stores: list[RunStore]) -> tuple[list[str], float]:
+    """The card lines for the chain of warm restarts behind a run, and the hours of all of them:
+    the weights a restart started from took time to train too. Each earlier run is looked up in
+    `stores` (the run's own store, then the shipped runs); the chain stops at one found in neither."""
+    lines, hours, source = [], 0.0, info.get("init_from")
+    while source:
+        store = next((s for s in stores if s.exists(source["run_id"])), None)
+        earlier = training_hours(store, source["run_id"]) if store else 0.0
+        hours += earlier
+        lines.append(f"- {'which ' if lines else ''}started from: epoch {source.get('epoch')} of run `{source['run_id']}` (`--init-from`), "
+                     f"trained {earlier:.1f} h" + ("" if store else " (run not found: not counted)"))
+        source = store.read_run(source["run_id"]).get("init_from") if store else None
+    return lines, hours
+
+
 def main(run_dir: str, name: str) -> None:
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "run.json").read_text())
@@ -77,12 +92,10 @@ def main(run_dir: str, name: str) -> None:
     cfg = info["config"]
     store = RunStore(run_dir.parent)
     hours = training_hours(store, info["run_id"])
-    lineage = ""
-    source = info.get("init_from")
-    if source:  # a warm restart: the weights it started from took time to train too
-        earlier = training_hours(store, source["run_id"]) if store.exists(source["run_id"]) else 0.0
-        lineage = (f"\n- started from: epoch {source.get('epoch')} of run `{source['run_id']}` (`--init-from`), "
-                   f"trained {earlier:.1f} h; {earlier + hours:.1f} h in all")
+    earlier_lines, earlier_hours = lineage(info, [store, RunStore()])
+    history = "".join(f"\n{line}" for line in earlier_lines)
+    if earlier_lines:
+        history += f"\n- {hours + earlier_hours:.1f} h of training in all"
     card = f"""# {name}
 
 - architecture: `{cfg['model']}` {json.dumps(cfg.get('model_config') or {})}, {count_parameters(shipped):,} parameters
@@ -93,7 +106,7 @@ def main(run_dir: str, name: str) -> None:
 - preset: `{cfg.get('preset')}` - {cfg['optimizer']} lr {cfg['lr']}, weight decay {cfg['weight_decay']},
   batch {cfg['batch_size']}, {cfg['schedule']} schedule, label smoothing {cfg['label_smoothing']},
   class weights {cfg['class_weights']}
-- trained on: {info.get('device')} ({info.get('precision')}), {hours:.1f} h (sum of epoch times){lineage}
+- trained on: {info.get('device')} ({info.get('precision')}), {hours:.1f} h (sum of epoch times){history}
 
 {val_section([shipped], cfg['data'])}"""
     target.with_suffix(".md").write_text(card + LIMITS)

@@ -7,10 +7,12 @@ import re
 
 import pytest
 
+from fer_core.checkpoint import read_checkpoint_metadata
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, read_face_image, stratified_indices
 from fer_core.inference import ENSEMBLE, SHIPPED_MODELS_DIR, ensemble_probs, load_models, shipped_names
 from fer_core.metrics import classification_metrics
+from fer_core.runstore import RunStore
 
 SHIPPED = shipped_names()
 CLEAR_HAPPY = "val/happy/PublicTest_10527411.jpg"  # a broad open-mouthed laugh, chosen by eye
@@ -40,3 +42,22 @@ def test_shipped_model_matches_its_card(name, fer2013):
 def test_shipped_model_sees_a_clear_smile(name, fer2013):
     probs = ensemble_probs(load_models(name), read_face_image(fer2013 / CLEAR_HAPPY)[None])[0]
     assert CLASSES[probs.argmax()] == "happy"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_model_run_and_its_restarts_are_committed(name):
+    """The dashboard shows how a shipped model was trained: its run and every run it was
+    warm-restarted from (`init_from`) are in results/runs, and the card's training time is
+    the sum of all their epoch times."""
+    store = RunStore()
+    run_id = read_checkpoint_metadata(SHIPPED_MODELS_DIR / f"{name}.safetensors")["info"]["run_id"]
+    chain = [run_id]
+    while source := store.read_run(chain[-1]).get("init_from"):
+        assert store.exists(source["run_id"]), f"{name}: {chain[-1]} started from a run not in results/runs"
+        chain.append(source["run_id"])
+    epochs = store.metrics(chain).query("tta == 'none'")
+    assert set(epochs.run_id) == set(chain)
+    hours = epochs.epoch_seconds.sum() / 3600
+    card = (SHIPPED_MODELS_DIR / f"{name}.md").read_text()
+    stated = re.search(r"([0-9.]+) h of training in all" if len(chain) > 1 else r"([0-9.]+) h \(sum of epoch", card)
+    assert stated and abs(float(stated.group(1)) - hours) < 0.051, (chain, hours)
