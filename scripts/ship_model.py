@@ -75,8 +75,9 @@ def lineage(info: dict, stores: list[RunStore]) -> tuple[list[str], float]:
         store = next((s for s in stores if s.exists(source["run_id"])), None)
         earlier = training_hours(store, source["run_id"]) if store else 0.0
         hours += earlier
-        lines.append(f"- {'which ' if lines else ''}started from: epoch {source.get('epoch')} of run `{source['run_id']}` (`--init-from`), "
-                     f"trained {earlier:.1f} h" + ("" if store else " (run not found: not counted)"))
+        lines.append(f"- {'which ' if lines else ''}started from: epoch {source.get('epoch')} of run "
+                     f"`{source['run_id']}` (`--init-from`), trained {earlier:.1f} h"
+                     + ("" if store else " (run not found: not counted)"))
         source = store.read_run(source["run_id"]).get("init_from") if store else None
     return lines, hours
 
