@@ -37,6 +37,8 @@ class TrainConfig:
     class_weights: str = "none"       # none | balanced | sqrt
     augment: dict = field(default_factory=lambda: asdict(AugmentConfig()))
     early_stopping: int | None = None  # patience in epochs on val accuracy
+    ema_decay: float | None = None    # evaluate and keep an exponential moving average of the weights
+                                      # (e.g. 0.999: about 1000 steps); see trainers/ema.py
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"           # auto | fp32 | bf16 | fp16
@@ -71,6 +73,8 @@ class TrainConfig:
             value = getattr(self, key)
             if value not in allowed and not (key == "device" and str(value).startswith("cuda:")):
                 problems.append(f"{key} must be one of {', '.join(allowed)} (got {value!r})")
+        if self.ema_decay is not None and not (isinstance(self.ema_decay, (int, float)) and 0 < self.ema_decay < 1):
+            problems.append(f"EMA decay must be in (0, 1) (got {self.ema_decay!r})")
         if self.early_stopping is not None and self.early_stopping < 1:
             problems.append("early stopping patience must be >= 1")
         unknown = set(self.augment) - {f.name for f in fields(AugmentConfig)}

@@ -88,7 +88,9 @@ def _epoch_rows(runs: Path | str) -> pd.DataFrame:
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, store, request, monkeypatch):
     """Also with the run store on S3 and the resume on "another machine" (an empty local
     checkpoint cache): the checkpoints come back from the store."""
-    args = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--epochs", 4, "--limit", 420, "--no-progress"]
+    # With a weight average (--ema), whose state must come back too: val measures the average.
+    args = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--epochs", 4, "--limit", 420, "--ema", 0.9,
+            "--no-progress"]
     cli("fer-train", *args, "--runs-dir", tmp_path / "a")
     reference = _epoch_rows(tmp_path / "a")
 
@@ -169,9 +171,34 @@ def test_init_from_starts_from_the_given_weights(tmp_path):
     assert weights and all(torch.allclose(before[k], after[k], atol=1e-6) for k in weights)
     assert again["config"]["init_from"].endswith("best.safetensors")
 
+    # With --ema the run evaluates and keeps the average: at a decay of ~1 it stays at the
+    # starting weights while the raw weights (last.safetensors) move away at the normal rate.
+    cli("fer-train", *base, "--epochs", 1, "--ema", 0.999999, "--name", "averaged", "--init-from", first["run_id"])
+    averaged = next(r for r in RunStore(runs).list_runs() if r["name"] == "averaged")
+    best = load_file(runs / averaged["run_id"] / "checkpoints" / "best.safetensors")
+    raw = load_file(runs / averaged["run_id"] / "checkpoints" / "last.safetensors")
+    assert all(torch.allclose(before[k], best[k], atol=1e-4) for k in weights)
+    assert not all(torch.allclose(before[k], raw[k], atol=1e-4) for k in weights)
+
     refused = cli("fer-train", "--model", "cnn", "--data", SAMPLE_CSV, "--runs-dir", runs,
                   "--init-from", first["run_id"], check=False)
     assert refused.returncode == 2 and "is a stcnn, not a cnn" in refused.stderr
     refused = cli("fer-train", *base, "--init-from", "no-such-model", check=False)
     assert refused.returncode == 2 and "--init-from no-such-model" in refused.stderr
-    assert len(RunStore(runs).list_runs()) == 2
+    assert len(RunStore(runs).list_runs()) == 3
+
+
+def test_weight_ema_moves_a_fraction_of_the_way():
+    from trainers.ema import WeightEMA
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = WeightEMA(model, decay=0.75)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model[0].weight.add_(4.0)
+        model[1].num_batches_tracked.fill_(7)
+    ema.update()
+    average = ema.module.state_dict()
+    assert torch.allclose(average["0.weight"], start["0.weight"] + 1.0)  # a quarter of the way
+    assert torch.equal(average["0.bias"], start["0.bias"])
+    assert average["1.num_batches_tracked"].item() == 7  # integer buffers are copied, not averaged
+    assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())

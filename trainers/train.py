@@ -33,6 +33,7 @@ from fer_core.models import count_parameters, create_model
 from fer_core.presets import TrainConfig
 from fer_core.runstore import RunStore, RunWriter, now_iso
 from trainers import distributed
+from trainers.ema import WeightEMA
 
 
 class Cancelled(Exception):
@@ -118,7 +119,8 @@ def train_step(model, optimizer, criterion, x, y, device, dtype, scaler, channel
     return logits, loss
 
 
-def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtype, writer, progress_base):
+def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtype, writer, progress_base,
+                    ema: WeightEMA | None = None):
     """One pass over the training split; returns (labels, probs) seen, for the train metrics."""
     torch.manual_seed(epoch_seed(cfg.seed, epoch))  # dropout
     generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
@@ -144,6 +146,8 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
         x = augment_batch(to_model_input(images[index]), aug, generator)  # the whole global batch, for the RNG
         x, y = distributed.shard(x), distributed.shard(labels[index])
         logits, loss = train_step(model, optimizer, criterion, x, y, device, dtype, scaler, cfg.channels_last)
+        if ema is not None:
+            ema.update()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, batch {i + 1}; "
                                      "try a lower learning rate")
@@ -250,6 +254,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
     plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau_factor,
                                                           patience=cfg.plateau_patience, min_lr=cfg.min_lr)
                if cfg.schedule == "plateau" else None)
+    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
     weights = class_weights(cfg, splits["train"].labels)
     criterion = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
                                           label_smoothing=cfg.label_smoothing)
@@ -260,12 +265,17 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
     if resuming and (ckpt / "last.safetensors").exists():
         model.load_state_dict(load_model(ckpt / "last.safetensors").state_dict())
         state = load_optimizer(optimizer, ckpt / "last_optimizer.safetensors")
+        if ema is not None:
+            writer.fetch_checkpoints("last_ema.safetensors")
+            ema.module.load_state_dict(load_model(ckpt / "last_ema.safetensors").state_dict())
         if plateau is not None:
             plateau.load_state_dict(state.pop("plateau"))
         print(f"resuming after epoch {state['epoch']}", flush=True)
     elif cfg.init_from:
         source = load_model(cfg.init_from)
         model.load_state_dict(source.state_dict())
+        if ema is not None:
+            ema.module.load_state_dict(source.state_dict())
         writer.update(init_from={"checkpoint": cfg.init_from, **source.checkpoint_info})
         print(f"starting from {cfg.init_from} ({source.checkpoint_info})", flush=True)
     writer.drop_epochs_after(state["epoch"])
@@ -280,12 +290,13 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         t0 = time.time()
         train_labels, train_probs = train_one_epoch(train_model, optimizer, criterion, cfg, splits["train"], epoch,
-                                                    device, dtype, writer, progress)
+                                                    device, dtype, writer, progress, ema)
         train_seconds = time.time() - t0
         distributed.sync_buffers(model)
         lr = optimizer.param_groups[0]["lr"]
+        evaluated = model if ema is None else ema.module  # what val measures and `best` keeps
         t0 = time.time()
-        val_probs, _ = predict_probs(model, splits["val"].images, device, dtype, batch_size=cfg.eval_batch_size,
+        val_probs, _ = predict_probs(evaluated, splits["val"].images, device, dtype, batch_size=cfg.eval_batch_size,
                                      channels_last=cfg.channels_last)
         val_seconds = time.time() - t0
         rows, cells = [], []
@@ -300,7 +311,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         if val["accuracy"] > state["best_accuracy"]:
             state.update(best_accuracy=val["accuracy"], best_epoch=epoch, bad_epochs=0)
             if lead:
-                save_checkpoint(model, ckpt / "best.safetensors", epoch=epoch, val_accuracy=val["accuracy"],
+                save_checkpoint(evaluated, ckpt / "best.safetensors", epoch=epoch, val_accuracy=val["accuracy"],
                                 run_id=writer.run_id)
                 writer.publish_checkpoints("best.safetensors")
         else:
@@ -312,6 +323,9 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
             save_optimizer(optimizer, ckpt / "last_optimizer.safetensors",
                            dict(state, **({"plateau": plateau.state_dict()} if plateau else {})))
             writer.publish_checkpoints("last.safetensors", "last_optimizer.safetensors")
+            if ema is not None:
+                save_checkpoint(ema.module, ckpt / "last_ema.safetensors", epoch=epoch, run_id=writer.run_id)
+                writer.publish_checkpoints("last_ema.safetensors")
         summary = {k: val[k] for k in ("accuracy", "loss", "macro_f1", "auc")}
         writer.update(epochs_completed=epoch, best_epoch=state["best_epoch"], best_val_accuracy=state["best_accuracy"],
                       **({"best_val": dict(summary, epoch=epoch)} if state["best_epoch"] == epoch else {}),
@@ -320,6 +334,11 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
             print(f"epoch {epoch}/{cfg.epochs}  train loss {rows[0]['loss']:.4f} acc {rows[0]['accuracy']:.4f}  "
                   f"val loss {val['loss']:.4f} acc {val['accuracy']:.4f} f1 {val['macro_f1']:.4f}  "
                   f"lr {lr:.2e}  {len(train_labels) / train_seconds:.0f} img/s", flush=True)
+            if ema is not None:  # how much the average buys over the weights it averages
+                raw, _ = predict_probs(model, splits["val"].images, device, dtype, batch_size=cfg.eval_batch_size,
+                                       channels_last=cfg.channels_last)
+                print(f"  val acc of the raw (not averaged) weights {(raw.argmax(1) == splits['val'].labels).mean():.4f}",
+                      flush=True)
         if cfg.early_stopping and state["bad_epochs"] >= cfg.early_stopping:
             print(f"early stopping: val accuracy has not improved for {cfg.early_stopping} epochs", flush=True)
             break

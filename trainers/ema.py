@@ -1,0 +1,36 @@
+"""An exponential moving average of a model's weights (torchvision reference's `--model-ema`).
+
+With SGD at a learning rate that still moves the weights, the iterates bounce around a wide
+minimum; their running average sits nearer its centre and usually generalises better than
+any single iterate (Polyak averaging; SWA, Izmailov et al. 2018). The trainer evaluates and
+checkpoints the average instead of the raw weights when `ema_decay` is set.
+
+BatchNorm's running statistics are averaged like the weights (torchvision's `use_buffers=True`),
+so the average needs no extra pass over the data to recompute them.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+
+class WeightEMA:
+    """`module` holds the average of `model`; `update()` after every optimizer step moves it
+    `1 - decay` of the way towards the model's current weights (integer buffers are copied).
+    The model's tensors are updated in place by the optimizer (and by load_state_dict), so the
+    pairs taken here stay valid for the whole run."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        pairs = list(zip(self.module.state_dict().values(), model.state_dict().values()))
+        self._averaged = [(a, c) for a, c in pairs if a.is_floating_point()]
+        self._copied = [(a, c) for a, c in pairs if not a.is_floating_point()]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_([a for a, _ in self._averaged], [c for _, c in self._averaged], 1.0 - self.decay)
+        for average, current in self._copied:
+            average.copy_(current)
