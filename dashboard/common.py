@@ -30,7 +30,8 @@ def queue() -> JobQueue:
     return JobQueue(runs=store())
 
 
-HYPERPARAMETERS = ["batch_size", "lr", "weight_decay", "optimizer", "schedule", "epochs", "label_smoothing"]
+HYPERPARAMETERS = ["batch_size", "lr", "weight_decay", "optimizer", "schedule", "epochs", "label_smoothing",
+                   "ema_decay"]
 
 
 def runs_table(runs: list[dict]) -> pd.DataFrame:

@@ -31,6 +31,10 @@ with st.sidebar:
                              key=f"lr_{preset}")
         weight_decay = st.number_input("Weight decay", min_value=0.0, max_value=1.0, value=base.weight_decay,
                                        format="%.5f", key=f"wd_{preset}")
+        ema_decay = st.number_input("Weight average: EMA decay (0 = off)", min_value=0.0, max_value=0.99999,
+                                    value=float(base.ema_decay or 0.0), format="%.5f", key=f"ema_{preset}",
+                                    help="evaluate and keep a moving average of the weights instead of the "
+                                         "weights themselves; 0.999 averages about the last 1000 steps")
         augment = st.checkbox("Augmentation (crops, flips, small rotations)",
                               value=any(v for k, v in base.augment.items() if k != "erasing"), key=f"aug_{preset}")
         device = st.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="train_device")
@@ -84,6 +88,8 @@ if submitted:
         args = ["--preset", preset, "--data", str(Path(data).expanduser().resolve()), "--epochs", str(int(epochs)),
                 "--batch-size", str(int(batch_size)), "--lr", repr(float(lr)),
                 "--weight-decay", repr(float(weight_decay)), "--device", device]
+        if ema_decay:
+            args += ["--ema", repr(float(ema_decay))]
         if not augment:
             args.append("--no-augment")
         if limit:
