@@ -88,8 +88,8 @@ def _epoch_rows(runs: Path | str) -> pd.DataFrame:
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, store, request, monkeypatch):
     """Also with the run store on S3 and the resume on "another machine" (an empty local
     checkpoint cache): the checkpoints come back from the store."""
-    # With a weight average (--ema), whose state must come back too: val measures the average.
-    args = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--epochs", 4, "--limit", 420, "--ema", 0.9,
+    # With a weight average (--ema-decay), whose state must come back too: val measures the average.
+    args = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--epochs", 4, "--limit", 420, "--ema-decay", 0.9,
             "--no-progress"]
     cli("fer-train", *args, "--runs-dir", tmp_path / "a")
     reference = _epoch_rows(tmp_path / "a")
@@ -127,6 +127,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, store, request, m
 @pytest.mark.parametrize("args,needle", [
     (["--epochs", "-3"], "must be a positive number"),
     (["--batch-size", "0"], "must be a positive number"),
+    (["--ema-decay", "1"], "EMA decay must be in (0, 1)"),
     (["--lr", "abc"], "'abc' is not a number"),
     (["--data", "/no/such/path"], "no such file or folder"),
     (["--model", "vit", "--preset", "paper-stcnn-b16"], "is for model stcnn"),
@@ -171,9 +172,9 @@ def test_init_from_starts_from_the_given_weights(tmp_path):
     assert weights and all(torch.allclose(before[k], after[k], atol=1e-6) for k in weights)
     assert again["config"]["init_from"].endswith("best.safetensors")
 
-    # With --ema the run evaluates and keeps the average: at a decay of ~1 it stays at the
+    # With --ema-decay the run evaluates and keeps the average: at a decay of ~1 it stays at the
     # starting weights while the raw weights (last.safetensors) move away at the normal rate.
-    cli("fer-train", *base, "--epochs", 1, "--ema", 0.999999, "--name", "averaged", "--init-from", first["run_id"])
+    cli("fer-train", *base, "--epochs", 1, "--ema-decay", 0.999999, "--name", "averaged", "--init-from", first["run_id"])
     averaged = next(r for r in RunStore(runs).list_runs() if r["name"] == "averaged")
     best = load_file(runs / averaged["run_id"] / "checkpoints" / "best.safetensors")
     raw = load_file(runs / averaged["run_id"] / "checkpoints" / "last.safetensors")

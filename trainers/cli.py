@@ -64,7 +64,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-weights", choices=["none", "balanced", "sqrt"])
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--early-stopping", type=_positive_int, help="patience (epochs) on val accuracy")
-    p.add_argument("--ema", type=_positive_float, dest="ema_decay", metavar="DECAY",
+    p.add_argument("--ema-decay", type=_positive_float, metavar="DECAY",
                    help="evaluate and checkpoint an exponential moving average of the weights (e.g. 0.999)")
     p.add_argument("--model-config", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture option, e.g. stem=small or patch_size=14 (repeatable)")
@@ -93,8 +93,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                  "lr": args.lr, "weight_decay": args.weight_decay, "optimizer": args.optimizer,
                  "schedule": args.schedule, "warmup_epochs": args.warmup_epochs,
                  "label_smoothing": args.label_smoothing, "class_weights": args.class_weights,
-                 "early_stopping": args.early_stopping, "ema_decay": args.ema_decay, "limit": args.limit, "device": args.device,
-                 "precision": args.precision, "seed": args.seed, "name": args.name, "sweep": args.sweep}
+                 "early_stopping": args.early_stopping, "ema_decay": args.ema_decay, "limit": args.limit,
+                 "device": args.device, "precision": args.precision, "seed": args.seed, "name": args.name, "sweep": args.sweep}
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)

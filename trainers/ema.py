@@ -1,4 +1,5 @@
-"""An exponential moving average of a model's weights (torchvision reference's `--model-ema`).
+"""An exponential moving average of a model's weights: `fer-train --ema-decay` (torchvision
+reference's `--model-ema`).
 
 With SGD at a learning rate that still moves the weights, the iterates bounce around a wide
 minimum; their running average sits nearer its centre and usually generalises better than

@@ -89,7 +89,7 @@ if submitted:
                 "--batch-size", str(int(batch_size)), "--lr", repr(float(lr)),
                 "--weight-decay", repr(float(weight_decay)), "--device", device]
         if ema_decay:
-            args += ["--ema", repr(float(ema_decay))]
+            args += ["--ema-decay", repr(float(ema_decay))]
         if not augment:
             args.append("--no-augment")
         if limit:
