@@ -174,7 +174,8 @@ def test_init_from_starts_from_the_given_weights(tmp_path):
 
     # With --ema-decay the run evaluates and keeps the average: at a decay of ~1 it stays at the
     # starting weights while the raw weights (last.safetensors) move away at the normal rate.
-    cli("fer-train", *base, "--epochs", 1, "--ema-decay", 0.999999, "--name", "averaged", "--init-from", first["run_id"])
+    cli("fer-train", *base, "--epochs", 1, "--ema-decay", 0.999999, "--name", "averaged",
+        "--init-from", first["run_id"])
     averaged = next(r for r in RunStore(runs).list_runs() if r["name"] == "averaged")
     best = load_file(runs / averaged["run_id"] / "checkpoints" / "best.safetensors")
     raw = load_file(runs / averaged["run_id"] / "checkpoints" / "last.safetensors")

@@ -94,7 +94,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                  "schedule": args.schedule, "warmup_epochs": args.warmup_epochs,
                  "label_smoothing": args.label_smoothing, "class_weights": args.class_weights,
                  "early_stopping": args.early_stopping, "ema_decay": args.ema_decay, "limit": args.limit,
-                 "device": args.device, "precision": args.precision, "seed": args.seed, "name": args.name, "sweep": args.sweep}
+                 "device": args.device, "precision": args.precision, "seed": args.seed, "name": args.name,
+                 "sweep": args.sweep}
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)

@@ -27,11 +27,12 @@ class WeightEMA:
         self.decay = decay
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         pairs = list(zip(self.module.state_dict().values(), model.state_dict().values()))
-        self._averaged = [(a, c) for a, c in pairs if a.is_floating_point()]
+        self._averages = [a for a, _ in pairs if a.is_floating_point()]
+        self._currents = [c for a, c in pairs if a.is_floating_point()]
         self._copied = [(a, c) for a, c in pairs if not a.is_floating_point()]
 
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_([a for a, _ in self._averaged], [c for _, c in self._averaged], 1.0 - self.decay)
+        torch._foreach_lerp_(self._averages, self._currents, 1.0 - self.decay)
         for average, current in self._copied:
             average.copy_(current)

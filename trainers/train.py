@@ -287,6 +287,11 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
                   versions={"python": platform.python_version(), "torch": torch.__version__,
                             "numpy": np.__version__})
     progress = {"show_bar": show_bar, "started": time.time(), "done_at_start": state["epoch"] / cfg.epochs}
+
+    def val_probs_of(m: torch.nn.Module) -> np.ndarray:
+        return predict_probs(m, splits["val"].images, device, dtype, batch_size=cfg.eval_batch_size,
+                             channels_last=cfg.channels_last)[0]
+
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         t0 = time.time()
         train_labels, train_probs = train_one_epoch(train_model, optimizer, criterion, cfg, splits["train"], epoch,
@@ -296,8 +301,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         lr = optimizer.param_groups[0]["lr"]
         evaluated = model if ema is None else ema.module  # what val measures and `best` keeps
         t0 = time.time()
-        val_probs, _ = predict_probs(evaluated, splits["val"].images, device, dtype, batch_size=cfg.eval_batch_size,
-                                     channels_last=cfg.channels_last)
+        val_probs = val_probs_of(evaluated)
         val_seconds = time.time() - t0
         rows, cells = [], []
         for split, labels, probs, seconds in (("train", train_labels, train_probs, train_seconds),
@@ -335,10 +339,8 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
                   f"val loss {val['loss']:.4f} acc {val['accuracy']:.4f} f1 {val['macro_f1']:.4f}  "
                   f"lr {lr:.2e}  {len(train_labels) / train_seconds:.0f} img/s", flush=True)
             if ema is not None:  # how much the average buys over the weights it averages
-                raw, _ = predict_probs(model, splits["val"].images, device, dtype, batch_size=cfg.eval_batch_size,
-                                       channels_last=cfg.channels_last)
-                print(f"  val acc of the raw (not averaged) weights {(raw.argmax(1) == splits['val'].labels).mean():.4f}",
-                      flush=True)
+                raw_accuracy = (val_probs_of(model).argmax(1) == splits["val"].labels).mean()
+                print(f"  val acc of the raw (not averaged) weights {raw_accuracy:.4f}", flush=True)
         if cfg.early_stopping and state["bad_epochs"] >= cfg.early_stopping:
             print(f"early stopping: val accuracy has not improved for {cfg.early_stopping} epochs", flush=True)
             break
