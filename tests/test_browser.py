@@ -199,15 +199,25 @@ def purple_pixels(png: bytes) -> int:
 
 
 def test_live_webcam_draws_a_label(page, dashboard):
+    """A WebRTC connection can drop on a loaded 2-core machine (CI saw the video vanish once); the
+    component then shows START again, and like a user the test presses it again, at most twice."""
     open_page(page, dashboard, "live")
     frame = page.frame_locator("iframe[title*='webrtc']").first
-    frame.get_by_role("button", name="START").click()
-    video = frame.locator("video")
+    start, video = frame.get_by_role("button", name="START"), frame.locator("video")
+    start.click()
     video.wait_for()
-    deadline = time.time() + 90
-    found = 0
+    deadline = time.time() + 120
+    found = restarts = 0
     while time.time() < deadline and found < 300:
         page.wait_for_timeout(1000)
-        found = purple_pixels(video.screenshot())
+        if video.count():
+            try:
+                found = purple_pixels(video.first.screenshot(timeout=10_000))
+            except sync_api.TimeoutError:  # it went between the count and the screenshot
+                continue
+        elif start.count() and restarts < 2:
+            restarts += 1
+            start.click()
+            video.wait_for()
     shot(page, "live")
-    assert found >= 300, "no box or label drawn on the video"
+    assert found >= 300, f"no box or label drawn on the video ({restarts} restarts)"
