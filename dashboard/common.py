@@ -31,7 +31,7 @@ def queue() -> JobQueue:
 
 
 HYPERPARAMETERS = ["batch_size", "lr", "weight_decay", "optimizer", "schedule", "epochs", "label_smoothing",
-                   "ema_decay"]
+                   "ema_decay", "mixup_alpha", "cutmix_alpha"]
 
 
 def runs_table(runs: list[dict]) -> pd.DataFrame:

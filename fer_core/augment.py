@@ -58,6 +58,21 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     return x
 
 
+def batch_mixer(mixup_alpha: float, cutmix_alpha: float, num_classes: int):
+    """MixUp and/or CutMix of whole batches (torchvision's v2 transforms, one picked per batch as in
+    torchvision's reference train.py), or None when both alphas are 0.
+
+    The mixer maps (images, int labels) to (mixed images, soft labels [B, classes]); it draws from
+    torch's global RNG, which the trainer seeds per epoch.
+    """
+    if not (mixup_alpha > 0 or cutmix_alpha > 0):
+        return None
+    from torchvision.transforms import v2
+    mixers = ([v2.MixUp(alpha=mixup_alpha, num_classes=num_classes)] if mixup_alpha > 0 else []) + \
+             ([v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)] if cutmix_alpha > 0 else [])
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+
+
 def _random_erase(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
     """Zero one rectangle (2-33% of the area, aspect 0.3-3.3) in each image with probability p."""
     b, _, h, w = x.shape

@@ -36,6 +36,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     class_weights: str = "none"       # none | balanced | sqrt
     augment: dict = field(default_factory=lambda: asdict(AugmentConfig()))
+    mixup_alpha: float = 0.0          # MixUp of image pairs, mixing weight ~ Beta(alpha, alpha); 0 = off
+    cutmix_alpha: float = 0.0         # CutMix (a pasted rectangle); with both on, one is picked per batch
     early_stopping: int | None = None  # patience in epochs on val accuracy
     ema_decay: float | None = None    # evaluate and keep an exponential moving average of the weights
                                       # (e.g. 0.999: about 1000 steps); see trainers/ema.py
@@ -73,6 +75,9 @@ class TrainConfig:
             value = getattr(self, key)
             if value not in allowed and not (key == "device" and str(value).startswith("cuda:")):
                 problems.append(f"{key} must be one of {', '.join(allowed)} (got {value!r})")
+        for key in ("mixup_alpha", "cutmix_alpha"):
+            if not (isinstance(getattr(self, key), (int, float)) and getattr(self, key) >= 0):
+                problems.append(f"{key.replace('_', ' ')} must be >= 0 (got {getattr(self, key)!r})")
         if self.ema_decay is not None and not (isinstance(self.ema_decay, (int, float)) and 0 < self.ema_decay < 1):
             problems.append(f"EMA decay must be in (0, 1) (got {self.ema_decay!r})")
         if self.early_stopping is not None and self.early_stopping < 1:

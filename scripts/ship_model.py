@@ -98,6 +98,8 @@ def main(run_dir: str, name: str) -> None:
     if earlier_lines:
         history += f"\n- {hours + earlier_hours:.1f} h of training in all"
     ema = f", weights averaged (EMA, decay {cfg['ema_decay']})" if cfg.get("ema_decay") else ""
+    mixing = [f"{kind} alpha {cfg[f'{kind}_alpha']}" for kind in ("mixup", "cutmix") if cfg.get(f"{kind}_alpha")]
+    ema += "".join(f", {m}" for m in mixing)
     card = f"""# {name}
 
 - architecture: `{cfg['model']}` {json.dumps(cfg.get('model_config') or {})}, {count_parameters(shipped):,} parameters

@@ -162,6 +162,7 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
     at.number_input(key="ep_stcnn").set_value(1)
     at.number_input(key="train_limit").set_value(140)
     at.number_input(key="ema_stcnn").set_value(0.99)
+    at.number_input(key="cutmix_stcnn").set_value(1.0)
     at.text_input(key="train_name").set_value("warm-restart")
     at.sidebar.button[0].click().run()
     assert any("Queued" in s.value for s in at.sidebar.success), [e.value for e in at.sidebar.error]
@@ -173,12 +174,14 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
     run = RunStore(runs_copy).read_run(job["run_id"])
     assert run["status"] == "finished", JobQueue().log_tail(job["job_id"], 20)
     assert run["config"]["ema_decay"] == 0.99
+    assert run["config"]["cutmix_alpha"] == 1.0 and run["config"]["mixup_alpha"] == 0.0
     assert run["init_from"]["checkpoint"].endswith("results/models/stcnn.safetensors")
     shipped_from = read_checkpoint_metadata(PROJECT / "results" / "models" / "stcnn.safetensors")["info"]["run_id"]
     assert run["init_from"]["run_id"] == shipped_from
     table = app().dataframe[0].value  # Compare runs says where it started: the shipped model's run
     assert table[table.name == "warm-restart"].started_from.iloc[0] == shipped_from  # (not in this store)
     assert table[table.name == "warm-restart"].ema_decay.iloc[0] == 0.99
+    assert table[table.name == "warm-restart"].cutmix_alpha.iloc[0] == 1.0
 
 
 def test_a_failed_run_shows_its_reason_and_resumes_from_the_train_page(runs_copy):

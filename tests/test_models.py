@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fer_core.augment import AugmentConfig, augment_batch, to_model_input, tta_views
+from fer_core.augment import AugmentConfig, augment_batch, batch_mixer, to_model_input, tta_views
 from fer_core.checkpoint import load_model, read_checkpoint_metadata, save_checkpoint
 from fer_core.models import MODELS, count_parameters, create_model
 from fer_core.presets import PRESETS, preset_config
@@ -120,3 +120,30 @@ def test_batch_augmentation():
     assert len(tta_views(x, "none")) == 1 and len(tta_views(x, "flip")) == 2
     views = tta_views(x, "tencrop")
     assert len(views) == 10 and all(v.shape == x.shape for v in views)
+
+
+@pytest.mark.parametrize("mixup,cutmix", [(0.4, 0.0), (0.0, 1.0), (0.4, 1.0)])
+def test_mixup_and_cutmix_blend_images_and_labels_alike(mixup, cutmix):
+    """Each mixed image is lam * itself + (1 - lam) * its neighbour in the batch (everywhere for
+    MixUp, a pasted rectangle covering 1 - lam of it for CutMix), and its soft label gives lam and
+    1 - lam to the two images' classes. With both on, each batch gets one of the two."""
+    assert batch_mixer(0.0, 0.0, 7) is None
+    torch.manual_seed(0)
+    x = torch.rand(32, 1, 48, 48)
+    labels = torch.arange(32) % 7  # neighbours always differ in class
+    for _ in range(4):
+        mixed, soft = batch_mixer(mixup, cutmix, 7)(x, labels)
+        assert mixed.shape == x.shape and soft.shape == (32, 7)
+        assert torch.allclose(soft.sum(1), torch.ones(32))
+        lam = soft[torch.arange(32), labels]
+        assert torch.allclose(soft[torch.arange(32), labels.roll(1)], 1 - lam)
+        partner = x.roll(1, 0)
+        blended = all(torch.allclose(mixed[i], lam[i] * x[i] + (1 - lam[i]) * partner[i], atol=1e-5)
+                      for i in range(32))
+        pasted = all(float(torch.isclose(mixed[i], x[i]).float().mean()) == pytest.approx(float(lam[i]), abs=0.03)
+                     for i in range(32))
+        assert blended != pasted
+        if not cutmix:
+            assert blended
+        if not mixup:
+            assert pasted

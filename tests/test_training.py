@@ -128,6 +128,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, store, request, m
     (["--epochs", "-3"], "must be a positive number"),
     (["--batch-size", "0"], "must be a positive number"),
     (["--ema-decay", "1"], "EMA decay must be in (0, 1)"),
+    (["--mixup-alpha", "-0.2"], "must be a positive number"),
     (["--lr", "abc"], "'abc' is not a number"),
     (["--data", "/no/such/path"], "no such file or folder"),
     (["--model", "vit", "--preset", "paper-stcnn-b16"], "is for model stcnn"),
@@ -188,6 +189,26 @@ def test_init_from_starts_from_the_given_weights(tmp_path):
     refused = cli("fer-train", *base, "--init-from", "no-such-model", check=False)
     assert refused.returncode == 2 and "--init-from no-such-model" in refused.stderr
     assert len(RunStore(runs).list_runs()) == 3
+
+
+@pytest.mark.slow
+def test_mixup_and_cutmix_change_what_the_model_trains_on(tmp_path):
+    """Same seed, same faces: with --mixup-alpha/--cutmix-alpha the model sees blended faces and
+    soft labels, so its training loss differs from the plain run; run.json records both alphas."""
+    runs = tmp_path / "runs"
+    base = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 140, "--epochs", 1, "--seed", 3,
+            "--runs-dir", runs, "--no-progress"]
+    cli("fer-train", *base, "--name", "plain")
+    cli("fer-train", *base, "--name", "mixed", "--mixup-alpha", 0.4, "--cutmix-alpha", 1.0)
+    cli("fer-train", *base, "--name", "plain-again")
+    by_name = {r["name"]: r for r in RunStore(runs).list_runs()}
+    assert by_name["mixed"]["config"]["mixup_alpha"] == 0.4 and by_name["mixed"]["config"]["cutmix_alpha"] == 1.0
+    assert by_name["plain"]["config"]["mixup_alpha"] == 0.0
+    metrics = pd.concat(pd.read_parquet(f) for f in runs.glob("*/metrics/*.parquet"))
+    train_loss = {name: metrics[(metrics.run_id == r["run_id"]) & (metrics.split == "train")].loss.iloc[0]
+                  for name, r in by_name.items()}
+    assert train_loss["plain"] == pytest.approx(train_loss["plain-again"], abs=1e-6)  # deterministic...
+    assert train_loss["mixed"] != pytest.approx(train_loss["plain"], abs=1e-3)       # ...so mixing is the change
 
 
 def test_weight_ema_moves_a_fraction_of_the_way():

@@ -62,6 +62,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=_non_negative_float)
     p.add_argument("--label-smoothing", type=_non_negative_float)
     p.add_argument("--class-weights", choices=["none", "balanced", "sqrt"])
+    p.add_argument("--mixup-alpha", type=_non_negative_float, help="MixUp alpha (0 = off)")
+    p.add_argument("--cutmix-alpha", type=_non_negative_float, help="CutMix alpha (0 = off)")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--early-stopping", type=_positive_int, help="patience (epochs) on val accuracy")
     p.add_argument("--ema-decay", type=_positive_float, metavar="DECAY",
@@ -93,7 +95,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                  "lr": args.lr, "weight_decay": args.weight_decay, "optimizer": args.optimizer,
                  "schedule": args.schedule, "warmup_epochs": args.warmup_epochs,
                  "label_smoothing": args.label_smoothing, "class_weights": args.class_weights,
-                 "early_stopping": args.early_stopping, "ema_decay": args.ema_decay, "limit": args.limit,
+                 "early_stopping": args.early_stopping, "ema_decay": args.ema_decay,
+                 "mixup_alpha": args.mixup_alpha, "cutmix_alpha": args.cutmix_alpha, "limit": args.limit,
                  "device": args.device, "precision": args.precision, "seed": args.seed, "name": args.name,
                  "sweep": args.sweep}
     for key, value in overrides.items():

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fer_core.augment import AugmentConfig, augment_batch, to_model_input
+from fer_core.augment import AugmentConfig, augment_batch, batch_mixer, to_model_input
 from fer_core.checkpoint import load_model, load_optimizer, save_checkpoint, save_optimizer
 from fer_core.classes import CLASSES, NUM_CLASSES
 from fer_core.data import load_dataset, prepare_splits
@@ -130,6 +130,7 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
     if len(batches) > 1 and len(batches[-1]) < 2 * distributed.world_size():
         batches.pop()  # BatchNorm cannot train on a batch of one (per process)
     aug = AugmentConfig(**cfg.augment)
+    mixer = batch_mixer(cfg.mixup_alpha, cfg.cutmix_alpha, NUM_CLASSES)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and dtype == torch.float16)
     model.train()
     seen_labels, seen_probs = [], []
@@ -144,8 +145,11 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch - 1 + i / len(batches))
         x = augment_batch(to_model_input(images[index]), aug, generator)  # the whole global batch, for the RNG
-        x, y = distributed.shard(x), distributed.shard(labels[index])
-        logits, loss = train_step(model, optimizer, criterion, x, y, device, dtype, scaler, cfg.channels_last)
+        y = target = labels[index]
+        if mixer is not None:  # soft targets for the loss; train metrics use each image's own label
+            x, target = mixer(x, y)
+        x, y, target = distributed.shard(x), distributed.shard(y), distributed.shard(target)
+        logits, loss = train_step(model, optimizer, criterion, x, target, device, dtype, scaler, cfg.channels_last)
         if ema is not None:
             ema.update()
         if not torch.isfinite(loss):

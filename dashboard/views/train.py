@@ -37,6 +37,14 @@ with st.sidebar:
                                          "weights themselves; 0.999 averages about the last 1000 steps")
         augment = st.checkbox("Augmentation (crops, flips, small rotations)",
                               value=any(v for k, v in base.augment.items() if k != "erasing"), key=f"aug_{preset}")
+        mix_left, mix_right = st.columns(2)
+        mixup_alpha = mix_left.number_input("MixUp alpha (0 = off)", min_value=0.0, max_value=10.0,
+                                            value=float(base.mixup_alpha), key=f"mixup_{preset}",
+                                            help="train on blends of two faces with blended labels")
+        cutmix_alpha = mix_right.number_input("CutMix alpha (0 = off)", min_value=0.0, max_value=10.0,
+                                              value=float(base.cutmix_alpha), key=f"cutmix_{preset}",
+                                              help="paste a patch of another face; with both on, each batch "
+                                                   "gets one of the two")
         device = st.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="train_device")
         source = st.radio("Dataset", ["Bundled sample (980 faces)", "A path on this machine"], key="train_source")
         path = st.text_input("FER2013 CSV or image folder", placeholder=data_path_hint(), key="train_path")
@@ -90,6 +98,9 @@ if submitted:
                 "--weight-decay", repr(float(weight_decay)), "--device", device]
         if ema_decay:
             args += ["--ema-decay", repr(float(ema_decay))]
+        for flag, alpha in (("--mixup-alpha", mixup_alpha), ("--cutmix-alpha", cutmix_alpha)):
+            if alpha:
+                args += [flag, repr(float(alpha))]
         if not augment:
             args.append("--no-augment")
         if limit:
