@@ -97,9 +97,8 @@ def main(run_dir: str, name: str) -> None:
     history = "".join(f"\n{line}" for line in earlier_lines)
     if earlier_lines:
         history += f"\n- {hours + earlier_hours:.1f} h of training in all"
-    ema = f", weights averaged (EMA, decay {cfg['ema_decay']})" if cfg.get("ema_decay") else ""
-    mixing = [f"{kind} alpha {cfg[f'{kind}_alpha']}" for kind in ("mixup", "cutmix") if cfg.get(f"{kind}_alpha")]
-    ema += "".join(f", {m}" for m in mixing)
+    extras = [f"weights averaged (EMA, decay {cfg['ema_decay']})"] if cfg.get("ema_decay") else []
+    extras += [f"{kind} alpha {cfg[f'{kind}_alpha']}" for kind in ("mixup", "cutmix") if cfg.get(f"{kind}_alpha")]
     card = f"""# {name}
 
 - architecture: `{cfg['model']}` {json.dumps(cfg.get('model_config') or {})}, {count_parameters(shipped):,} parameters
@@ -109,7 +108,7 @@ def main(run_dir: str, name: str) -> None:
 - data: FER2013 Training split (train), PublicTest (val) from `{cfg['data']}`
 - preset: `{cfg.get('preset')}` - {cfg['optimizer']} lr {cfg['lr']}, weight decay {cfg['weight_decay']},
   batch {cfg['batch_size']}, {cfg['schedule']} schedule, label smoothing {cfg['label_smoothing']},
-  class weights {cfg['class_weights']}{ema}
+  class weights {cfg['class_weights']}{''.join(', ' + e for e in extras)}
 - trained on: {info.get('device')} ({info.get('precision')}), {hours:.1f} h (sum of epoch times){history}
 
 {val_section([shipped], cfg['data'])}"""
