@@ -73,7 +73,10 @@ def test_a_killed_trainer_shows_as_failed_and_resumes(tmp_path):
     wait_for(lambda: queue.job(job["job_id"])["status"] == "failed", timeout=30, what="failed job")
     run = runs.read_run(job["run_id"])
     assert run["status"] == "failed" and run["epochs_completed"] >= 1
-    assert len(runs.metrics([job["run_id"]]).query("split == 'val'")) == run["epochs_completed"]
+    # An epoch's metrics are written before run.json counts it, so a kill between the two leaves
+    # one epoch more in the metrics; resuming trains that epoch again and replaces its row (1..6 below).
+    extra = len(runs.metrics([job["run_id"]]).query("split == 'val'")) - run["epochs_completed"]
+    assert extra in (0, 1)
 
     resumed, created = queue.resume(job["run_id"])
     assert created and resumed["run_id"] == job["run_id"] and resumed["status"] == "running"
