@@ -225,3 +225,18 @@ def test_weight_ema_moves_a_fraction_of_the_way():
     assert torch.equal(average["0.bias"], start["0.bias"])
     assert average["1.num_batches_tracked"].item() == 7  # integer buffers are copied, not averaged
     assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_weight_ema_from_scratch_ramps_its_decay_up():
+    """From random weights the average first follows the model closely: decay (1+step)/(10+step)
+    until that passes the decay asked for, so the random start does not linger in it."""
+    from trainers.ema import WeightEMA
+    model = torch.nn.Linear(3, 2)
+    ema = WeightEMA(model, decay=0.99, warmup=True)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(10.0)
+    ema.update(step=0)  # decay 1/10: 90% of the way
+    assert torch.allclose(ema.module.weight, start + 9.0)
+    ema.update(step=10_000)  # the ramp (0.9991) is past 0.99: the decay asked for
+    assert torch.allclose(ema.module.weight, start + 9.0 + 0.01)

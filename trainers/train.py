@@ -151,7 +151,7 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
         x, y, target = distributed.shard(x), distributed.shard(y), distributed.shard(target)
         logits, loss = train_step(model, optimizer, criterion, x, target, device, dtype, scaler, cfg.channels_last)
         if ema is not None:
-            ema.update()
+            ema.update(step=(epoch - 1) * len(batches) + i)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, batch {i + 1}; "
                                      "try a lower learning rate")
@@ -258,7 +258,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
     plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau_factor,
                                                           patience=cfg.plateau_patience, min_lr=cfg.min_lr)
                if cfg.schedule == "plateau" else None)
-    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
+    ema = WeightEMA(model, cfg.ema_decay, warmup=not cfg.init_from) if cfg.ema_decay else None
     weights = class_weights(cfg, splits["train"].labels)
     criterion = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
                                           label_smoothing=cfg.label_smoothing)
