@@ -10,8 +10,8 @@ BatchNorm's running statistics are averaged like the weights (torchvision's `use
 so the average needs no extra pass over the data to recompute them.
 
 The average starts at the starting weights. From scratch those are random, and at decay 0.9995
-they would still make up 40% of it after 1800 steps: ref-stcnn-long's average predicted one
-class for its first 4 epochs while the raw weights were at 0.44-0.50. So a run from scratch ramps
+they would still make up 40% of it after 1800 steps: the first ref-stcnn-long's average predicted one
+class for its first 4 epochs while the raw weights were at 0.37-0.50. So a run from scratch ramps
 the decay up as timm's ModelEmaV3 does, min(decay, (1 + step) / (10 + step)): the average
 covers about the last tenth of the steps so far until that reaches the decay's own window.
 """
