@@ -65,6 +65,16 @@ def test_runs_page_shows_runs_curves_and_tables(runs_copy):
     assert not at.exception
 
 
+def test_runs_page_beside_a_run_still_in_its_first_epoch(runs_copy):
+    """A run that has started but finished no epoch yet is the newest, so it is selected
+    next to runs that have curves and confusion matrices."""
+    first = RunStore(runs_copy).list_runs()[0]
+    RunStore(runs_copy).create(first["config"], name="just-started")
+    at = app()
+    assert "3 runs; showing 3" in at.caption[0].value
+    assert at.get("plotly_chart")  # the other runs' curves and matrices
+
+
 def test_sweeps_page_groups_trials_and_plots_parallel_coordinates(runs_copy):
     store = RunStore(runs_copy)
     for run in store.list_runs():  # the two batch-size runs as the trials of one sweep

@@ -147,7 +147,7 @@ def test_dataset_deleted_mid_training_then_resume(tmp_path):
 def test_three_trainers_and_a_polling_dashboard(tmp_path):
     """A bounded soak: every poll reads every run and every Parquet row without an error, and
     at the end each run has exactly one row per finished epoch and split."""
-    soak_seconds = float(os.environ.get("FER_SOAK_SECONDS", 180))
+    soak_seconds = float(os.environ.get("FER_SOAK_SECONDS", 90))
     runs = tmp_path / "runs"
     procs = [subprocess.Popen(tiny_args(runs, epochs=400, limit=280) + ["--name", f"soak{i}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -125,11 +125,10 @@ if not confusion.empty:
     fig = make_subplots(rows=1, cols=len(shown), subplot_titles=[names_by_id().get(r, r) for r in shown])
     recall_rows = []
     for i, run_id in enumerate(shown, 1):
-        best = info[run_id].get("best_epoch") or int(confusion[confusion.run_id == run_id].epoch.max())
-        cells = confusion[(confusion.run_id == run_id) & (confusion.split == "val") & (confusion.epoch == best)
-                          & (confusion.tta == "none")]
-        if cells.empty:
+        of_run = confusion[(confusion.run_id == run_id) & (confusion.split == "val") & (confusion.tta == "none")]
+        if of_run.empty:  # a run still in its first epoch
             continue
+        cells = of_run[of_run.epoch == (info[run_id].get("best_epoch") or of_run.epoch.max())]
         matrix = cells.pivot_table(index="true", columns="pred", values="count", aggfunc="sum")
         matrix = matrix.reindex(index=CLASSES, columns=CLASSES).fillna(0)
         values = matrix.div(matrix.sum(axis=1).replace(0, np.nan), axis=0).fillna(0) if normalise != "counts" else matrix

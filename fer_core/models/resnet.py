@@ -10,7 +10,6 @@ stem="small": 3x3 stride-1 conv + maxpool, 4x the spatial resolution in every st
 from __future__ import annotations
 
 import torch.nn as nn
-from torchvision.models import resnet50
 
 from ..classes import NUM_CLASSES
 
@@ -21,6 +20,8 @@ class ResNet50(nn.Module):
         super().__init__()
         if stem not in ("imagenet", "small"):
             raise ValueError(f"unknown ResNet-50 stem {stem!r} (imagenet, small)")
+        from torchvision.models import resnet50  # here, not at the top: torchvision adds 3 s to every CLI start
+
         net = resnet50(weights=None, num_classes=num_classes)  # never downloads: no weights
         if stem == "imagenet":
             net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
