@@ -153,7 +153,7 @@ def test_train_from_the_sidebar_then_cancel_another(page, dashboard):
     sidebar = page.get_by_test_id("stSidebar")
 
     def submit(epochs: int, name: str) -> None:
-        for label, value in (("Epochs", epochs), ("Use at most N images per split (0 = all)", 140)):
+        for label, value in (("Epochs", epochs), ("Use at most N images per split (0 = all)", 70)):
             field = sidebar.get_by_label(label)
             field.fill(str(value))
             field.press("Tab")

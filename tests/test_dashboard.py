@@ -133,7 +133,7 @@ def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
     at.selectbox(key="train_model").set_value("cnn").run()
     at.radio(key="train_source").set_value("Bundled sample (980 faces)")
     at.number_input(key="ep_cnn").set_value(1)
-    at.number_input(key="train_limit").set_value(140)
+    at.number_input(key="train_limit").set_value(70)
     at.text_input(key="train_name").set_value("from-the-form")
     at.sidebar.button[0].click().run()
     assert any("Queued" in s.value for s in at.sidebar.success), [e.value for e in [*at.sidebar.error, *at.sidebar.warning, *at.exception]]
@@ -170,7 +170,7 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
     assert starts[:2] == ["scratch (random weights)", "stcnn (shipped)"] and len(starts) == 4  # + 2 stcnn runs
     at.selectbox(key="init_stcnn").set_value("stcnn (shipped)")
     at.number_input(key="ep_stcnn").set_value(1)
-    at.number_input(key="train_limit").set_value(140)
+    at.number_input(key="train_limit").set_value(70)
     at.number_input(key="ema_stcnn").set_value(0.99)
     at.number_input(key="cutmix_stcnn").set_value(1.0)
     at.text_input(key="train_name").set_value("warm-restart")
