@@ -9,6 +9,8 @@ ours:  decoded uint8 arrays (cached), whole-batch augmentation (fer_core.augment
        autocast + channels-last where the CPU supports it, the trainer's own train_step.
 ours fp32: the same without autocast and channels-last (what the precision alone buys).
 Same model (each architecture's own preset), batch size, optimizer and loss; all threads.
+fp32 ceiling: this CPU's fp32 matmul peak over the plain loop's GFLOP/s, the most that any
+fp32 pipeline could gain over it (benchmarks/ceiling.py).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
+from ceiling import fp32_peak_gflops, gflop_per_image
 from fer_core.augment import MEAN, STD, AugmentConfig, augment_batch, to_model_input
 from fer_core.data import load_dataset
 from fer_core.device import autocast_dtype
@@ -108,16 +111,21 @@ def main() -> None:
                                                           "vit:stem=patch,patch_size=6"])
     args = parser.parse_args()
     load_dataset(args.data)  # decode once, so "ours" reads the cache like every later training run
+    peak = fp32_peak_gflops(torch.get_num_threads())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, autocast "
-          f"{autocast_dtype(torch.device('cpu'))}, {args.batches} timed batches\n")
-    print("| model (preset) | batch | plain fp32 loop img/s | ours fp32 img/s | ours img/s | ours vs plain |")
-    print("|---|---|---|---|---|---|")
+          f"{autocast_dtype(torch.device('cpu'))}, fp32 matmul peak {peak:.0f} GFLOP/s, "
+          f"{args.batches} timed batches\n")
+    print("| model (preset) | batch | train GFLOP/img | plain fp32 loop img/s | ours fp32 img/s | ours img/s | "
+          "ours vs plain | fp32 ceiling vs plain |")
+    print("|---|---|---|---|---|---|---|---|")
     for spec in args.models:
+        cfg = config(spec)
+        gflop = gflop_per_image(create_model(cfg.model, **cfg.model_config), train=True)
         plain = plain_loop(spec, args.data, args.batches)
         ours_fp32 = our_pipeline(spec, args.data, args.batches, fast=False)
         ours = our_pipeline(spec, args.data, args.batches)
-        print(f"| {spec} | {config(spec).batch_size} | {plain:.0f} | {ours_fp32:.0f} | {ours:.0f} | "
-              f"{ours / plain:.2f}x |", flush=True)
+        print(f"| {spec} | {cfg.batch_size} | {gflop:.2f} | {plain:.0f} | {ours_fp32:.0f} | {ours:.0f} | "
+              f"{ours / plain:.2f}x | {peak / (plain * gflop):.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
