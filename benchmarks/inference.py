@@ -7,6 +7,10 @@ shrunk to 320 px, as Live does), 48x48 crop,
 classification (bf16 autocast + channels-last where the CPU supports it). Shipped models
 are used where present; otherwise the architecture of our preset with untrained weights
 (same cost). Measured on one thread and on all threads (torch and OpenCV alike).
+"NAME int8": a shipped model with int8 convolutions (`--int8`, fer_core/quantize.py).
+"% of fp32 peak": the model's FLOPs per face over its latency, against this CPU's fp32
+matmul rate on as many threads (benchmarks/ceiling.py): near 100%, only a cheaper
+precision or a smaller model can make it faster.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ceiling import fp32_peak_gflops, gflop_per_image
 from fer_core.faces import VIDEO_DETECT_MAX_SIDE
-from fer_core.inference import ENSEMBLE, SHIPPED_MODELS_DIR, load_named_model
+from fer_core.inference import ENSEMBLE, SHIPPED_MODELS_DIR, int8_names, load_named_model
 from fer_core.models import create_model
 from fer_core.predict import Face, classify_faces, find_faces
 from fer_core.presets import preset_config
@@ -67,25 +72,36 @@ def main() -> None:
     frame = frame_with_face(args.data)
     all_threads = torch.get_num_threads()
     models = {name: model_for(name) for name in ENSEMBLE}
-    rows = []
+    gflop = {name: gflop_per_image(model, train=False) for name, (model, _) in models.items()}
+    gflop["ensemble"] = sum(gflop.values())
+    for name in int8_names():  # the same arithmetic, in int8
+        models[f"{name} int8"] = load_named_model(name, int8=True), "shipped, int8"
+        gflop[f"{name} int8"] = gflop[name]
+    rows, peaks = [], {}
     for threads in (1, all_threads):
+        peaks[threads] = fp32_peak_gflops(threads)
         torch.set_num_threads(threads)
         cv2.setNumThreads(threads)
         detect = rate(lambda: find_faces(frame, max_side=VIDEO_DETECT_MAX_SIDE), args.seconds)
         rows.append(("face detection only", "-", threads, None, detect))
-        for name in [*ENSEMBLE, "ensemble"]:
-            chosen = {n: m for n, (m, _) in models.items()} if name == "ensemble" else {name: models[name][0]}
+        for name in [*models, "ensemble"]:
+            chosen = {n: models[n][0] for n in (ENSEMBLE if name == "ensemble" else [name])}
             kind = ", ".join(sorted({models[n][1] for n in chosen}))
             face = find_faces(frame, max_side=VIDEO_DETECT_MAX_SIDE)[0]
             per_face = rate(lambda: classify_faces([Face(face.box, face.crop)], chosen), args.seconds)
             fps = rate(lambda: classify_faces(find_faces(frame, max_side=VIDEO_DETECT_MAX_SIDE), chosen),
                        args.seconds)
             rows.append((name, kind, threads, 1000 / per_face, fps))
-    print(f"torch {torch.__version__}, OpenCV {cv2.__version__}, 640x480 frame, one face\n")
-    print("| model | weights | threads | per-face latency ms | end-to-end fps |")
-    print("|---|---|---|---|---|")
+    print(f"torch {torch.__version__}, OpenCV {cv2.__version__}, 640x480 frame, one face, fp32 matmul peak "
+          + ", ".join(f"{peak:.0f} GFLOP/s on {threads}" for threads, peak in peaks.items()) + "\n")
+    print("| model | weights | GFLOP/face | threads | per-face latency ms | % of fp32 peak | end-to-end fps |")
+    print("|---|---|---|---|---|---|---|")
     for name, kind, threads, latency, fps in rows:
-        print(f"| {name} | {kind} | {threads} | {'-' if latency is None else f'{latency:.1f}'} | {fps:.1f} |")
+        if latency is None:
+            print(f"| {name} | {kind} | - | {threads} | - | - | {fps:.1f} |")
+        else:
+            share = gflop[name] / (latency / 1000) / peaks[threads]
+            print(f"| {name} | {kind} | {gflop[name]:.2f} | {threads} | {latency:.1f} | {share:.0%} | {fps:.1f} |")
 
 
 if __name__ == "__main__":

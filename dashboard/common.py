@@ -86,15 +86,15 @@ def model_choices(architecture: str | None = None) -> dict[str, str]:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model...")
-def cached_model(spec: str, _mtime: float):
-    """A model in eval mode, loaded once per checkpoint version."""
-    return load_named_model(spec)
+def cached_model(spec: str, _mtime: float, int8: bool = False):
+    """A model in eval mode, loaded once per checkpoint version (and int8 calibration)."""
+    return load_named_model(spec, int8=int8)
 
 
-def get_model(spec: str):
-    from fer_core.inference import resolve_model_path
-    path = resolve_model_path(spec)
-    return cached_model(spec, os.path.getmtime(path))
+def get_model(spec: str, int8: bool = False):
+    from fer_core.inference import int8_path, resolve_model_path
+    mtime = os.path.getmtime(resolve_model_path(spec)) + (os.path.getmtime(int8_path(spec)) if int8 else 0)
+    return cached_model(spec, mtime, int8)
 
 
 def rtc_configuration() -> dict:

@@ -7,6 +7,8 @@ dashboard, so that a number on the dashboard is computed the same way as in a ru
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -72,9 +74,36 @@ def resolve_model_path(spec: str | os.PathLike, runs_dir: str | os.PathLike | No
                             f"(shipped: {', '.join(shipped_names()) or 'none yet'})")
 
 
-def load_named_model(spec: str, device: torch.device | str = "cpu", runs_dir=None) -> torch.nn.Module:
-    model = load_model(resolve_model_path(spec, runs_dir), device)
-    return model.to(memory_format=torch.channels_last)
+def int8_path(name: str) -> Path:
+    """The activation ranges that int8 inference of a shipped model needs (fer_core.quantize)."""
+    return SHIPPED_MODELS_DIR / f"{name}.int8.json"
+
+
+def int8_names() -> list[str]:
+    return sorted(p.name.removesuffix(".int8.json") for p in SHIPPED_MODELS_DIR.glob("*.int8.json"))
+
+
+def load_named_model(spec: str, device: torch.device | str = "cpu", runs_dir=None,
+                     int8: bool = False) -> torch.nn.Module:
+    """A model in eval mode; with int8, the shipped model's int8 version (CPU only)."""
+    model = load_model(resolve_model_path(spec, runs_dir), device).to(memory_format=torch.channels_last)
+    if not int8:
+        return model
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"int8 runs on the CPU only (asked for {device})")
+    if not int8_path(spec).is_file():
+        raise FileNotFoundError(f"{spec!r} has no int8 calibration ({int8_path(spec)}); shipped with one: "
+                                f"{', '.join(int8_names()) or 'none'}")
+    calibration = json.loads(int8_path(spec).read_text())
+    if calibration["weights_sha256"] != file_sha256(resolve_model_path(spec)):
+        raise ValueError(f"{int8_path(spec)} was calibrated for other weights than the shipped {spec!r}: "
+                         f"run scripts/ship_model.py --int8 {spec}")
+    from .quantize import quantize  # torch.ao only when asked for
+    return quantize(model, calibration["ranges"])
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # The shipped ensemble: the average of the three architectures' shipped models.
@@ -91,11 +120,13 @@ def ensemble_members() -> list[str]:
     return [n for n in ENSEMBLE if n in shipped]
 
 
-def load_models(spec: str, device: torch.device | str = "cpu", runs_dir=None) -> list[torch.nn.Module]:
+def load_models(spec: str, device: torch.device | str = "cpu", runs_dir=None,
+                int8: bool = False) -> list[torch.nn.Module]:
     """One model, or several for an ensemble: "ensemble" or names/paths joined by commas.
 
     "ensemble" is the shipped stcnn + resnet50 + vit; while not all three are shipped yet it
-    averages those that are.
+    averages those that are. With int8, the models shipped with an int8 calibration run in
+    int8 and the others in full precision (an error if none has one).
     """
     if spec == "ensemble":
         names = ensemble_members()
@@ -103,9 +134,13 @@ def load_models(spec: str, device: torch.device | str = "cpu", runs_dir=None) ->
             raise FileNotFoundError("no shipped models in results/models yet for the ensemble")
     else:
         names = [s for s in spec.split(",") if s.strip()]
+    names = [name.strip() for name in names]
     if not names:
         raise ValueError("no model given")
-    return [load_named_model(name.strip(), device, runs_dir) for name in names]
+    if int8 and not set(names) & set(int8_names()):
+        raise FileNotFoundError(f"none of {', '.join(names)} has an int8 calibration; shipped with one: "
+                                f"{', '.join(int8_names()) or 'none'}")
+    return [load_named_model(name, device, runs_dir, int8=int8 and name in int8_names()) for name in names]
 
 
 def ensemble_probs(models: list[torch.nn.Module], images, device="cpu", dtype=None, tta: str = "none",

@@ -69,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                         "several joined by commas are averaged (default: ensemble)")
     p.add_argument("--whole-image", action="store_true", help="classify the whole image when no face is found")
     p.add_argument("--json", action="store_true", help="print JSON (a list when several images)")
+    p.add_argument("--int8", action="store_true",
+                   help="int8 inference for the shipped models calibrated for it (stcnn); others stay fp")
     args = p.parse_args(argv)
     try:
-        models = {f"m{i}": m for i, m in enumerate(load_models(args.model))}
+        models = {f"m{i}": m for i, m in enumerate(load_models(args.model, int8=args.int8))}
     except (FileNotFoundError, ValueError) as e:
         print(f"fer-predict: error: {e}", file=sys.stderr)
         return 2

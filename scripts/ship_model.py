@@ -2,6 +2,7 @@
 
     python scripts/ship_model.py results/runs/RUN_ID stcnn
     python scripts/ship_model.py --ensemble [DATA]   # the card of `ensemble` (shipped models averaged)
+    python scripts/ship_model.py --int8 NAME [DATA]  # its int8 calibration (done by the first form too)
 
 fp16 halves the size; the card records the val accuracy of the shipped (fp16) weights as
 `fer-eval` computes it on the val split, and on a fixed subset (VAL_SUBSET stratified
@@ -19,13 +20,17 @@ import torch
 from fer_core.checkpoint import load_model, save_checkpoint
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, stratified_indices
-from fer_core.inference import SHIPPED_MODELS_DIR, ensemble_members, ensemble_probs, load_models
+from fer_core.augment import to_model_input
+from fer_core.inference import (SHIPPED_MODELS_DIR, ensemble_members, ensemble_probs, file_sha256, int8_path,
+                                load_models, load_named_model)
 from fer_core.metrics import classification_metrics
 from fer_core.models import count_parameters
+from fer_core.quantize import QUANTIZABLE, calibrate, quantize
 from fer_core.runstore import RunStore
 
 
 VAL_SUBSET = 700
+CALIBRATION_FACES = 512
 LIMITS = """
 ## Limits
 48x48 grayscale FER2013-style crops of frontal faces; photos go through OpenCV's Haar
@@ -114,6 +119,39 @@ def main(run_dir: str, name: str) -> None:
 {val_section([shipped], cfg['data'])}"""
     target.with_suffix(".md").write_text(card + LIMITS)
     print(f"wrote {target} and {target.with_suffix('.md')}")
+    if cfg["model"] in QUANTIZABLE:
+        int8_calibration(name, cfg["data"])
+
+
+def int8_calibration(name: str, data_path: str) -> None:
+    """`NAME.int8.json`: the activation ranges of int8 inference, measured on CALIBRATION_FACES
+    stratified train faces (seed 0), with the int8 model's val accuracy (all of val and the
+    fixed subset that tests/test_shipped_models.py checks); and a line in the card."""
+    dataset = load_dataset(data_path)
+    train, val = dataset.splits["train"], dataset.splits["val"]
+    faces = to_model_input(torch.from_numpy(train.images[stratified_indices(train.labels, CALIBRATION_FACES, 0)]))
+    model = load_named_model(name)
+    ranges = calibrate(model, faces)
+    probs = ensemble_probs([quantize(model, ranges)], val.images)
+    subset = stratified_indices(val.labels, VAL_SUBSET, seed=0)
+    accuracy = classification_metrics(val.labels, probs)["accuracy"]
+    subset_accuracy = classification_metrics(val.labels[subset], probs[subset])["accuracy"]
+    target = int8_path(name)
+    target.write_text(json.dumps({
+        "model": name, "weights_sha256": file_sha256(SHIPPED_MODELS_DIR / f"{name}.safetensors"),
+        "calibration": f"{CALIBRATION_FACES} stratified faces of the train split, seed 0, {data_path}",
+        "val_accuracy": round(accuracy, 4), "val_subset_accuracy": round(subset_accuracy, 4),
+        "ranges": ranges}, indent=1) + "\n")
+    card_path = target.with_name(f"{name}.md")
+    card = card_path.read_text().split("\n## int8")[0].split("\n## Limits")[0].rstrip("\n")
+    card_path.write_text(f"""{card}
+
+## int8
+`--int8` (`fer-eval`, `fer-predict`; the Live page's int8 switch) runs this model with int8
+convolutions, calibrated on {CALIBRATION_FACES} train faces (`{target.name}`): val accuracy {accuracy:.4f}
+(subset {subset_accuracy:.4f}), no TTA.
+""" + LIMITS)
+    print(f"wrote {target} and the int8 section of {card_path}")
 
 
 def ensemble_card(data_path: str) -> None:
@@ -135,5 +173,7 @@ The mean of the softmax probabilities of the shipped models (`fer-eval --model e
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--ensemble"]:
         ensemble_card(sys.argv[2] if len(sys.argv) > 2 else "../shared/data/fer2013")
+    elif sys.argv[1:2] == ["--int8"]:
+        int8_calibration(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "../shared/data/fer2013")
     else:
         main(sys.argv[1], sys.argv[2])

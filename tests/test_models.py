@@ -147,3 +147,24 @@ def test_mixup_and_cutmix_blend_images_and_labels_alike(mixup, cutmix):
             assert blended
         if not mixup:
             assert pasted
+
+
+@pytest.mark.parametrize("name", ["stcnn", "cnn"])
+def test_int8_follows_the_full_precision_model(name, fer2013):
+    """Calibrated on real faces, the int8 copy gives nearly the same logits, and the original
+    model is left as it was; ranges measured on another model are refused."""
+    from fer_core.data import load_dataset
+    from fer_core.quantize import calibrate, quantize
+    torch.manual_seed(0)
+    model = create_model(name, **SMALL[name]).eval()
+    faces = to_model_input(torch.from_numpy(load_dataset(fer2013).splits["val"].images[:256]))
+    int8 = quantize(model, calibrate(model, faces))
+    assert any(isinstance(m, torch.ao.nn.quantized.Conv2d) for m in int8.modules())
+    assert not any(isinstance(m, torch.ao.nn.quantized.Conv2d) for m in model.modules())
+    with torch.inference_mode():
+        full, low = model(faces), int8(faces)
+    assert (full - low).abs().mean() < 0.1 * full.std()
+    assert (full.argmax(1) == low.argmax(1)).float().mean() > 0.9
+    other = create_model(name, widths=[8, 16, 32]).eval()  # three blocks, not four
+    with pytest.raises(ValueError, match="do not fit"):
+        quantize(other, calibrate(model, faces))

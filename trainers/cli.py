@@ -170,6 +170,8 @@ def eval_main(argv: list[str] | None = None) -> int:
                    help="test-time augmentation (--tta alone means tencrop)")
     p.add_argument("--limit", type=_positive_int, help="evaluate a stratified subset of N images")
     p.add_argument("--device", default="auto")
+    p.add_argument("--int8", action="store_true",
+                   help="int8 inference on the CPU for the shipped models calibrated for it (stcnn); others stay fp")
     p.add_argument("--runs-dir", help="run store for a run id given as --model (folder or URI)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
@@ -181,21 +183,22 @@ def eval_main(argv: list[str] | None = None) -> int:
         data = dataset.splits[split]
         if args.limit:
             data = data.subset(stratified_indices(data.labels, args.limit, seed=0))
-        device = select_device(args.device)
-        models = load_models(args.model, device, args.runs_dir)
+        device = select_device("cpu" if args.int8 else args.device)
+        models = load_models(args.model, device, args.runs_dir, int8=args.int8)
         probs = ensemble_probs(models, data.images, device, autocast_dtype(device), tta=args.tta)
     except (ValueError, FileNotFoundError) as e:
         print(f"fer-eval: error: {e}", file=sys.stderr)
         return 1
     m = classification_metrics(data.labels, probs)
-    result = {"model": args.model, "data": str(Path(args.data).resolve()), "split": split, "tta": args.tta,
+    result = {"model": args.model, "int8": args.int8, "data": str(Path(args.data).resolve()), "split": split,
+              "tta": args.tta,
               "n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "weighted_f1": m["weighted_f1"],
               "auc": m["auc"], "per_class_recall": {c: m[f"recall_{c}"] for c in CLASSES},
               "per_class_n": dict(zip(CLASSES, data.class_counts().tolist()))}
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.model} on {split} of {args.data} (n={m['n']}, tta={args.tta})")
+        print(f"{args.model}{' (int8)' if args.int8 else ''} on {split} of {args.data} (n={m['n']}, tta={args.tta})")
         print(f"accuracy  {m['accuracy']:.4f}\nmacro-F1  {m['macro_f1']:.4f}\nAUC       {m['auc']:.4f}")
         print("per-class recall:")
         for c in CLASSES:
