@@ -86,7 +86,8 @@ def int8_names() -> list[str]:
 def load_named_model(spec: str, device: torch.device | str = "cpu", runs_dir=None,
                      int8: bool = False) -> torch.nn.Module:
     """A model in eval mode; with int8, the shipped model's int8 version (CPU only)."""
-    model = load_model(resolve_model_path(spec, runs_dir), device).to(memory_format=torch.channels_last)
+    path = resolve_model_path(spec, runs_dir)
+    model = load_model(path, device).to(memory_format=torch.channels_last)
     if not int8:
         return model
     if torch.device(device).type != "cpu":
@@ -95,7 +96,7 @@ def load_named_model(spec: str, device: torch.device | str = "cpu", runs_dir=Non
         raise FileNotFoundError(f"{spec!r} has no int8 calibration ({int8_path(spec)}); shipped with one: "
                                 f"{', '.join(int8_names()) or 'none'}")
     calibration = json.loads(int8_path(spec).read_text())
-    if calibration["weights_sha256"] != file_sha256(resolve_model_path(spec)):
+    if calibration["weights_sha256"] != file_sha256(path):
         raise ValueError(f"{int8_path(spec)} was calibrated for other weights than the shipped {spec!r}: "
                          f"run scripts/ship_model.py --int8 {spec}")
     from .quantize import quantize  # torch.ao only when asked for
@@ -137,10 +138,11 @@ def load_models(spec: str, device: torch.device | str = "cpu", runs_dir=None,
     names = [name.strip() for name in names]
     if not names:
         raise ValueError("no model given")
-    if int8 and not set(names) & set(int8_names()):
+    calibrated = set(int8_names()) if int8 else set()
+    if int8 and not calibrated & set(names):
         raise FileNotFoundError(f"none of {', '.join(names)} has an int8 calibration; shipped with one: "
-                                f"{', '.join(int8_names()) or 'none'}")
-    return [load_named_model(name, device, runs_dir, int8=int8 and name in int8_names()) for name in names]
+                                f"{', '.join(sorted(calibrated)) or 'none'}")
+    return [load_named_model(name, device, runs_dir, int8=name in calibrated) for name in names]
 
 
 def ensemble_probs(models: list[torch.nn.Module], images, device="cpu", dtype=None, tta: str = "none",

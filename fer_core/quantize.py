@@ -57,7 +57,6 @@ def _prepare(model: torch.nn.Module, kind: str):
 
 def calibrate(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 64) -> dict[str, list[float]]:
     """Activation ranges {observer name: [min, max]} measured on normalized faces [N, 1, 48, 48]."""
-    model = model.eval().to(memory_format=torch.contiguous_format)
     prepared, inputs = _prepare(model, "calibrate")
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):

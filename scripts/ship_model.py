@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
+from fer_core.augment import to_model_input
 from fer_core.checkpoint import load_model, save_checkpoint
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, stratified_indices
-from fer_core.augment import to_model_input
 from fer_core.inference import (SHIPPED_MODELS_DIR, ensemble_members, ensemble_probs, file_sha256, int8_path,
                                 load_models, load_named_model)
 from fer_core.metrics import classification_metrics
@@ -39,6 +39,13 @@ accuracy is about 65%), `disgust` is rare (1.5% of train) and recognised worst.
 """
 
 
+def val_accuracies(labels, probs) -> tuple[float, float]:
+    """Accuracy on all of val, and on the fixed subset (VAL_SUBSET stratified faces, seed 0)."""
+    subset = stratified_indices(labels, VAL_SUBSET, seed=0)
+    return (classification_metrics(labels, probs)["accuracy"],
+            classification_metrics(labels[subset], probs[subset])["accuracy"])
+
+
 def val_section(models: list[torch.nn.Module], data_path: str) -> str:
     """The card's val table (no TTA, flip, ten-crop), per-class recall and the fixed-subset
     accuracy that tests/test_shipped_models.py checks."""
@@ -49,9 +56,8 @@ def val_section(models: list[torch.nn.Module], data_path: str) -> str:
         m = classification_metrics(val.labels, probs)
         lines.append(f"| {tta} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['auc']:.4f} |")
         if tta == "none":
-            accuracy, recalls = m["accuracy"], " | ".join(f"{m[f'recall_{c}']:.3f}" for c in CLASSES)
-            subset = stratified_indices(val.labels, VAL_SUBSET, seed=0)
-            subset_accuracy = classification_metrics(val.labels[subset], probs[subset])["accuracy"]
+            accuracy, subset_accuracy = val_accuracies(val.labels, probs)
+            recalls = " | ".join(f"{m[f'recall_{c}']:.3f}" for c in CLASSES)
     return f"""## Val (PublicTest, {len(val)} faces), shipped fp16 weights
 
 | TTA | accuracy | macro-F1 | AUC |
@@ -132,10 +138,7 @@ def int8_calibration(name: str, data_path: str) -> None:
     faces = to_model_input(torch.from_numpy(train.images[stratified_indices(train.labels, CALIBRATION_FACES, 0)]))
     model = load_named_model(name)
     ranges = calibrate(model, faces)
-    probs = ensemble_probs([quantize(model, ranges)], val.images)
-    subset = stratified_indices(val.labels, VAL_SUBSET, seed=0)
-    accuracy = classification_metrics(val.labels, probs)["accuracy"]
-    subset_accuracy = classification_metrics(val.labels[subset], probs[subset])["accuracy"]
+    accuracy, subset_accuracy = val_accuracies(val.labels, ensemble_probs([quantize(model, ranges)], val.images))
     target = int8_path(name)
     target.write_text(json.dumps({
         "model": name, "weights_sha256": file_sha256(SHIPPED_MODELS_DIR / f"{name}.safetensors"),

@@ -24,9 +24,10 @@ if not choices:
 labels = list(choices)
 default = next((i for i, label in enumerate(labels) if label.startswith("stcnn")), 0)
 picked = st.selectbox("Model", labels, index=default, key="live_model")
-int8 = choices[picked] in int8_names() and st.toggle(
-    "int8", value=True, key="live_int8",
-    help="int8 convolutions: about twice as fast on a CPU, the same val accuracy (see the model card)")
+int8 = False
+if choices[picked] in int8_names():
+    int8 = st.toggle("int8", value=True, key="live_int8",
+                     help="int8 convolutions: about twice as fast on a CPU, the same val accuracy (see the model card)")
 model = get_model(choices[picked], int8)
 st.caption("Press START and allow the camera. Frames are processed on this machine; nothing is sent elsewhere. "
            "With no STUN/TURN server this works on localhost; set FER_ICE_SERVERS for remote use.")
