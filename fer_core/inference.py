@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +110,14 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 # The shipped ensemble: the average of the three architectures' shipped models.
 ENSEMBLE = ("stcnn", "resnet50", "vit")
+
+
+def shipped_tta(name: str) -> str:
+    """The test-time augmentation a shipped model's card chose on val (its `tta:` line); none
+    for anything else, so checkpoints and runs are evaluated as their training evaluated them."""
+    card = SHIPPED_MODELS_DIR / f"{name}.md"
+    found = card.is_file() and re.search(r"^tta: (none|flip|tencrop)\b", card.read_text(), re.M)
+    return found.group(1) if found else "none"
 
 
 def shipped_names() -> list[str]:

@@ -17,7 +17,7 @@ from fer_core.checkpoint import read_checkpoint_metadata
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, read_face_image, stratified_indices
 from fer_core.inference import (ENSEMBLE, SHIPPED_MODELS_DIR, ensemble_probs, int8_names, int8_path, load_models,
-                                load_named_model, shipped_names)
+                                load_named_model, shipped_names, shipped_tta)
 from fer_core.metrics import classification_metrics
 from fer_core.runstore import RunStore
 
@@ -47,6 +47,16 @@ def val_subset_accuracy(models, fer2013) -> float:
 def test_shipped_model_matches_its_card(name, fer2013):
     accuracy = val_subset_accuracy(load_models(name), fer2013)  # what `fer-eval --model NAME` loads
     assert abs(accuracy - card_value(name, "val_subset_accuracy")) <= 0.005
+
+
+@pytest.mark.parametrize("name", [*SHIPPED, "ensemble"])
+def test_the_cards_tta_is_its_best_val_row(name):
+    """`fer-eval --model NAME` uses the card's `tta:` line, so it must be the val-best view."""
+    rows = re.findall(r"^\| (none|flip|tencrop) \| ([0-9.]+) \|", (SHIPPED_MODELS_DIR / f"{name}.md").read_text(), re.M)
+    accuracies = {tta: float(accuracy) for tta, accuracy in rows}
+    assert list(accuracies) == ["none", "flip", "tencrop"]
+    assert shipped_tta(name) == max(accuracies, key=accuracies.get)
+    assert shipped_tta(f"{name},{name}") == "none"  # not a shipped name: no card to choose
 
 
 @pytest.mark.parametrize("name", [*SHIPPED, "ensemble"])
@@ -88,6 +98,7 @@ def test_fer_eval_int8(fer2013):
                              "--limit", "140", "--json"], capture_output=True, text=True, timeout=300, check=True)
     out = json.loads(result.stdout)
     assert out["int8"] is True and out["n"] == 140 and out["accuracy"] > 0.5
+    assert out["tta"] == shipped_tta("stcnn")  # no --tta: the card's choice
 
 
 @pytest.mark.parametrize("name", SHIPPED)

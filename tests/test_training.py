@@ -56,7 +56,7 @@ def test_one_epoch_per_architecture(model, tmp_path):
     val_cells = confusion[(confusion.split == "val") & (confusion.epoch == 1) & (confusion.tta == "none")]
     assert len(val_cells) == 49 and val_cells["count"].sum() == 140
     result = json.loads(cli("fer-eval", "--model", runs / run["run_id"], "--data", SAMPLE_CSV, "--json").stdout)
-    assert result["split"] == "val" and result["n"] == 140
+    assert result["split"] == "val" and result["n"] == 140 and result["tta"] == "none"  # auto: no card, no TTA
     assert result["accuracy"] == pytest.approx(epoch_rows[epoch_rows.split == "val"].accuracy.iloc[0], abs=1e-9)
     text = cli("fer-eval", "--model", runs / run["run_id"] / "checkpoints" / "best.safetensors",
                "--data", SAMPLE_CSV).stdout

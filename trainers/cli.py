@@ -10,7 +10,7 @@ from pathlib import Path
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, stratified_indices
 from fer_core.device import autocast_dtype, select_device
-from fer_core.inference import ensemble_probs, load_models
+from fer_core.inference import ensemble_probs, load_models, shipped_tta
 from fer_core.metrics import classification_metrics
 from fer_core.models import MODELS
 from fer_core.presets import DEFAULT_PRESET, PRESETS, TrainConfig, preset_config
@@ -166,8 +166,9 @@ def eval_main(argv: list[str] | None = None) -> int:
                         "or several joined by commas (averaged)")
     p.add_argument("--data", required=True, help="FER2013 CSV or image-folder root")
     p.add_argument("--split", help="split to evaluate (default: test if present, else val, else train)")
-    p.add_argument("--tta", nargs="?", const="tencrop", default="none", choices=["none", "flip", "tencrop"],
-                   help="test-time augmentation (--tta alone means tencrop)")
+    p.add_argument("--tta", nargs="?", const="tencrop", default="auto", choices=["auto", "none", "flip", "tencrop"],
+                   help="test-time augmentation (--tta alone means tencrop; default auto: the one a shipped "
+                        "model's card chose on val, none for other models)")
     p.add_argument("--limit", type=_positive_int, help="evaluate a stratified subset of N images")
     p.add_argument("--device", default="auto")
     p.add_argument("--int8", action="store_true",
@@ -185,6 +186,8 @@ def eval_main(argv: list[str] | None = None) -> int:
             data = data.subset(stratified_indices(data.labels, args.limit, seed=0))
         device = select_device("cpu" if args.int8 else args.device)
         models = load_models(args.model, device, args.runs_dir, int8=args.int8)
+        if args.tta == "auto":
+            args.tta = shipped_tta(args.model)
         probs = ensemble_probs(models, data.images, device, autocast_dtype(device), tta=args.tta)
     except (ValueError, FileNotFoundError) as e:
         print(f"fer-eval: error: {e}", file=sys.stderr)
