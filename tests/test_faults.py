@@ -146,8 +146,9 @@ def test_dataset_deleted_mid_training_then_resume(tmp_path):
 
 def test_three_trainers_and_a_polling_dashboard(tmp_path):
     """A bounded soak: every poll reads every run and every Parquet row without an error, and
-    at the end each run has exactly one row per finished epoch and split."""
-    soak_seconds = float(os.environ.get("FER_SOAK_SECONDS", 90))
+    at the end each run has exactly one row per finished epoch and split. A minute keeps the
+    suite inside its CI budget; FER_SOAK_SECONDS=3600 makes it a real soak."""
+    soak_seconds = float(os.environ.get("FER_SOAK_SECONDS", 60))
     runs = tmp_path / "runs"
     procs = [subprocess.Popen(tiny_args(runs, epochs=400, limit=280) + ["--name", f"soak{i}"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
