@@ -120,6 +120,11 @@ def shipped_tta(name: str) -> str:
     return found.group(1) if found else "none"
 
 
+def resolve_tta(tta: str, spec: str) -> str:
+    """`auto` (the CLIs' default) is the view the shipped model's card chose; others stay as given."""
+    return shipped_tta(spec) if tta == "auto" else tta
+
+
 def shipped_names() -> list[str]:
     return sorted(p.stem for p in SHIPPED_MODELS_DIR.glob("*.safetensors"))
 

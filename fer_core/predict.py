@@ -16,7 +16,7 @@ from PIL import Image
 
 from .classes import CLASSES
 from .faces import DETECT_MAX_SIDE, ImageError, crop_face, detect_faces, load_photo, to_gray
-from .inference import ensemble_probs, load_models
+from .inference import ensemble_probs, load_models, resolve_tta
 
 
 @dataclass
@@ -45,11 +45,14 @@ def find_faces(image: Image.Image | np.ndarray, whole_image: bool = False,
     return [Face(box, crop_face(gray, box)) for box in boxes]
 
 
-def classify_faces(faces: list[Face], models: dict[str, torch.nn.Module]) -> list[Face]:
+def classify_faces(faces: list[Face], models: dict[str, torch.nn.Module],
+                   tta: dict[str, str] | None = None) -> list[Face]:
+    """Each model's probabilities for each face; `tta` maps a model name to its test-time
+    augmentation (none when missing: Live has a frame budget, ten views cost ten times one)."""
     if faces:
         crops = np.stack([f.crop for f in faces])
         for name, model in models.items():
-            probs = ensemble_probs([model], crops)
+            probs = ensemble_probs([model], crops, tta=(tta or {}).get(name, "none"))
             for face, p in zip(faces, probs):
                 face.probabilities[name] = p
     return faces
@@ -71,17 +74,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON (a list when several images)")
     p.add_argument("--int8", action="store_true",
                    help="int8 inference for the shipped models calibrated for it (stcnn); others stay fp")
+    p.add_argument("--tta", default="auto", choices=["auto", "none", "flip", "tencrop"],
+                   help="test-time augmentation (default auto: the one a shipped model's card chose on val, "
+                        "as fer-eval; none for other models)")
     args = p.parse_args(argv)
     try:
         models = {f"m{i}": m for i, m in enumerate(load_models(args.model, int8=args.int8))}
     except (FileNotFoundError, ValueError) as e:
         print(f"fer-predict: error: {e}", file=sys.stderr)
         return 2
+    tta = dict.fromkeys(models, resolve_tta(args.tta, args.model))
     results, failed = [], False
     for path in args.images:
         try:
-            faces = classify_faces(find_faces(load_photo(path), args.whole_image), models)
-            results.append({"path": path, "faces": [face_json(f) for f in faces]})
+            faces = classify_faces(find_faces(load_photo(path), args.whole_image), models, tta)
+            results.append({"path": path, "tta": tta["m0"], "faces": [face_json(f) for f in faces]})
         except ImageError as e:
             failed = True
             results.append({"path": path, "error": str(e), "faces": []})

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fer_core.inference import shipped_tta
 from fer_core.runstore import RunStore
 from tests.conftest import PROJECT, detectable_faces, make_photo, streamlit_server, write_y4m
 
@@ -129,6 +130,7 @@ def test_predict_an_uploaded_face(page, dashboard, fer2013, tmp_path):
     label = verdict.inner_text().split(":")[1].split("(")[0].strip()
     assert label in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     page.locator(".js-plotly-plot").first.wait_for()  # the probability bars
+    page.get_by_text(f"stcnn {shipped_tta('stcnn')}").wait_for()  # the card's views, on by default
     assert "1 face(s)" in page.get_by_test_id("stImage").first.inner_text() or page.get_by_text("1 face(s)").count()
     shot(page, "predict")
 

@@ -14,7 +14,8 @@ from PIL import Image
 from fer_core.classes import CLASSES
 from fer_core.explain import grad_cam, spatial_transform
 from fer_core.faces import ImageError, load_photo
-from fer_core.inference import SHIPPED_MODELS_DIR, load_named_model
+from fer_core.predict import find_faces
+from fer_core.inference import SHIPPED_MODELS_DIR, ensemble_probs, load_named_model, shipped_tta
 from tests.conftest import detectable_faces, make_photo
 
 FER_PREDICT = Path(sys.executable).parent / "fer-predict"
@@ -56,6 +57,20 @@ def test_one_face(photos):
     check_face(out["faces"][0])
     x, y, w, h = out["faces"][0]["box"]
     assert 200 < x + w / 2 < 440 and 140 < y + h / 2 < 340  # around the pasted face
+
+
+def test_the_cards_views_by_default(photos):
+    """Like fer-eval, fer-predict averages the views the shipped model's card chose on val."""
+    crops = np.stack([f.crop for f in find_faces(load_photo(photos["one"]))])
+    model = load_named_model(MODEL)
+    seen = []
+    for flags, view in (((), shipped_tta(MODEL)), (("--tta", "none"), "none")):
+        code, out, _ = predict(photos["one"], *flags)
+        expected = ensemble_probs([model], crops, tta=view)[0]
+        assert code == 0 and out["tta"] == view
+        seen.append(list(out["faces"][0]["probabilities"].values()))
+        assert seen[-1] == pytest.approx(expected.tolist(), abs=2e-4)
+    assert shipped_tta(MODEL) != "none" and seen[0] != pytest.approx(seen[1], abs=2e-3)
 
 
 def test_two_faces_and_a_list_for_several_images(photos):

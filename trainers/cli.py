@@ -10,7 +10,7 @@ from pathlib import Path
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, stratified_indices
 from fer_core.device import autocast_dtype, select_device
-from fer_core.inference import ensemble_probs, load_models, shipped_tta
+from fer_core.inference import ensemble_probs, load_models, resolve_tta
 from fer_core.metrics import classification_metrics
 from fer_core.models import MODELS
 from fer_core.presets import DEFAULT_PRESET, PRESETS, TrainConfig, preset_config
@@ -186,8 +186,7 @@ def eval_main(argv: list[str] | None = None) -> int:
             data = data.subset(stratified_indices(data.labels, args.limit, seed=0))
         device = select_device("cpu" if args.int8 else args.device)
         models = load_models(args.model, device, args.runs_dir, int8=args.int8)
-        if args.tta == "auto":
-            args.tta = shipped_tta(args.model)
+        args.tta = resolve_tta(args.tta, args.model)
         probs = ensemble_probs(models, data.images, device, autocast_dtype(device), tta=args.tta)
     except (ValueError, FileNotFoundError) as e:
         print(f"fer-eval: error: {e}", file=sys.stderr)

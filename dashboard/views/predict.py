@@ -12,6 +12,7 @@ from dashboard.common import get_model, model_choices
 from fer_core.classes import CLASSES
 from fer_core.explain import grad_cam, overlay, spatial_transform
 from fer_core.faces import ImageError, load_photo
+from fer_core.inference import shipped_tta
 from fer_core.predict import Face, classify_faces, find_faces
 
 st.title("Predict")
@@ -23,12 +24,18 @@ default = [label for label in choices if label.endswith("(shipped)")] or list(ch
 picked = st.multiselect("Models", list(choices), default=default, key="predict_models",
                         help="several models are shown side by side, with their ensemble (mean)")
 explain = st.toggle("Explain (Grad-CAM, and the ST-CNN's transformed input)", value=False, key="explain")
+card_views = st.toggle("Test-time augmentation as on the model cards", value=True, key="predict_tta",
+                       help="each shipped model averages the views its card chose on val (flip, or ten crops); "
+                            "runs and the Live page classify one view")
 files = st.file_uploader("Drop face photos here", type=["jpg", "jpeg", "png", "webp", "bmp"],
                          accept_multiple_files=True, key="uploads")
 if not picked or not files:
     st.info("Choose at least one model and drop one or more images (jpg, png, webp, bmp).")
     st.stop()
 models = {choices[label]: get_model(choices[label]) for label in picked}
+tta = {spec: shipped_tta(spec) if card_views else "none" for spec in models}
+if any(view != "none" for view in tta.values()):
+    st.caption("Test-time views: " + ", ".join(f"{spec} {view}" for spec, view in tta.items()))
 
 
 DISPLAY_MAX_SIDE = 1600  # a 100 MP photo is shown (and sent to the browser) at this size
@@ -72,7 +79,7 @@ for upload in files:
             st.image(draw_boxes(image, []), width=320)
             continue
         faces = find_faces(image, whole_image=True)
-    classify_faces(faces, models)
+    classify_faces(faces, models, tta)
     c1, c2 = st.columns([1, 2])
     c1.image(draw_boxes(image, faces), caption=f"{len(faces)} face(s)", width="stretch")
     with c2:
