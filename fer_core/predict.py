@@ -83,12 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"fer-predict: error: {e}", file=sys.stderr)
         return 2
-    tta = dict.fromkeys(models, resolve_tta(args.tta, args.model))
+    view = resolve_tta(args.tta, args.model)
     results, failed = [], False
     for path in args.images:
         try:
-            faces = classify_faces(find_faces(load_photo(path), args.whole_image), models, tta)
-            results.append({"path": path, "tta": tta["m0"], "faces": [face_json(f) for f in faces]})
+            faces = classify_faces(find_faces(load_photo(path), args.whole_image), models,
+                                   dict.fromkeys(models, view))
+            results.append({"path": path, "tta": view, "faces": [face_json(f) for f in faces]})
         except ImageError as e:
             failed = True
             results.append({"path": path, "error": str(e), "faces": []})
