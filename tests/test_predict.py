@@ -14,8 +14,8 @@ from PIL import Image
 from fer_core.classes import CLASSES
 from fer_core.explain import grad_cam, spatial_transform
 from fer_core.faces import ImageError, load_photo
-from fer_core.predict import find_faces
 from fer_core.inference import SHIPPED_MODELS_DIR, ensemble_probs, load_named_model, shipped_tta
+from fer_core.predict import find_faces
 from tests.conftest import detectable_faces, make_photo
 
 FER_PREDICT = Path(sys.executable).parent / "fer-predict"
