@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from fer_core.presets import TrainConfig
 from fer_core.runstore import RunStore
 from tests.conftest import SAMPLE_CSV, TINY_STCNN
 
@@ -37,14 +38,16 @@ def only_run(runs: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["stcnn", "cnn", "resnet50", "vit"])
 def test_one_epoch_per_architecture(model, tmp_path):
-    runs = tmp_path / "runs"
+    """The full-size architectures on 70 faces per split: the trainer's final ten-crop pass costs
+    13 forward passes a val face, which dominated this test at 140."""
+    runs, n = tmp_path / "runs", 70
     # ResNet-50 with the paper's stem: a third of the preset's small stem's compute (README, Performance)
     stem = ["--model-config", "stem=imagenet"] if model == "resnet50" else []
-    out = cli("fer-train", "--model", model, *stem, "--data", SAMPLE_CSV, "--epochs", 1, "--limit", 140,
+    out = cli("fer-train", "--model", model, *stem, "--data", SAMPLE_CSV, "--epochs", 1, "--limit", n,
               "--runs-dir", runs, "--no-progress")
     run = only_run(runs)
     assert run["run_id"] in out.stdout and run["status"] == "finished"
-    assert run["device"] == "cpu" and run["dataset"]["sizes"] == {"train": 140, "val": 140}
+    assert run["device"] == "cpu" and run["dataset"]["sizes"] == {"train": n, "val": n}
     metrics = pd.concat(pd.read_parquet(f) for f in runs.glob("*/metrics/*.parquet"))
     epoch_rows = metrics[metrics.tta == "none"]
     assert sorted(epoch_rows.split) == ["train", "val"]
@@ -54,9 +57,10 @@ def test_one_epoch_per_architecture(model, tmp_path):
     assert set(metrics.tta) == {"none", "flip", "tencrop"}
     confusion = pd.concat(pd.read_parquet(f) for f in runs.glob("*/confusion/*.parquet"))
     val_cells = confusion[(confusion.split == "val") & (confusion.epoch == 1) & (confusion.tta == "none")]
-    assert len(val_cells) == 49 and val_cells["count"].sum() == 140
-    result = json.loads(cli("fer-eval", "--model", runs / run["run_id"], "--data", SAMPLE_CSV, "--json").stdout)
-    assert result["split"] == "val" and result["n"] == 140 and result["tta"] == "none"  # auto: no card, no TTA
+    assert len(val_cells) == 49 and val_cells["count"].sum() == n
+    result = json.loads(cli("fer-eval", "--model", runs / run["run_id"], "--data", SAMPLE_CSV, "--limit", n,
+                            "--json").stdout)
+    assert result["split"] == "val" and result["n"] == n and result["tta"] == "none"  # auto: no card, no TTA
     assert result["accuracy"] == pytest.approx(epoch_rows[epoch_rows.split == "val"].accuracy.iloc[0], abs=1e-9)
     text = cli("fer-eval", "--model", runs / run["run_id"] / "checkpoints" / "best.safetensors",
                "--data", SAMPLE_CSV).stdout
@@ -124,6 +128,33 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, store, request, m
                                 "--limit", 420, "--json").stdout)
         best = resumed[(resumed.split == "val") & (resumed.epoch == only_run(runs)["best_epoch"])]
         assert result["accuracy"] == pytest.approx(best.accuracy.iloc[0], abs=1e-9)
+
+
+@pytest.mark.slow
+def test_resume_with_epochs_moves_the_end_of_the_run(tmp_path, capsys):
+    """How a long run is cut short or lengthened without starting over: the cosine schedule
+    anneals to the new end from where the run stands, and run.json says what changed when."""
+    from trainers.cli import train_main
+    from trainers.train import lr_at
+    runs = tmp_path / "runs"
+    cli("fer-train", "--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 70, "--epochs", 1,
+        "--runs-dir", runs, "--no-progress")
+    run_id = only_run(runs)["run_id"]
+    cli("fer-train", "--resume", run_id, "--epochs", 2, "--runs-dir", runs, "--no-progress")
+    run = only_run(runs)
+    assert run["status"] == "finished" and run["epochs_completed"] == 2 and run["config"]["epochs"] == 2
+    assert run["epochs_changed"] == [{"after_epoch": 1, "from": 1, "to": 2}]
+    cfg = TrainConfig.from_dict(run["config"])
+    batches = 70 // cfg.batch_size + (70 % cfg.batch_size >= 2)
+    lr = _epoch_rows(runs).query("split == 'train'").set_index("epoch").lr
+    assert lr[2] == pytest.approx(lr_at(cfg, 1 + (batches - 1) / batches), rel=1e-9)  # half-way down the cosine
+    assert lr[2] == pytest.approx(cfg.lr / 2, rel=0.3)
+    for args, needle in ((["--epochs", 1], "has already trained 2 epochs"),
+                         (["--lr", 0.1, "--epochs", 3], "--lr cannot change it")):
+        with pytest.raises(SystemExit):
+            train_main(["--resume", run_id, "--runs-dir", str(runs), *map(str, args)])
+        assert needle in capsys.readouterr().err
+    assert only_run(runs)["epochs_completed"] == 2
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -47,6 +47,10 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+# What may go with --resume: a resumed run keeps its configuration, except where it ends.
+RESUME_OPTIONS = {"resume", "epochs", "runs_dir", "no_progress"}
+
+
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fer-train", description="Train a FER model and record it in the run store.")
     p.add_argument("--model", choices=sorted(MODELS), help="architecture (default: the preset's)")
@@ -77,7 +81,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs-dir", help="run store: a folder or a URI such as s3://bucket/runs (default results/runs)")
     p.add_argument("--name", help="a name for the run")
     p.add_argument("--sweep", help="group the run under this sweep id (set by fer-sweep)")
-    p.add_argument("--resume", metavar="RUN_ID", help="continue a stopped run from its last finished epoch")
+    p.add_argument("--resume", metavar="RUN_ID",
+                   help="continue a stopped run from its last finished epoch (with --epochs: to a new end)")
     p.add_argument("--init-from", metavar="MODEL",
                    help="start from these weights (checkpoint, run folder, run id or shipped name) with a fresh "
                         "optimizer and schedule: a warm restart or fine-tuning")
@@ -146,7 +151,12 @@ def train_main(argv: list[str] | None = None) -> int:
         if args.resume:
             if not store.exists(args.resume):
                 parser.error(f"--resume {args.resume}: no such run in {store.root}")
-            run_training(None, store, resume=args.resume, show_bar=not args.no_progress)
+            ignored = [f"--{key.replace('_', '-')}" for key, value in vars(args).items()
+                       if key not in RESUME_OPTIONS and value not in (None, False, [])]
+            if ignored:
+                parser.error(f"--resume continues the run as it was configured: {', '.join(ignored)} cannot "
+                             f"change it (--epochs can move its end)")
+            run_training(None, store, resume=args.resume, show_bar=not args.no_progress, epochs=args.epochs)
         else:
             cfg = config_from_args(args)
             load_dataset(cfg.data, cfg.fer_plus)  # refuse a bad dataset before a run exists (and warm the cache)

@@ -166,13 +166,26 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
 
 
 def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, show_bar: bool = True,
-                 run_id: str | None = None) -> str:
-    """Train (or resume) one run to the end; returns its run id. Raises on failure (run marked failed)."""
+                 run_id: str | None = None, epochs: int | None = None) -> str:
+    """Train (or resume) one run to the end; returns its run id. Raises on failure (run marked failed).
+
+    `epochs` with `resume` moves the run's end: a cosine schedule then anneals to the new end from
+    where the run stands (lr_at is a function of the total), so a long run can be cut short or
+    lengthened without starting over. run.json keeps each change under `epochs_changed`.
+    """
     global _stop_requested
     _stop_requested = False
     signal.signal(signal.SIGTERM, _request_stop)
     earlier = store.read_run(resume) if resume else {}  # the run so far, when resuming
     cfg = TrainConfig.from_dict(earlier["config"]) if resume else cfg.validate()
+    changed = {}
+    if resume and epochs and epochs != cfg.epochs:
+        done = earlier.get("epochs_completed") or 0
+        if epochs <= done:
+            raise ValueError(f"--epochs {epochs}: run {resume} has already trained {done} epochs")
+        history = earlier.get("epochs_changed", []) + [{"after_epoch": done, "from": cfg.epochs, "to": epochs}]
+        cfg.epochs = epochs
+        changed = {"config": cfg.to_dict(), "epochs_changed": history}
     distributed.init(cfg.device)
     lead = distributed.rank() == 0
     if resume:
@@ -185,7 +198,7 @@ def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, s
         print(f"run {writer.run_id}\n{writer.dir}", flush=True)
     started = time.time()
     writer.update(status="running", pid=os.getpid(), started=now_iso(), started_unix=started,
-                  heartbeat_unix=started, error=None)
+                  heartbeat_unix=started, error=None, **changed)
     writer.keep_alive()
     try:
         return _train(cfg, writer, resume is not None, show_bar, started - earlier.get("train_seconds", 0.0))
