@@ -49,7 +49,7 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
             "best_val_accuracy": r.get("best_val_accuracy"), "val_macro_f1": best.get("macro_f1"),
             "val_auc": best.get("auc"), "val_loss": best.get("loss"),
             "test_accuracy": final.get("test_accuracy"),
-            "epochs": f"{r.get('epochs_completed', 0)}/{cfg.get('epochs', '?')}",
+            "progress": epochs_progress(r),
             "minutes": round(r.get("train_seconds", 0) / 60, 1),
             "started_from": names.get(source, source),  # --init-from: a warm restart or fine-tuning
             **{k: cfg.get(k) for k in HYPERPARAMETERS},
@@ -59,6 +59,12 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
             "created": r.get("created"),
         })
     return pd.DataFrame(rows)
+
+
+def epochs_progress(run: dict) -> str:
+    """"20/60", plus where `fer-train --resume --epochs` moved the run's end, as in "(was 100 until 19)"."""
+    moves = "".join(f" (was {m['from']} until {m['after_epoch']})" for m in run.get("epochs_changed") or [])
+    return f"{run.get('epochs_completed', 0)}/{(run.get('config') or {}).get('epochs', '?')}{moves}"
 
 
 @st.cache_data(show_spinner="Reading the dataset...", max_entries=4)

@@ -53,10 +53,14 @@ def test_every_page_renders_with_the_shipped_runs(page, tmp_path, monkeypatch):
 
 
 def test_runs_page_shows_runs_curves_and_tables(runs_copy):
+    moved = RunStore(runs_copy).list_runs()[0]["run_id"]  # as `fer-train --resume RUN --epochs 2` records it
+    RunStore(runs_copy).update(moved, epochs_changed=[{"after_epoch": 1, "from": 4, "to": 2}])
     at = app()
     assert "2 runs; showing 2" in at.caption[0].value
     frames = {len(df.value) for df in at.dataframe}
     assert 2 in frames  # the runs table
+    progress = at.dataframe[0].value.set_index("run_id").progress
+    assert progress[moved] == "2/2 (was 4 until 1)" and sorted(progress) == ["2/2", "2/2 (was 4 until 1)"]
     assert 4 in frames  # the paper's Table 1 (four batch sizes)
     ours = [df.value for df in at.dataframe if "preset" in df.value.columns and "accuracy" in df.value.columns]
     assert sorted(ours[0].batch_size) == [16, 32]

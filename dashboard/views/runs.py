@@ -40,13 +40,14 @@ table = table.sort_values("created", ascending=False).reset_index(drop=True)
 event = st.dataframe(
     table, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
     column_order=["name", "model", "preset", "status", "best_val_accuracy", "val_macro_f1", "val_auc",
-                  "test_accuracy", "epochs", "minutes", "started_from", "batch_size", "lr", "weight_decay",
+                  "test_accuracy", "progress", "minutes", "started_from", "batch_size", "lr", "weight_decay",
                   "model_config", "device", "sweep", "tags", "error", "run_id"],
     column_config={
         "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.4f"),
         "val_macro_f1": st.column_config.NumberColumn("val macro-F1", format="%.4f"),
         "val_auc": st.column_config.NumberColumn("val AUC", format="%.4f"),
         "test_accuracy": st.column_config.NumberColumn("test acc", format="%.4f"),
+        "progress": st.column_config.TextColumn("epochs"),
     },
 )
 rows = [i for i in event.selection.rows if i < len(table)]  # a selection can outlive a deleted run

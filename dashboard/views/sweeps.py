@@ -33,12 +33,13 @@ def hyperparameters(run: dict) -> dict:
 params = pd.DataFrame([hyperparameters(r) for r in trials])
 varied = [c for c in params.columns if params[c].astype(str).nunique() > 1]
 table = runs_table(trials).reset_index(drop=True)
-table = pd.concat([table[["name", "status", "epochs", "best_val_accuracy", "val_macro_f1", "val_auc", "minutes"]],
+table = pd.concat([table[["name", "status", "progress", "best_val_accuracy", "val_macro_f1", "val_auc", "minutes"]],
                    params[varied]], axis=1)
 st.caption(f"{len(trials)} trials; varied: {', '.join(varied) or 'nothing (repeats)'}. "
            f"Statuses: {table.status.value_counts().to_dict()}.")
 st.dataframe(table.sort_values("best_val_accuracy", ascending=False, na_position="last"), hide_index=True,
-             column_config={"best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.4f")})
+             column_config={"best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.4f"),
+                            "progress": st.column_config.TextColumn("epochs")})
 
 metric = st.selectbox("Metric", ["best_val_accuracy", "val_macro_f1", "val_auc"], key="sweep_metric")
 scored = table.dropna(subset=[metric])
