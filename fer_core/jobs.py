@@ -146,15 +146,17 @@ class JobQueue:
                     self._start(job)
                     running += 1
 
-    def resume(self, run_id: str) -> tuple[dict, bool]:
-        """Queue `fer-train --resume RUN_ID` for a stopped (failed or cancelled) run."""
+    def resume(self, run_id: str, epochs: int | None = None) -> tuple[dict, bool]:
+        """Queue `fer-train --resume RUN_ID` for a stopped (failed or cancelled) run; with `epochs`
+        other than its own, `--epochs` too, which moves the run's end."""
         active = [j for j in self.jobs() if j["run_id"] == run_id and j["status"] in ("queued", "running")]
         if active:  # a second click, or another tab: the job already resuming it
             return active[0], False
         info = self.runs.read_run(run_id)
         if info["status"] not in ("failed", "cancelled"):
             raise ValueError(f"run {run_id} is {info['status']}; only failed or cancelled runs can be resumed")
-        return self.submit(["--resume", run_id], name=f"{info.get('name') or run_id} (resumed)",
+        moved = ["--epochs", str(epochs)] if epochs and epochs != info["config"].get("epochs") else []
+        return self.submit(["--resume", run_id, *moved], name=f"{info.get('name') or run_id} (resumed)",
                            model=info.get("model") or "run", run_id=run_id)
 
     def _start(self, job: dict) -> None:

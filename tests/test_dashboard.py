@@ -215,12 +215,15 @@ def test_a_failed_run_shows_its_reason_and_resumes_from_the_train_page(runs_copy
 
     at = app("views/train.py")
     assert at.selectbox(key="resume_run").options[0].startswith("oom-run (failed, 1/2 epochs)")
+    end = at.number_input(key=f"resume_epochs_{run['run_id']}")
+    assert end.value == 2 and end.min == 2
+    end.set_value(3)  # and one epoch longer than it was meant to be
     next(b for b in at.button if b.label == "Resume from its last finished epoch").click().run()
     assert any("Queued" in s.value for s in at.success)
     [job] = JobQueue().jobs()
-    assert job["args"] == ["--resume", run["run_id"]] and job["run_id"] == run["run_id"]
+    assert job["args"] == ["--resume", run["run_id"], "--epochs", "3"] and job["run_id"] == run["run_id"]
     deadline = time.time() + 300
     while JobQueue().job(job["job_id"])["status"] == "running" and time.time() < deadline:
         time.sleep(1)
     run = RunStore(runs_copy).read_run(run["run_id"])
-    assert run["status"] == "finished" and run["epochs_completed"] == 2
+    assert run["status"] == "finished" and run["epochs_completed"] == 3 and run["config"]["epochs"] == 3

@@ -179,12 +179,18 @@ jobs_panel()
 
 # -- resume any stopped run (also those started from the command line) ---------------------------
 stopped = {f"{r.get('name') or r['run_id']} ({r['status']}, {r.get('epochs_completed', 0)}/"
-           f"{r['config'].get('epochs')} epochs)": r["run_id"]
+           f"{r['config'].get('epochs')} epochs)": r
            for r in store().list_runs() if r["status"] in ("failed", "cancelled")}
 if stopped:
     with st.expander(f"Resume a stopped run ({len(stopped)})"):
         choice = st.selectbox("Run", list(stopped), key="resume_run")
+        run = stopped[choice]
+        done = run.get("epochs_completed") or 0
+        end = st.number_input("Train to epoch", min_value=done + 1, value=max(run["config"]["epochs"], done + 1),
+                              step=1, key=f"resume_epochs_{run['run_id']}",
+                              help="The run's own end, or another: a cosine schedule then anneals to the new end "
+                                   "(fer-train --resume RUN_ID --epochs N)")
         if st.button("Resume from its last finished epoch", key="resume_button"):
-            job, created = queue().resume(stopped[choice])
+            job, created = queue().resume(run["run_id"], epochs=int(end))
             (st.success if created else st.warning)(
                 f"{'Queued' if created else 'Already queued'}: {job['name']}")
