@@ -185,8 +185,8 @@ if stopped:
     with st.expander(f"Resume a stopped run ({len(stopped)})"):
         choice = st.selectbox("Run", list(stopped), key="resume_run")
         run = stopped[choice]
-        done = run.get("epochs_completed") or 0
-        end = st.number_input("Train to epoch", min_value=done + 1, value=max(run["config"]["epochs"], done + 1),
+        done, total = run.get("epochs_completed") or 0, run["config"]["epochs"]
+        end = st.number_input("Train to epoch", min_value=min(done + 1, total), value=total,
                               step=1, key=f"resume_epochs_{run['run_id']}",
                               help="The run's own end, or another: a cosine schedule then anneals to the new end "
                                    "(fer-train --resume RUN_ID --epochs N)")
