@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.common import SAMPLE_DATA, data_path_hint, model_choices, queue, store
+from dashboard.common import SAMPLE_DATA, data_path_hint, epochs_progress, model_choices, queue, store
 from fer_core.checkpoint import check_fits
 from fer_core.data import FerDataError, load_dataset
 from fer_core.inference import resolve_model_path
@@ -178,8 +178,7 @@ jobs_panel()
 
 
 # -- resume any stopped run (also those started from the command line) ---------------------------
-stopped = {f"{r.get('name') or r['run_id']} ({r['status']}, {r.get('epochs_completed', 0)}/"
-           f"{r['config'].get('epochs')} epochs)": r
+stopped = {f"{r.get('name') or r['run_id']} ({r['status']}, {epochs_progress(r)} epochs)": r
            for r in store().list_runs() if r["status"] in ("failed", "cancelled")}
 if stopped:
     with st.expander(f"Resume a stopped run ({len(stopped)})"):
