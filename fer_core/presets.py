@@ -39,6 +39,8 @@ class TrainConfig:
     mixup_alpha: float = 0.0          # MixUp of image pairs, mixing weight ~ Beta(alpha, alpha); 0 = off
     cutmix_alpha: float = 0.0         # CutMix (a pasted rectangle); with both on, one is picked per batch
     early_stopping: int | None = None  # patience in epochs on val accuracy
+    localization_lr_scale: float = 1.0  # ST-CNN: the localisation net's lr as a fraction of lr (at the
+                                      # full rate its theta leaves the identity within 50 steps; README)
     ema_decay: float | None = None    # evaluate and keep an exponential moving average of the weights
                                       # (e.g. 0.999: about 1000 steps); see trainers/ema.py
     seed: int = 0
@@ -78,6 +80,8 @@ class TrainConfig:
         for key in ("mixup_alpha", "cutmix_alpha"):
             if not (isinstance(getattr(self, key), (int, float)) and getattr(self, key) >= 0):
                 problems.append(f"{key.replace('_', ' ')} must be >= 0 (got {getattr(self, key)!r})")
+        if not (isinstance(self.localization_lr_scale, (int, float)) and 0 < self.localization_lr_scale <= 1):
+            problems.append(f"localization lr scale must be in (0, 1] (got {self.localization_lr_scale!r})")
         if self.ema_decay is not None and not (isinstance(self.ema_decay, (int, float)) and 0 < self.ema_decay < 1):
             problems.append(f"EMA decay must be in (0, 1) (got {self.ema_decay!r})")
         if self.early_stopping is not None and self.early_stopping < 1:
@@ -127,7 +131,8 @@ PRESETS: dict[str, dict] = {
        for name, (l, p, h, n, m, k) in _VIT_ROWS.items()},
     # Ours: the standard from-scratch FER2013 recipe (crops + flips + small affine, label
     # smoothing, SGD/AdamW with warmup + cosine, sqrt class weights for `disgust`).
-    "stcnn": dict(model="stcnn", model_config={"theta_limit": 0.5}, optimizer="sgd", lr=0.01, momentum=0.9,
+    "stcnn": dict(model="stcnn", model_config={"theta_limit": 0.5}, localization_lr_scale=0.1,
+                  optimizer="sgd", lr=0.01, momentum=0.9,
                   weight_decay=5e-4, batch_size=64, epochs=30, schedule="cosine", warmup_epochs=1,
                   label_smoothing=0.1, class_weights="sqrt", augment=STRONG_AUGMENT),
     "cnn": dict(model="cnn", optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=64,

@@ -277,3 +277,30 @@ def test_weight_ema_from_scratch_ramps_its_decay_up():
     assert torch.allclose(ema.module.weight, start + 9.0)
     ema.update(step=10_000)  # the ramp (0.9991) is past 0.99: the decay asked for
     assert torch.allclose(ema.module.weight, start + 9.0 + 0.01)
+
+
+@pytest.mark.slow
+def test_localization_net_trains_at_its_fraction_of_the_learning_rate(tmp_path):
+    """`--localization-lr-scale` (the stcnn preset's 0.1): the localisation net's group keeps its
+    fraction through the schedule, so its theta moves about that much less from the identity."""
+    import json as json_
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    runs = tmp_path / "runs"
+    base = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 140, "--epochs", 2,
+            "--warmup-epochs", 0, "--batch-size", 16, "--runs-dir", runs, "--no-progress"]
+    moved = {}
+    for scale in (1.0, 0.1):
+        cli("fer-train", *base, "--localization-lr-scale", scale, "--name", f"scale-{scale}")
+        run = next(r for r in RunStore(runs).list_runs() if r["name"] == f"scale-{scale}")
+        assert run["config"]["localization_lr_scale"] == scale
+        checkpoints = runs / run["run_id"] / "checkpoints"
+        with safe_open(str(checkpoints / "last_optimizer.safetensors"), framework="pt") as f:
+            groups = json_.loads(f.metadata()["param_groups"])
+        if scale == 1.0:
+            assert len(groups) == 1  # runs saved before the option resume with the same layout
+        else:
+            assert len(groups) == 2 and groups[1]["lr"] == pytest.approx(groups[0]["lr"] * scale)
+        bias = load_file(checkpoints / "last.safetensors")["localization.10.bias"]
+        moved[scale] = (bias - torch.tensor([1.0, 0, 0, 0, 1.0, 0])).abs().sum().item()
+    assert 0 < moved[0.1] < moved[1.0] / 3

@@ -72,6 +72,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--early-stopping", type=_positive_int, help="patience (epochs) on val accuracy")
     p.add_argument("--ema-decay", type=_positive_float, metavar="DECAY",
                    help="evaluate and checkpoint an exponential moving average of the weights (e.g. 0.999)")
+    p.add_argument("--localization-lr-scale", type=_positive_float, metavar="SCALE",
+                   help="ST-CNN: the localisation network's learning rate as a fraction of --lr (e.g. 0.1)")
     p.add_argument("--model-config", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture option, e.g. stem=small or patch_size=14 (repeatable)")
     p.add_argument("--limit", type=_positive_int, help="cap every split at N images (stratified)")
@@ -101,6 +103,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                  "schedule": args.schedule, "warmup_epochs": args.warmup_epochs,
                  "label_smoothing": args.label_smoothing, "class_weights": args.class_weights,
                  "early_stopping": args.early_stopping, "ema_decay": args.ema_decay,
+                 "localization_lr_scale": args.localization_lr_scale,
                  "mixup_alpha": args.mixup_alpha, "cutmix_alpha": args.cutmix_alpha, "limit": args.limit,
                  "device": args.device, "precision": args.precision, "seed": args.seed, "name": args.name,
                  "sweep": args.sweep}

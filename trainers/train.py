@@ -72,6 +72,12 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, fused: bool = True)
     torch's default is a Python loop over parameters, slow on channels-last weights."""
     params = list(model.parameters())
     fused = fused and all(p.device.type in ("cpu", "cuda") for p in params)
+    localization = getattr(model, "localization", None)
+    if localization is not None and cfg.localization_lr_scale != 1.0:
+        loc_ids = {id(p) for p in localization.parameters()}
+        params = [{"params": [p for p in params if id(p) not in loc_ids]},
+                  {"params": list(localization.parameters()), "lr": cfg.lr * cfg.localization_lr_scale,
+                   "lr_scale": cfg.localization_lr_scale}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
                                weight_decay=cfg.weight_decay, fused=fused)
@@ -143,7 +149,7 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by FER_INJECT_FAULT)")
         if cfg.schedule != "plateau":
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, epoch - 1 + i / len(batches))
+                group["lr"] = lr_at(cfg, epoch - 1 + i / len(batches)) * group.get("lr_scale", 1.0)
         x = augment_batch(to_model_input(images[index]), aug, generator)  # the whole global batch, for the RNG
         y = target = labels[index]
         if mixer is not None:  # soft targets for the loss; train metrics use each image's own label
@@ -278,7 +284,8 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
     state = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
     ckpt = writer.checkpoint_dir
     if resuming:
-        writer.fetch_checkpoints("last.safetensors", "last_optimizer.safetensors")
+        # best too: when no later epoch beats it, the final evaluation reads the one saved before the stop
+        writer.fetch_checkpoints("last.safetensors", "last_optimizer.safetensors", "best.safetensors")
     if resuming and (ckpt / "last.safetensors").exists():
         model.load_state_dict(load_model(ckpt / "last.safetensors").state_dict())
         state = load_optimizer(optimizer, ckpt / "last_optimizer.safetensors")
