@@ -113,6 +113,8 @@ def main(run_dir: str, name: str) -> None:
     if earlier_lines:
         history += f"\n- {hours + earlier_hours:.1f} h of training in all"
     extras = [f"weights averaged (EMA, decay {cfg['ema_decay']})"] if cfg.get("ema_decay") else []
+    if cfg.get("localization_lr_scale", 1.0) != 1.0:
+        extras.append(f"localisation net at {cfg['localization_lr_scale']} of the lr")
     extras += [f"{kind} alpha {cfg[f'{kind}_alpha']}" for kind in ("mixup", "cutmix") if cfg.get(f"{kind}_alpha")]
     card = f"""# {name}
 
