@@ -45,13 +45,14 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     order = torch.randperm(len(labels), generator=generator)
     device, aug = torch.device("cpu"), AugmentConfig(**cfg.augment)
+    dtype = autocast_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
     start = time.time()
     print(f"localization lr scale {args.scale}: step, seconds, mean theta, spread across faces")
     for step in range(1, args.steps + 1):
         index = order[(step - 1) * cfg.batch_size % len(labels):][:cfg.batch_size]
         x = augment_batch(to_model_input(images[index]), aug, generator)
-        train_step(model, optimizer, criterion, x, labels[index], device, autocast_dtype(device), scaler)
+        train_step(model, optimizer, criterion, x, labels[index], device, dtype, scaler)
         if step % 50 == 0:
             with torch.no_grad():
                 theta = model.theta(val_faces)

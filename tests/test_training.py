@@ -283,7 +283,6 @@ def test_weight_ema_from_scratch_ramps_its_decay_up():
 def test_localization_net_trains_at_its_fraction_of_the_learning_rate(tmp_path):
     """`--localization-lr-scale` (the stcnn preset's 0.1): the localisation net's group keeps its
     fraction through the schedule, so its theta moves about that much less from the identity."""
-    import json as json_
     from safetensors import safe_open
     from safetensors.torch import load_file
     runs = tmp_path / "runs"
@@ -296,7 +295,7 @@ def test_localization_net_trains_at_its_fraction_of_the_learning_rate(tmp_path):
         assert run["config"]["localization_lr_scale"] == scale
         checkpoints = runs / run["run_id"] / "checkpoints"
         with safe_open(str(checkpoints / "last_optimizer.safetensors"), framework="pt") as f:
-            groups = json_.loads(f.metadata()["param_groups"])
+            groups = json.loads(f.metadata()["param_groups"])
         if scale == 1.0:
             assert len(groups) == 1  # runs saved before the option resume with the same layout
         else:
