@@ -135,6 +135,19 @@ def ensemble_members() -> list[str]:
     return [n for n in ENSEMBLE if n in shipped]
 
 
+def model_names(spec: str) -> list[str]:
+    """"ensemble" -> the shipped members; "a,b" -> ["a", "b"]; one name -> [name]."""
+    if spec == "ensemble":
+        names = ensemble_members()
+        if not names:
+            raise FileNotFoundError("no shipped models in results/models yet for the ensemble")
+        return names
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    if not names:
+        raise ValueError("no model given")
+    return names
+
+
 def load_models(spec: str, device: torch.device | str = "cpu", runs_dir=None,
                 int8: bool = False) -> list[torch.nn.Module]:
     """One model, or several for an ensemble: "ensemble" or names/paths joined by commas.
@@ -143,15 +156,7 @@ def load_models(spec: str, device: torch.device | str = "cpu", runs_dir=None,
     averages those that are. With int8, the models shipped with an int8 calibration run in
     int8 and the others in full precision (an error if none has one).
     """
-    if spec == "ensemble":
-        names = ensemble_members()
-        if not names:
-            raise FileNotFoundError("no shipped models in results/models yet for the ensemble")
-    else:
-        names = [s for s in spec.split(",") if s.strip()]
-    names = [name.strip() for name in names]
-    if not names:
-        raise ValueError("no model given")
+    names = model_names(spec)
     calibrated = set(int8_names()) if int8 else set()
     if int8 and not calibrated & set(names):
         raise FileNotFoundError(f"none of {', '.join(names)} has an int8 calibration; shipped with one: "

@@ -52,6 +52,9 @@ class TrainConfig:
     sweep: str | None = None          # the sweep this run is a trial of (fer-sweep), for grouping
     init_from: str | None = None      # a checkpoint to start from (fine-tuning, or a warm restart of a
                                       # finished cosine run): its weights, a fresh optimizer and schedule
+    distill_from: list | None = None  # teacher checkpoints for knowledge distillation (trainers/distill.py)
+    distill_weight: float = 0.5       # the soft-target loss's share of the loss
+    distill_temperature: float = 2.0
 
     def validate(self) -> "TrainConfig":
         from .models import MODELS
@@ -84,6 +87,10 @@ class TrainConfig:
             problems.append(f"localization lr scale must be in (0, 1] (got {self.localization_lr_scale!r})")
         if self.ema_decay is not None and not (isinstance(self.ema_decay, (int, float)) and 0 < self.ema_decay < 1):
             problems.append(f"EMA decay must be in (0, 1) (got {self.ema_decay!r})")
+        if not (isinstance(self.distill_weight, (int, float)) and 0 < self.distill_weight <= 1):
+            problems.append(f"distillation weight must be in (0, 1] (got {self.distill_weight!r})")
+        if not (isinstance(self.distill_temperature, (int, float)) and self.distill_temperature > 0):
+            problems.append(f"distillation temperature must be > 0 (got {self.distill_temperature!r})")
         if self.early_stopping is not None and self.early_stopping < 1:
             problems.append("early stopping patience must be >= 1")
         unknown = set(self.augment) - {f.name for f in fields(AugmentConfig)}

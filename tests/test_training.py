@@ -303,3 +303,52 @@ def test_localization_net_trains_at_its_fraction_of_the_learning_rate(tmp_path):
         bias = load_file(checkpoints / "last.safetensors")["localization.10.bias"]
         moved[scale] = (bias - torch.tensor([1.0, 0, 0, 0, 1.0, 0])).abs().sum().item()
     assert 0 < moved[0.1] < moved[1.0] / 3
+
+
+@pytest.mark.slow
+def test_distillation_pulls_the_student_to_its_teacher(tmp_path):
+    """`--distill-from`: the soft-target loss is zero for a student that is its teacher and
+    shrinks as a different student trains on it alone; a real run records its teacher."""
+    from fer_core.checkpoint import load_model
+    from fer_core.data import load_dataset
+    from fer_core.inference import file_sha256
+    from trainers.distill import Distiller
+    runs = tmp_path / "runs"
+    base = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 140, "--runs-dir", runs, "--no-progress"]
+    cli("fer-train", *base, "--epochs", 2, "--name", "teacher")
+    teacher = only_run(runs)
+    teacher_path = runs / teacher["run_id"] / "checkpoints" / "best.safetensors"
+
+    x = torch.from_numpy(load_dataset(SAMPLE_CSV).splits["train"].images[:64]).float().div(255).unsqueeze(1)
+    labels = torch.zeros(64, dtype=torch.long)
+    never = lambda logits, y: torch.tensor(0.0)  # noqa: E731 - the label loss left out
+    distiller = Distiller([str(teacher_path)], weight=1.0, temperature=2.0, device=torch.device("cpu"), dtype=None)
+    itself = load_model(teacher_path).eval()
+    assert distiller.criterion(never, x)(itself(x), labels).item() == pytest.approx(0.0, abs=1e-5)
+    half = Distiller([str(teacher_path)], weight=0.5, temperature=2.0, device=torch.device("cpu"), dtype=None)
+    ce = torch.nn.CrossEntropyLoss()
+    assert half.criterion(ce, x)(itself(x), labels).item() == pytest.approx(0.5 * ce(itself(x), labels).item(),
+                                                                           rel=1e-4)
+    torch.manual_seed(0)
+    student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
+    optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
+    loss_of = distiller.criterion(never, x)
+    losses = []
+    for _ in range(30):
+        loss = loss_of(student(x), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0]
+
+    cli("fer-train", *base, "--epochs", 1, "--name", "student", "--distill-from", teacher["run_id"],
+        "--distill-weight", 0.7, "--distill-temperature", 3)
+    student_run = next(r for r in RunStore(runs).list_runs() if r["name"] == "student")
+    assert student_run["status"] == "finished"
+    assert student_run["config"]["distill_from"] == [str(teacher_path.resolve())]
+    assert student_run["config"]["distill_weight"] == 0.7 and student_run["config"]["distill_temperature"] == 3
+    assert student_run["distill_from"][0]["sha256"] == file_sha256(teacher_path)
+    assert student_run["distill_from"][0]["run_id"] == teacher["run_id"]
+    refused = cli("fer-train", *base, "--distill-from", "no-such-model", check=False)
+    assert refused.returncode == 2 and "--distill-from no-such-model" in refused.stderr

@@ -88,6 +88,12 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", metavar="MODEL",
                    help="start from these weights (checkpoint, run folder, run id or shipped name) with a fresh "
                         "optimizer and schedule: a warm restart or fine-tuning")
+    p.add_argument("--distill-from", metavar="MODEL",
+                   help="knowledge distillation from these frozen teachers (shipped name, ensemble, checkpoint, run; "
+                        "several joined by commas are averaged)")
+    p.add_argument("--distill-weight", type=_positive_float, metavar="W",
+                   help="the soft-target loss's share of the loss (default 0.5)")
+    p.add_argument("--distill-temperature", type=_positive_float, metavar="T", help="softmax temperature (default 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--run-id", help=argparse.SUPPRESS)  # chosen by the dashboard's job queue
     return p
@@ -106,7 +112,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
                  "localization_lr_scale": args.localization_lr_scale,
                  "mixup_alpha": args.mixup_alpha, "cutmix_alpha": args.cutmix_alpha, "limit": args.limit,
                  "device": args.device, "precision": args.precision, "seed": args.seed, "name": args.name,
-                 "sweep": args.sweep}
+                 "sweep": args.sweep, "distill_weight": args.distill_weight,
+                 "distill_temperature": args.distill_temperature}
     for key, value in overrides.items():
         if value is not None:
             setattr(cfg, key, value)
@@ -130,6 +137,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise ValueError(f"--model-config: {e}") from None
     if args.init_from:
         cfg.init_from = str(_init_checkpoint(args.init_from, args.runs_dir, cfg))
+    if args.distill_from:
+        cfg.distill_from = _teacher_checkpoints(args.distill_from, args.runs_dir)
     return cfg.validate()
 
 
@@ -143,6 +152,15 @@ def _init_checkpoint(spec: str, runs_dir, cfg: TrainConfig) -> Path:
     except (FileNotFoundError, ValueError) as e:
         raise ValueError(f"--init-from {spec}: {e}") from None
     return path
+
+
+def _teacher_checkpoints(spec: str, runs_dir) -> list[str]:
+    """The checkpoint paths --distill-from names (as `fer-eval --model` reads them)."""
+    from fer_core.inference import model_names, resolve_model_path
+    try:
+        return [str(resolve_model_path(name, runs_dir).resolve()) for name in model_names(spec)]
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"--distill-from {spec}: {e}") from None
 
 
 def train_main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from fer_core.models import count_parameters, create_model
 from fer_core.presets import TrainConfig
 from fer_core.runstore import RunStore, RunWriter, now_iso
 from trainers import distributed
+from trainers.distill import Distiller
 from trainers.ema import WeightEMA
 
 
@@ -126,7 +127,7 @@ def train_step(model, optimizer, criterion, x, y, device, dtype, scaler, channel
 
 
 def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtype, writer, progress_base,
-                    ema: WeightEMA | None = None):
+                    ema: WeightEMA | None = None, distiller: Distiller | None = None):
     """One pass over the training split; returns (labels, probs) seen, for the train metrics."""
     torch.manual_seed(epoch_seed(cfg.seed, epoch))  # dropout
     generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
@@ -155,7 +156,8 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
         if mixer is not None:  # soft targets for the loss; train metrics use each image's own label
             x, target = mixer(x, y)
         x, y, target = distributed.shard(x), distributed.shard(y), distributed.shard(target)
-        logits, loss = train_step(model, optimizer, criterion, x, target, device, dtype, scaler, cfg.channels_last)
+        loss_of = criterion if distiller is None else distiller.criterion(criterion, x)
+        logits, loss = train_step(model, optimizer, loss_of, x, target, device, dtype, scaler, cfg.channels_last)
         if ema is not None:
             ema.update(step=(epoch - 1) * len(batches) + i)
         if not torch.isfinite(loss):
@@ -281,6 +283,8 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
     weights = class_weights(cfg, splits["train"].labels)
     criterion = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
                                           label_smoothing=cfg.label_smoothing)
+    distiller = (Distiller(cfg.distill_from, cfg.distill_weight, cfg.distill_temperature, device, dtype,
+                           cfg.channels_last) if cfg.distill_from else None)
     state = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
     ckpt = writer.checkpoint_dir
     if resuming:
@@ -302,6 +306,8 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
             ema.module.load_state_dict(source.state_dict())
         writer.update(init_from={"checkpoint": cfg.init_from, **source.checkpoint_info})
         print(f"starting from {cfg.init_from} ({source.checkpoint_info})", flush=True)
+    if distiller is not None:
+        writer.update(distill_from=distiller.record)
     writer.drop_epochs_after(state["epoch"])
     train_model = distributed.wrap(model)  # DDP under torchrun, else the model itself
     writer.update(device=str(device), processes=distributed.world_size(), precision=str(dtype).replace("torch.", "") if dtype else "float32",
@@ -319,7 +325,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         t0 = time.time()
         train_labels, train_probs = train_one_epoch(train_model, optimizer, criterion, cfg, splits["train"], epoch,
-                                                    device, dtype, writer, progress, ema)
+                                                    device, dtype, writer, progress, ema, distiller)
         train_seconds = time.time() - t0
         distributed.sync_buffers(model)
         lr = optimizer.param_groups[0]["lr"]
