@@ -52,6 +52,8 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
             "progress": epochs_progress(r),
             "minutes": round(r.get("train_seconds", 0) / 60, 1),
             "started_from": names.get(source, source),  # --init-from: a warm restart or fine-tuning
+            "distilled_from": ", ".join(names.get(t.get("run_id"), str(t.get("run_id")))  # --distill-from teachers
+                                        for t in r.get("distill_from") or []) or None,
             **{k: cfg.get(k) for k in HYPERPARAMETERS},
             "model_config": ", ".join(f"{k}={v}" for k, v in (cfg.get("model_config") or {}).items()),
             "device": r.get("device"), "error": r.get("error"), "sweep": r.get("sweep"),

@@ -116,6 +116,10 @@ def main(run_dir: str, name: str) -> None:
     if cfg.get("localization_lr_scale", 1.0) != 1.0:
         extras.append(f"localisation net at {cfg['localization_lr_scale']} of the lr")
     extras += [f"{kind} alpha {cfg[f'{kind}_alpha']}" for kind in ("mixup", "cutmix") if cfg.get(f"{kind}_alpha")]
+    for teacher in info.get("distill_from") or []:  # its own training time is on its own card
+        history += (f"\n- distilled from: `{Path(teacher['checkpoint']).name}` (best epoch {teacher.get('epoch')} of "
+                    f"run `{teacher.get('run_id')}`, sha256 {teacher['sha256'][:12]}), weight "
+                    f"{cfg['distill_weight']}, temperature {cfg['distill_temperature']} (`--distill-from`)")
     card = f"""# {name}
 
 - architecture: `{cfg['model']}` {json.dumps(cfg.get('model_config') or {})}, {count_parameters(shipped):,} parameters

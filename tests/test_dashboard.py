@@ -177,6 +177,9 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
     at.number_input(key="train_limit").set_value(70)
     at.number_input(key="ema_stcnn").set_value(0.99)
     at.number_input(key="cutmix_stcnn").set_value(1.0)
+    assert at.selectbox(key="teacher_stcnn").options[:3] == ["none", "resnet50 (shipped)", "stcnn (shipped)"]
+    assert at.selectbox(key="teacher_stcnn").options[-1] == "ensemble (shipped)"
+    at.selectbox(key="teacher_stcnn").set_value("ensemble (shipped)")
     at.text_input(key="train_name").set_value("warm-restart")
     at.sidebar.button[0].click().run()
     assert any("Queued" in s.value for s in at.sidebar.success), [e.value for e in at.sidebar.error]
@@ -192,9 +195,13 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
     assert run["init_from"]["checkpoint"].endswith("results/models/stcnn.safetensors")
     shipped_from = read_checkpoint_metadata(PROJECT / "results" / "models" / "stcnn.safetensors")["info"]["run_id"]
     assert run["init_from"]["run_id"] == shipped_from
+    assert [Path(t["checkpoint"]).stem for t in run["distill_from"]] == ["stcnn", "resnet50", "vit"]
     table = app().dataframe[0].value  # Compare runs says where it started: the shipped model's run
     assert table[table.name == "warm-restart"].started_from.iloc[0] == shipped_from  # (not in this store)
     assert table[table.name == "warm-restart"].ema_decay.iloc[0] == 0.99
+    teacher_runs = [read_checkpoint_metadata(PROJECT / "results" / "models" / f"{n}.safetensors")["info"]["run_id"]
+                    for n in ("stcnn", "resnet50", "vit")]
+    assert table[table.name == "warm-restart"].distilled_from.iloc[0] == ", ".join(teacher_runs)
     assert table[table.name == "warm-restart"].cutmix_alpha.iloc[0] == 1.0
 
 

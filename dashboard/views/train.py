@@ -9,7 +9,7 @@ import streamlit as st
 from dashboard.common import SAMPLE_DATA, data_path_hint, epochs_progress, model_choices, queue, store
 from fer_core.checkpoint import check_fits
 from fer_core.data import FerDataError, load_dataset
-from fer_core.inference import resolve_model_path
+from fer_core.inference import ensemble_members, resolve_model_path
 from fer_core.models import MODELS
 from fer_core.presets import DEFAULT_PRESET, PRESETS, preset_config
 
@@ -54,6 +54,11 @@ with st.sidebar:
         start = st.selectbox("Start from", list(starts), key=f"init_{preset}",
                              help="a trained model's weights with a fresh optimizer and schedule: "
                                   "a warm restart (lower the learning rate) or fine-tuning")
+        teachers = {"none": None, **model_choices()}
+        teachers = dict(teachers, **({"ensemble (shipped)": "ensemble"} if ensemble_members() else {}))
+        teacher = st.selectbox("Distil from (teacher)", list(teachers), key=f"teacher_{preset}",
+                               help="train towards a trained model's soft predictions as well as the labels "
+                                    "(knowledge distillation; any architecture)")
         name = st.text_input("Run name (optional)", key="train_name")
         submitted = st.form_submit_button("Start training", type="primary")
     st.caption("The bundled sample is for trying things out. For real training point the path at the full "
@@ -107,6 +112,8 @@ if submitted:
             args += ["--limit", str(int(limit))]
         if starts[start]:
             args += ["--init-from", starts[start]]
+        if teachers[teacher]:
+            args += ["--distill-from", teachers[teacher]]
         if name.strip():
             args += ["--name", name.strip()]
         job, created = queue().submit(args, name=name.strip() or None, model=model)
