@@ -50,6 +50,7 @@ def test_every_page_renders_with_the_shipped_runs(page, tmp_path, monkeypatch):
         assert set(vits.stem) == {"patch", "conv"} and len(vits) >= 5
         runs = at.dataframe[0].value  # the shipped vit is a warm restart of the 30-epoch conv-stem run
         assert runs.set_index("name").started_from["ref-vit-convstem-restart"] == "ref-vit-convstem"
+        assert runs.set_index("name").distilled_from["ref-vit-kd"] == "ref-stcnn-long"  # its teacher, by name
 
 
 def test_runs_page_shows_runs_curves_and_tables(runs_copy):

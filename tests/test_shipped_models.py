@@ -103,15 +103,17 @@ def test_fer_eval_int8(fer2013):
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_model_run_and_its_restarts_are_committed(name):
-    """The dashboard shows how a shipped model was trained: its run and every run it was
-    warm-restarted from (`init_from`) are in results/runs, and the card's training time is
-    the sum of all their epoch times."""
+    """The dashboard shows how a shipped model was trained: its run, every run it was
+    warm-restarted from (`init_from`) and its teachers' runs (`distill_from`) are in
+    results/runs, and the card's training time is the sum of the chain's epoch times."""
     store = RunStore()
     run_id = read_checkpoint_metadata(SHIPPED_MODELS_DIR / f"{name}.safetensors")["info"]["run_id"]
     chain = [run_id]
     while source := store.read_run(chain[-1]).get("init_from"):
         assert store.exists(source["run_id"]), f"{name}: {chain[-1]} started from a run not in results/runs"
         chain.append(source["run_id"])
+    for teacher in store.read_run(run_id).get("distill_from") or []:  # --distill-from: the teachers' runs too
+        assert store.exists(teacher["run_id"]), f"{name}: distilled from a run not in results/runs"
     epochs = store.metrics(chain).query("tta == 'none'")
     assert set(epochs.run_id) == set(chain)
     hours = epochs.epoch_seconds.sum() / 3600
