@@ -40,8 +40,8 @@ table = table.sort_values("created", ascending=False).reset_index(drop=True)
 event = st.dataframe(
     table, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
     column_order=["name", "model", "preset", "status", "best_val_accuracy", "val_macro_f1", "val_auc",
-                  "test_accuracy", "progress", "minutes", "started_from", "distilled_from", "batch_size", "lr", "weight_decay",
-                  "model_config", "device", "sweep", "tags", "error", "run_id"],
+                  "test_accuracy", "progress", "minutes", "started_from", "distilled_from", "batch_size", "lr",
+                  "weight_decay", "model_config", "device", "sweep", "tags", "error", "run_id"],
     column_config={
         "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.4f"),
         "val_macro_f1": st.column_config.NumberColumn("val macro-F1", format="%.4f"),

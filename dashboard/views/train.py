@@ -54,8 +54,7 @@ with st.sidebar:
         start = st.selectbox("Start from", list(starts), key=f"init_{preset}",
                              help="a trained model's weights with a fresh optimizer and schedule: "
                                   "a warm restart (lower the learning rate) or fine-tuning")
-        teachers = {"none": None, **model_choices()}
-        teachers = dict(teachers, **({"ensemble (shipped)": "ensemble"} if ensemble_members() else {}))
+        teachers = {"none": None, **model_choices(), **({"ensemble (shipped)": "ensemble"} if ensemble_members() else {})}
         teacher = st.selectbox("Distil from (teacher)", list(teachers), key=f"teacher_{preset}",
                                help="train towards a trained model's soft predictions as well as the labels "
                                     "(knowledge distillation; any architecture)")
