@@ -1,0 +1,64 @@
+"""Would a weighted average of the shipped models beat the plain mean that `ensemble` is?
+(README, Reference models.)
+
+    .venv/bin/python scripts/ensemble_weights.py [--data ../shared/data/fer2013] [--tta none flip]
+
+Computes each shipped model's val (PublicTest) probabilities once per view, then prints the
+val accuracy of every member alone, of the plain mean, of the mean of log-probabilities,
+and of the best weights on a 0.1 grid; then how often the members agree with the first. Weights picked this way are fitted on val itself, so
+their accuracy is an upper bound on what weighting could buy, not an estimate of the test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fer_core.data import load_dataset
+from fer_core.inference import ENSEMBLE, load_named_model, predict_probs
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
+
+
+def weight_grid(n_models: int, step: float = 0.1):
+    """Every weight vector with entries on the grid that sums to 1."""
+    ticks = round(1 / step)
+    for parts in itertools.product(range(ticks + 1), repeat=n_models - 1):
+        if sum(parts) <= ticks:
+            yield np.array([*parts, ticks - sum(parts)]) / ticks
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--tta", nargs="+", default=["none", "flip"], choices=["none", "flip", "tencrop"])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    val = load_dataset(args.data).splits["val"]
+    models = {name: load_named_model(name) for name in ENSEMBLE}
+    accuracy = lambda probs: float((probs.argmax(1) == val.labels).mean())  # noqa: E731
+    print(f"val split of {args.data}, n={len(val)}, fp32; weights in the order {', '.join(ENSEMBLE)}\n")
+    print("| view | " + " | ".join(ENSEMBLE) + " | mean | mean of logs | best weights on val | their accuracy |")
+    print("|---|" + "---|" * (len(ENSEMBLE) + 4))
+    agreement = []
+    for tta in args.tta:
+        probs = np.stack([predict_probs(m, val.images, tta=tta)[0] for m in models.values()])
+        best = max(weight_grid(len(ENSEMBLE)), key=lambda w: accuracy(np.tensordot(w, probs, axes=1)))
+        cells = [f"{accuracy(p):.4f}" for p in probs]
+        cells += [f"{accuracy(probs.mean(0)):.4f}", f"{accuracy(np.log(probs + 1e-12).mean(0)):.4f}",
+                  " / ".join(f"{w:.1f}" for w in best), f"{accuracy(np.tensordot(best, probs, axes=1)):.4f}"]
+        print(f"| {tta} | " + " | ".join(cells) + " |")
+        predictions = probs.argmax(2)
+        agreement.append(f"{tta}: " + ", ".join(f"{name} {(predictions[i] == predictions[0]).mean():.2f}"
+                                                for i, name in enumerate(ENSEMBLE) if i))
+    print(f"\nshare of val faces on which each member predicts what {ENSEMBLE[0]} does: " + "; ".join(agreement))
+
+
+if __name__ == "__main__":
+    main()
