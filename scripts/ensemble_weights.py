@@ -5,8 +5,9 @@
 
 Computes each shipped model's val (PublicTest) probabilities once per view, then prints the
 val accuracy of every member alone, of the plain mean, of the mean of log-probabilities,
-and of the best weights on a 0.1 grid; then how often the members agree with the first. Weights picked this way are fitted on val itself, so
-their accuracy is an upper bound on what weighting could buy, not an estimate of the test.
+and of the best weights on a 0.1 grid; then how often the members agree with the first.
+Weights picked this way are fitted on val itself, so their accuracy is an upper bound on
+what weighting could buy, not an estimate of the test.
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ def main() -> None:
     print("|---|" + "---|" * (len(ENSEMBLE) + 4))
     agreement = []
     for tta in args.tta:
-        probs = np.stack([predict_probs(m, val.images, tta=tta)[0] for m in models.values()])
+        probs, log_probs = map(np.stack, zip(*(predict_probs(m, val.images, tta=tta) for m in models.values())))
         best = max(weight_grid(len(ENSEMBLE)), key=lambda w: accuracy(np.tensordot(w, probs, axes=1)))
         cells = [f"{accuracy(p):.4f}" for p in probs]
-        cells += [f"{accuracy(probs.mean(0)):.4f}", f"{accuracy(np.log(probs + 1e-12).mean(0)):.4f}",
+        cells += [f"{accuracy(probs.mean(0)):.4f}", f"{accuracy(log_probs.mean(0)):.4f}",
                   " / ".join(f"{w:.1f}" for w in best), f"{accuracy(np.tensordot(best, probs, axes=1)):.4f}"]
         print(f"| {tta} | " + " | ".join(cells) + " |")
         predictions = probs.argmax(2)
