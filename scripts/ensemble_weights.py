@@ -46,14 +46,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     val = load_dataset(args.data).splits["val"]
-    models = {name: load_named_model(name) for name in args.models}
+    models = [load_named_model(name) for name in args.models]  # a list: a member named twice counts twice
     accuracy = lambda probs: float((probs.argmax(1) == val.labels).mean())  # noqa: E731
     print(f"val split of {args.data}, n={len(val)}, fp32; weights in the order {', '.join(args.models)}\n")
     print("| view | " + " | ".join(args.models) + " | mean | mean of logs | best weights on val | their accuracy |")
     print("|---|" + "---|" * (len(args.models) + 4))
     agreement = []
     for tta in args.tta:
-        probs, log_probs = map(np.stack, zip(*(predict_probs(m, val.images, tta=tta) for m in models.values())))
+        probs, log_probs = map(np.stack, zip(*(predict_probs(m, val.images, tta=tta) for m in models)))
         best = max(weight_grid(len(args.models)), key=lambda w: accuracy(np.tensordot(w, probs, axes=1)))
         cells = [f"{accuracy(p):.4f}" for p in probs]
         cells += [f"{accuracy(probs.mean(0)):.4f}", f"{accuracy(log_probs.mean(0)):.4f}",
