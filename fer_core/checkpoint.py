@@ -7,6 +7,7 @@ non-tensor parts are JSON.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -24,11 +25,12 @@ def _atomic_save(tensors: dict, path: Path, metadata: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
-def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.dtype | None = None,
-                    **info) -> None:
+def save_checkpoint(model: torch.nn.Module, path: str | os.PathLike, dtype: torch.dtype | None = None, **info) -> None:
     """Weights (optionally cast, e.g. fp16 for shipping) and {model, config, **info} as metadata."""
-    tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
-               for k, v in model.state_dict().items()}
+    tensors = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
     metadata = {"model": model.name, "config": json.dumps(model.config), "info": json.dumps(info)}
     _atomic_save(tensors, Path(path), metadata)
 
@@ -38,8 +40,11 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
         meta = f.metadata() or {}
     if "model" not in meta:
         raise ValueError(f"{path}: not a fer-lab checkpoint (no model name in its header)")
-    return {"model": meta["model"], "config": json.loads(meta.get("config", "{}")),
-            "info": json.loads(meta.get("info", "{}"))}
+    return {
+        "model": meta["model"],
+        "config": json.loads(meta.get("config", "{}")),
+        "info": json.loads(meta.get("info", "{}")),
+    }
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> torch.nn.Module:
@@ -61,21 +66,30 @@ def check_fits(path: str | os.PathLike, model_name: str, model_config: dict) -> 
         raise ValueError(f"it is a {source.name}, not a {model_name}")
     try:
         create_model(model_name, **model_config).load_state_dict(source.state_dict())
-    except RuntimeError as e:
-        raise ValueError(f"its layers do not fit this {model_name}: "
-                         f"{source.config} against {model_config}") from None
+    except RuntimeError:
+        raise ValueError(f"its layers do not fit this {model_name}: {source.config} against {model_config}") from None
 
 
 def save_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike, extra: dict) -> None:
     """Optimizer tensors as safetensors; param groups and `extra` (trainer state) as JSON metadata."""
     state = optimizer.state_dict()
-    tensors = {f"{idx}.{key}": value.detach().cpu().contiguous().clone()
-               for idx, slots in state["state"].items() for key, value in slots.items()
-               if isinstance(value, torch.Tensor)}
-    scalars = {f"{idx}.{key}": value for idx, slots in state["state"].items() for key, value in slots.items()
-               if not isinstance(value, torch.Tensor)}
-    metadata = {"param_groups": json.dumps(state["param_groups"]), "scalars": json.dumps(scalars),
-                "extra": json.dumps(extra)}
+    tensors = {
+        f"{idx}.{key}": value.detach().cpu().contiguous().clone()
+        for idx, slots in state["state"].items()
+        for key, value in slots.items()
+        if isinstance(value, torch.Tensor)
+    }
+    scalars = {
+        f"{idx}.{key}": value
+        for idx, slots in state["state"].items()
+        for key, value in slots.items()
+        if not isinstance(value, torch.Tensor)
+    }
+    metadata = {
+        "param_groups": json.dumps(state["param_groups"]),
+        "scalars": json.dumps(scalars),
+        "extra": json.dumps(extra),
+    }
     _atomic_save(tensors, Path(path), metadata)
 
 
@@ -96,3 +110,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, path: str | os.PathLike) ->
             if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
                 slots[slot] = torch.empty_like(param, dtype=value.dtype).copy_(value)
     return json.loads(meta["extra"])
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

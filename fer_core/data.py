@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from . import paths
 from .atomic import atomic_write
 from .classes import CLASSES, NUM_CLASSES, class_index
 
@@ -28,15 +29,29 @@ CACHE_VERSION = "1"
 
 # FER2013 `Usage` values and the split folder names people use, to our split names.
 SPLIT_NAMES = {
-    "training": "train", "train": "train",
-    "publictest": "val", "val": "val", "valid": "val", "validation": "val", "dev": "val",
-    "privatetest": "test", "test": "test", "testing": "test",
+    "training": "train",
+    "train": "train",
+    "publictest": "val",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "privatetest": "test",
+    "test": "test",
+    "testing": "test",
 }
 # FER+ (`fer2013new.csv`) vote columns, mapped to our classes; None = no FER2013 class.
 FER_PLUS_COLUMNS = {
-    "neutral": "neutral", "happiness": "happy", "surprise": "surprise", "sadness": "sad",
-    "anger": "angry", "disgust": "disgust", "fear": "fear",
-    "contempt": None, "unknown": None, "NF": None,
+    "neutral": "neutral",
+    "happiness": "happy",
+    "surprise": "surprise",
+    "sadness": "sad",
+    "anger": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+    "contempt": None,
+    "unknown": None,
+    "NF": None,
 }
 
 
@@ -55,7 +70,7 @@ class Split:
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=NUM_CLASSES)
 
-    def subset(self, index: np.ndarray) -> "Split":
+    def subset(self, index: np.ndarray) -> Split:
         return Split(self.images[index], self.labels[index])
 
 
@@ -66,21 +81,28 @@ class FerDataset:
     fingerprint: str
 
     def summary(self) -> dict:
-        return {name: {"n": len(s), "class_counts": dict(zip(CLASSES, s.class_counts().tolist()))}
-                for name, s in self.splits.items()}
+        return {
+            name: {"n": len(s), "class_counts": dict(zip(CLASSES, s.class_counts().tolist(), strict=True))}
+            for name, s in self.splits.items()
+        }
 
 
 # ----------------------------------------------------------------------------- loading
 
-def load_dataset(path: str | os.PathLike, fer_plus: str | os.PathLike | None = None,
-                 cache_dir: str | os.PathLike | None = None, use_cache: bool = True) -> FerDataset:
+
+def load_dataset(
+    path: str | os.PathLike,
+    fer_plus: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    use_cache: bool = True,
+) -> FerDataset:
     """Load a FER2013 CSV (`.csv` / `.csv.gz`) or image-folder tree, through the disk cache."""
     path = Path(path).expanduser().resolve()
     if not path.exists():
         raise FerDataError(f"{path}: no such file or folder")
     sources = [path] + ([Path(fer_plus).expanduser().resolve()] if fer_plus else [])
     fingerprint = _fingerprint(sources)
-    cache_file = Path(cache_dir or default_cache_dir()) / f"{fingerprint}.npz"
+    cache_file = Path(cache_dir or paths.cache_dir()) / f"{fingerprint}.npz"
     if use_cache and cache_file.exists():
         try:
             return FerDataset(_read_cache(cache_file), str(path), fingerprint)
@@ -95,10 +117,6 @@ def load_dataset(path: str | os.PathLike, fer_plus: str | os.PathLike | None = N
     if use_cache:
         _write_cache(cache_file, splits)
     return FerDataset(splits, str(path), fingerprint)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("FER_CACHE_DIR", Path.home() / ".cache" / "fer-lab"))
 
 
 def _fingerprint(sources: list[Path]) -> str:
@@ -135,10 +153,11 @@ def _write_cache(cache_file: Path, splits: dict[str, Split]) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a path
             np.savez(f, **arrays)
+
     try:
         atomic_write(cache_file, write)
     except OSError as e:  # a read-only home is no reason to refuse to train
-        warnings.warn(f"could not write the dataset cache {cache_file}: {e}")
+        warnings.warn(f"could not write the dataset cache {cache_file}: {e}", stacklevel=2)
 
 
 def _split_order(name: str) -> tuple:
@@ -146,6 +165,7 @@ def _split_order(name: str) -> tuple:
 
 
 # ----------------------------------------------------------------------------- CSV form
+
 
 def read_csv(path: str | os.PathLike, fer_plus: str | os.PathLike | None = None) -> dict[str, Split]:
     """The Kaggle `fer2013.csv`: columns `emotion`, `pixels` and (optionally) `Usage`."""
@@ -164,14 +184,15 @@ def read_csv(path: str | os.PathLike, fer_plus: str | os.PathLike | None = None)
         raise FerDataError(f"{path}: column {repeated[0]!r} appears more than once")
     missing = {"emotion", "pixels"} - set(frame.columns)
     if missing:
-        raise FerDataError(f"{path}: missing column(s) {', '.join(sorted(missing))} "
-                           f"(found: {', '.join(frame.columns) or 'none'})")
+        raise FerDataError(
+            f"{path}: missing column(s) {', '.join(sorted(missing))} (found: {', '.join(frame.columns) or 'none'})"
+        )
     if len(frame) == 0:
         raise FerDataError(f"{path}: no rows")
     n_pixels = IMAGE_SIZE * IMAGE_SIZE
     images = np.empty((len(frame), IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     labels = np.empty(len(frame), np.int64)
-    for i, (emotion, pixels) in enumerate(zip(frame["emotion"], frame["pixels"])):
+    for i, (emotion, pixels) in enumerate(zip(frame["emotion"], frame["pixels"], strict=True)):
         where = f"{path}, row {i + 1} (line {i + 2})"
         try:
             label = int(emotion.strip())
@@ -231,8 +252,10 @@ def _fer_plus_labels(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     if missing:
         raise FerDataError(f"{path}: missing FER+ column(s) {', '.join(sorted(missing))}")
     if len(votes) != n_rows:
-        raise FerDataError(f"{path}: {len(votes)} rows, but the FER2013 CSV has {n_rows}; "
-                           "FER+ labels must come row for row with fer2013.csv")
+        raise FerDataError(
+            f"{path}: {len(votes)} rows, but the FER2013 CSV has {n_rows}; "
+            "FER+ labels must come row for row with fer2013.csv"
+        )
     counts = votes[list(FER_PLUS_COLUMNS)].to_numpy(dtype=np.float64)
     winner = counts.argmax(axis=1)
     top = counts.max(axis=1)
@@ -244,6 +267,7 @@ def _fer_plus_labels(path: Path, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- folder form
+
 
 def read_folder(root: str | os.PathLike) -> dict[str, Split]:
     """`ROOT/<split>/<class>/*.jpg` (or `ROOT/<class>/*.jpg`, read as one `train` split)."""
@@ -269,7 +293,7 @@ def _read_split_folder(split_dir: Path) -> Split:
     for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         label = class_index(class_dir.name)
         if label is None:
-            warnings.warn(f"{class_dir}: folder name matches no FER2013 class; skipped")
+            warnings.warn(f"{class_dir}: folder name matches no FER2013 class; skipped", stacklevel=2)
             continue
         for f in sorted(class_dir.iterdir()):
             if f.name.startswith(".") or f.is_dir():
@@ -298,13 +322,17 @@ def read_face_image(path: Path) -> np.ndarray:
 def write_csv(splits: dict[str, Split], path: str | os.PathLike) -> None:
     """Write splits in the Kaggle CSV form (used to build the bundled sample and test data)."""
     usage = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
-    rows = [(int(label), " ".join(map(str, image.ravel().tolist())), usage.get(name, name))
-            for name, s in splits.items() for image, label in zip(s.images, s.labels)]
+    rows = [
+        (int(label), " ".join(map(str, image.ravel().tolist())), usage.get(name, name))
+        for name, s in splits.items()
+        for image, label in zip(s.images, s.labels, strict=True)
+    ]
     compression = "gzip" if str(path).endswith(".gz") else None
     pd.DataFrame(rows, columns=["emotion", "pixels", "Usage"]).to_csv(path, index=False, compression=compression)
 
 
 # ----------------------------------------------------------------------------- splitting
+
 
 def stratified_indices(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """Indices of a class-stratified random subset of size n (every class kept if it can be)."""
@@ -331,8 +359,9 @@ def stratified_split(split: Split, val_fraction: float, seed: int) -> tuple[Spli
     return split.subset(np.flatnonzero(train_mask)), split.subset(val_index)
 
 
-def prepare_splits(dataset: FerDataset, limit: int | None = None, val_fraction: float = 0.1,
-                   seed: int = 0) -> dict[str, Split]:
+def prepare_splits(
+    dataset: FerDataset, limit: int | None = None, val_fraction: float = 0.1, seed: int = 0
+) -> dict[str, Split]:
     """The train/val(/test) splits a run uses: a val split made if missing, each capped at `limit`."""
     splits = dict(dataset.splits)
     if "train" not in splits:

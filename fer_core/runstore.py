@@ -33,11 +33,14 @@ import fsspec
 import pandas as pd
 
 from .atomic import atomic_write
+from .paths import RESULTS_DIR, cache_dir
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = Path(os.environ.get("FER_RESULTS_DIR", PROJECT_ROOT / "results"))
 STALE_SECONDS = 30.0
+# The statuses of runs and jobs, named once: still going; ended by the trainer itself with
+# its epochs kept; stopped before the end and resumable.
 ACTIVE = ("queued", "running")
+COMPLETED = ("finished", "cancelled")
+RESUMABLE = ("failed", "cancelled")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _parquet_cache: dict[str, tuple[tuple, pd.DataFrame]] = {}
 
@@ -57,17 +60,12 @@ def write_json_atomic(path: Path, data: dict) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def cache_dir() -> Path:
-    """Local copies of checkpoints from a remote run store."""
-    return Path(os.environ.get("FER_CACHE_DIR", Path.home() / ".cache" / "fer-lab"))
-
-
 def _version(info: dict) -> tuple:
     """What changes when a file is rewritten: content hash on object stores, mtime locally."""
     return (info.get("ETag") or info.get("mtime") or info.get("LastModified"), info.get("size"))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -132,8 +130,9 @@ class RunStore:
         label = re.sub(r"[^A-Za-z0-9_-]+", "-", name or model).strip("-")[:40] or model
         return f"{stamp}-{label}-{secrets.token_hex(2)}"
 
-    def create(self, config: dict, name: str | None = None, run_id: str | None = None,
-               status: str = "running") -> "RunWriter":
+    def create(
+        self, config: dict, name: str | None = None, run_id: str | None = None, status: str = "running"
+    ) -> RunWriter:
         run_id = run_id or self.new_run_id(config.get("model", "run"), name)
         if self.local:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -141,9 +140,19 @@ class RunStore:
         elif self.exists(run_id):
             raise FileExistsError(f"run {run_id!r} already exists in {self.root}")
         writer = RunWriter(self, run_id)
-        writer.update(run_id=run_id, name=name or run_id, model=config.get("model"), preset=config.get("preset"),
-                      config=config, status=status, created=now_iso(), host=socket.gethostname(), tags=[],
-                      notes="", sweep=config.get("sweep"))
+        writer.update(
+            run_id=run_id,
+            name=name or run_id,
+            model=config.get("model"),
+            preset=config.get("preset"),
+            config=config,
+            status=status,
+            created=now_iso(),
+            host=socket.gethostname(),
+            tags=[],
+            notes="",
+            sweep=config.get("sweep"),
+        )
         return writer
 
     # -- reading -----------------------------------------------------------------------
@@ -183,17 +192,20 @@ class RunStore:
             return info
         age = time.time() - float(info.get("heartbeat_unix", info.get("started_unix", time.time())))
         pid, host = info.get("pid"), info.get("host")
-        dead_here = bool(pid) and host == socket.gethostname() and not _pid_alive(int(pid))
+        dead_here = bool(pid) and host == socket.gethostname() and not pid_alive(int(pid))
         if age > STALE_SECONDS or dead_here:
-            info = dict(info, status="failed",
-                        error=info.get("error") or f"trainer stopped (no heartbeat for {age:.0f} s)")
+            info = dict(
+                info, status="failed", error=info.get("error") or f"trainer stopped (no heartbeat for {age:.0f} s)"
+            )
         return info
 
     def _parquet_files(self, run_id: str, kind: str) -> list[dict]:
         """The finished Parquet files of one kind (temporary names start with a dot)."""
         files = [e for e in self._ls(self._path(run_id, kind)) if e["type"] == "file"]
-        return sorted((e for e in files if e["name"].endswith(".parquet")
-                       and not e["name"].rsplit("/", 1)[-1].startswith(".")), key=lambda e: e["name"])
+        return sorted(
+            (e for e in files if e["name"].endswith(".parquet") and not e["name"].rsplit("/", 1)[-1].startswith(".")),
+            key=lambda e: e["name"],
+        )
 
     def _read_parquet(self, entry: dict) -> pd.DataFrame:
         """Read a Parquet file once per version: live views re-read only what changed."""
@@ -299,12 +311,14 @@ class RunWriter:
         """Heartbeat from a background thread until stop_keep_alive(), so that long steps
         between batches (the final ten-crop evaluation takes minutes on a CPU) do not make
         a working trainer read as dead."""
+
         def beat() -> None:
             while not self._stop_beating.wait(every):
                 try:
                     self.update(heartbeat=now_iso(), heartbeat_unix=time.time())
                 except OSError:
                     pass  # a full or read-only disk: the trainer's own write reports it
+
         threading.Thread(target=beat, name="heartbeat", daemon=True).start()
 
     def stop_keep_alive(self) -> None:
@@ -327,8 +341,9 @@ class RunWriter:
         """Upload checkpoints just saved in checkpoint_dir (nothing to do for a local store)."""
         if not self.store.local:
             for name in filenames:
-                self.store._write(self.store._path(self.run_id, "checkpoints", name),
-                                  (self.checkpoint_dir / name).read_bytes())
+                self.store._write(
+                    self.store._path(self.run_id, "checkpoints", name), (self.checkpoint_dir / name).read_bytes()
+                )
 
     def fetch_checkpoints(self, *filenames: str) -> None:
         """Before resuming on this machine: bring the run's checkpoints into checkpoint_dir."""

@@ -1,192 +1,305 @@
-"""Ship a run's best checkpoint as `results/models/<name>.safetensors` (fp16) with a model card.
+"""Ship a run's best checkpoint as `results/models/<name>.safetensors` (fp16) with its record and card.
 
-    python scripts/ship_model.py results/runs/RUN_ID stcnn
-    python scripts/ship_model.py --ensemble [DATA]   # the card of `ensemble` (shipped models averaged)
-    python scripts/ship_model.py --int8 NAME [DATA]  # its int8 calibration (done by the first form too)
+    python scripts/ship_model.py results/runs/RUN_ID stcnn [DATA] [--force]
+    python scripts/ship_model.py --ensemble [DATA]   # the record of `ensemble` (shipped models averaged)
+    python scripts/ship_model.py --int8 NAME [DATA]  # its int8 model (done by the first form too)
+    python scripts/ship_model.py --cards             # rewrite every card from its record
 
-fp16 halves the size; the card records the val accuracy of the shipped (fp16) weights as
-`fer-eval` computes it on the val split, and on a fixed subset (VAL_SUBSET stratified
-faces, seed 0) that tests/test_shipped_models.py recomputes in seconds. Its `tta:` line is
-the test-time augmentation with the best val accuracy, which `fer-eval` then uses by default.
+Each shipped model has one machine-readable record, `NAME.json`: architecture and config, the
+run and epoch it came from, the val metrics of the shipped (fp16) weights per test-time view,
+the chosen view (`tta`, the best on val, which `fer-eval` and `fer-predict` then use), the int8
+calibration and the weights' SHA-256. The Markdown card `NAME.md` is generated from it and
+never read back. `val.subset` is the accuracy on a fixed subset (VAL_SUBSET stratified faces,
+seed 0) that tests/test_shipped_models.py recomputes in seconds.
+
+Shipped weights stay in every clone's history, so a model is replaced only when the candidate
+gains at least MIN_GAIN of val accuracy in its chosen view (`--force` overrides).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
-from fer_core.augment import to_model_input
-from fer_core.checkpoint import load_model, save_checkpoint
+from fer_core.checkpoint import file_sha256, load_model, save_checkpoint
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, stratified_indices
-from fer_core.inference import (SHIPPED_MODELS_DIR, ensemble_members, ensemble_probs, file_sha256, int8_path,
-                                load_models, load_named_model)
+from fer_core.inference import ensemble_probs
+from fer_core.loading import load_models
 from fer_core.metrics import classification_metrics
 from fer_core.models import count_parameters
-from fer_core.quantize import QUANTIZABLE, calibrate, quantize
+from fer_core.onnx_export import CALIBRATION_FACES, ExportError, OnnxModel, export_int8
+from fer_core.registry import SHIPPED_MODELS_DIR, ensemble_members, int8_path, model_record, record_path
 from fer_core.runstore import RunStore
 
-
+DATA = "../shared/data/fer2013"
 VAL_SUBSET = 700
-CALIBRATION_FACES = 512
-LIMITS = """
-## Limits
-48x48 grayscale FER2013-style crops of frontal faces; photos go through OpenCV's Haar
-detector first, which misses profiles and small faces. FER2013 labels are noisy (human
-accuracy is about 65%), `disgust` is rare (1.5% of train) and recognised worst.
-"""
+MIN_GAIN = 0.01
+VIEWS = ("none", "flip", "tencrop")
+RECIPE_KEYS = (
+    "optimizer",
+    "lr",
+    "weight_decay",
+    "batch_size",
+    "schedule",
+    "label_smoothing",
+    "class_weights",
+    "ema_decay",
+    "localization_lr_scale",
+    "mixup_alpha",
+    "cutmix_alpha",
+    "distill_weight",
+    "distill_temperature",
+)
 
 
-def val_accuracies(labels, probs) -> tuple[float, float]:
-    """Accuracy on all of val, and on the fixed subset (VAL_SUBSET stratified faces, seed 0)."""
+def subset_accuracy(labels, probs) -> float:
     subset = stratified_indices(labels, VAL_SUBSET, seed=0)
-    return (classification_metrics(labels, probs)["accuracy"],
-            classification_metrics(labels[subset], probs[subset])["accuracy"])
+    return classification_metrics(labels[subset], probs[subset])["accuracy"]
 
 
-def val_section(models: list[torch.nn.Module], data_path: str) -> str:
-    """The card's val table (no TTA, flip, ten-crop), per-class recall and the fixed-subset
-    accuracy that tests/test_shipped_models.py checks."""
+def evaluate_val(models: list[torch.nn.Module], data_path: str) -> dict:
+    """Val metrics per view, per-class recall and the fixed-subset accuracy (no TTA), and the
+    view with the best val accuracy (the first of equals: a tie goes to the cheaper view)."""
     val = load_dataset(data_path).splits["val"]
-    lines, accuracies = [], {}
-    for tta in ("none", "flip", "tencrop"):
+    metrics, recall, subset = {}, {}, None
+    for tta in VIEWS:
         probs = ensemble_probs(models, val.images, tta=tta)
         m = classification_metrics(val.labels, probs)
-        lines.append(f"| {tta} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['auc']:.4f} |")
-        accuracies[tta] = m["accuracy"]
+        metrics[tta] = {key: round(m[key], 4) for key in ("accuracy", "macro_f1", "auc")}
         if tta == "none":
-            accuracy, subset_accuracy = val_accuracies(val.labels, probs)
-            recalls = " | ".join(f"{m[f'recall_{c}']:.3f}" for c in CLASSES)
-    best_tta = max(accuracies, key=accuracies.get)  # the first of equals: a tie goes to the cheaper view
-    return f"""## Val (PublicTest, {len(val)} faces), shipped fp16 weights
-
-| TTA | accuracy | macro-F1 | AUC |
-|---|---|---|---|
-{chr(10).join(lines)}
-
-val_accuracy: {accuracy:.4f}
-val_subset_accuracy: {subset_accuracy:.4f} ({VAL_SUBSET} stratified val faces, seed 0, no TTA)
-tta: {best_tta} (the best row above, chosen on val: what `fer-eval` uses unless given `--tta`)
-
-Per-class recall (no TTA): {' | '.join(CLASSES)}
-{recalls}
-"""
+            recall = {c: round(m[f"recall_{c}"], 3) for c in CLASSES}
+            subset = round(subset_accuracy(val.labels, probs), 4)
+    return {
+        "faces": len(val),
+        "metrics": metrics,
+        "per_class_recall": recall,
+        "subset": {"faces": VAL_SUBSET, "seed": 0, "tta": "none", "accuracy": subset},
+        "tta": max(metrics, key=lambda t: metrics[t]["accuracy"]),
+    }
 
 
 def training_hours(store: RunStore, run_id: str) -> float:
     """Sum of a run's epoch times: across resumes, unlike one process's train_seconds."""
-    return store.metrics([run_id]).query("tta == 'none'").epoch_seconds.sum() / 3600
+    return round(store.metrics([run_id]).query("tta == 'none'").epoch_seconds.sum() / 3600, 2)
 
 
-def lineage(info: dict, stores: list[RunStore]) -> tuple[list[str], float]:
-    """The card lines for the chain of warm restarts behind a run, and the hours of all of them:
+def lineage(info: dict, stores: list[RunStore]) -> list[dict]:
+    """The chain of warm restarts behind a run (`--init-from`), each with its training hours:
     the weights a restart started from took time to train too. Each earlier run is looked up in
     `stores` (the run's own store, then the shipped runs); the chain stops at one found in neither."""
-    lines, hours, source = [], 0.0, info.get("init_from")
+    chain, source = [], info.get("init_from")
     while source:
         store = next((s for s in stores if s.exists(source["run_id"])), None)
-        earlier = training_hours(store, source["run_id"]) if store else 0.0
-        hours += earlier
-        lines.append(f"- {'which ' if lines else ''}started from: epoch {source.get('epoch')} of run "
-                     f"`{source['run_id']}` (`--init-from`), trained {earlier:.1f} h"
-                     + ("" if store else " (run not found: not counted)"))
+        chain.append(
+            {
+                "run_id": source["run_id"],
+                "epoch": source.get("epoch"),
+                "hours": training_hours(store, source["run_id"]) if store else None,
+            }
+        )
         source = store.read_run(source["run_id"]).get("init_from") if store else None
-    return lines, hours
+    return chain
 
 
-def main(run_dir: str, name: str) -> None:
+def source_record(info: dict, epoch: int, store: RunStore) -> dict:
+    cfg = info["config"]
+    started_from = lineage(info, [store, RunStore()])
+    hours = training_hours(store, info["run_id"])
+    return {
+        "run_id": info["run_id"],
+        "epoch": epoch,
+        "status": info.get("status"),
+        "epochs_completed": info.get("epochs_completed"),
+        "epochs": cfg["epochs"],
+        "preset": cfg.get("preset"),
+        "recipe": {key: cfg.get(key) for key in RECIPE_KEYS},
+        "device": info.get("device"),
+        "precision": info.get("precision"),
+        "hours": hours,
+        "started_from": started_from,
+        "hours_in_all": round(hours + sum(s["hours"] or 0 for s in started_from), 2),
+        "distilled_from": [
+            {key: t.get(key) for key in ("run_id", "epoch", "sha256")} for t in info.get("distill_from") or []
+        ],
+    }
+
+
+def write_record(record: dict) -> None:
+    path = record_path(record["name"])
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    path.with_suffix(".md").write_text(render_card(record))
+    print(f"wrote {path} and {path.with_suffix('.md')}")
+
+
+def chosen_accuracy(record: dict) -> float:
+    return record["val"]["metrics"][record["val"]["tta"]]["accuracy"]
+
+
+def ship(run_dir: str, name: str, data_path: str = DATA, force: bool = False) -> None:
     run_dir = Path(run_dir)
     info = json.loads((run_dir / "run.json").read_text())
     model = load_model(run_dir / "checkpoints" / "best.safetensors")
+    epoch = model.checkpoint_info.get("epoch")
     target = SHIPPED_MODELS_DIR / f"{name}.safetensors"
-    save_checkpoint(model, target, dtype=torch.float16, run_id=info["run_id"],
-                    epoch=model.checkpoint_info.get("epoch"))
-    shipped = load_model(target)
-    cfg = info["config"]
-    store = RunStore(run_dir.parent)
-    hours = training_hours(store, info["run_id"])
-    earlier_lines, earlier_hours = lineage(info, [store, RunStore()])
-    history = "".join(f"\n{line}" for line in earlier_lines)
-    if earlier_lines:
-        history += f"\n- {hours + earlier_hours:.1f} h of training in all"
-    extras = [f"weights averaged (EMA, decay {cfg['ema_decay']})"] if cfg.get("ema_decay") else []
-    if cfg.get("localization_lr_scale", 1.0) != 1.0:
-        extras.append(f"localisation net at {cfg['localization_lr_scale']} of the lr")
-    extras += [f"{kind} alpha {cfg[f'{kind}_alpha']}" for kind in ("mixup", "cutmix") if cfg.get(f"{kind}_alpha")]
-    for teacher in info.get("distill_from") or []:  # its own training time is on its own card
-        history += (f"\n- distilled from: `{Path(teacher['checkpoint']).name}` (best epoch {teacher.get('epoch')} of "
-                    f"run `{teacher.get('run_id')}`, sha256 {teacher['sha256'][:12]}), weight "
-                    f"{cfg['distill_weight']}, temperature {cfg['distill_temperature']} (`--distill-from`)")
-    card = f"""# {name}
-
-- architecture: `{cfg['model']}` {json.dumps(cfg.get('model_config') or {})}, {count_parameters(shipped):,} parameters
-- weights: fp16 safetensors, best epoch {model.checkpoint_info.get('epoch')} of run `{info['run_id']}`
-  (`results/runs/{info['run_id']}/`), status `{info.get('status')}` after {info.get('epochs_completed')} of
-  {cfg['epochs']} epochs
-- data: FER2013 Training split (train), PublicTest (val) from `{cfg['data']}`
-- preset: `{cfg.get('preset')}` - {cfg['optimizer']} lr {cfg['lr']}, weight decay {cfg['weight_decay']},
-  batch {cfg['batch_size']}, {cfg['schedule']} schedule, label smoothing {cfg['label_smoothing']},
-  class weights {cfg['class_weights']}{''.join(', ' + e for e in extras)}
-- trained on: {info.get('device')} ({info.get('precision')}), {hours:.1f} h (sum of epoch times){history}
-
-{val_section([shipped], cfg['data'])}"""
-    target.with_suffix(".md").write_text(card + LIMITS)
-    print(f"wrote {target} and {target.with_suffix('.md')}")
-    if cfg["model"] in QUANTIZABLE:
-        int8_calibration(name, cfg["data"])
+    with tempfile.TemporaryDirectory() as tmp:  # the candidate is judged before it replaces anything
+        candidate = Path(tmp) / target.name
+        save_checkpoint(model, candidate, dtype=torch.float16, run_id=info["run_id"], epoch=epoch)
+        shipped = load_model(candidate)
+        cfg = info["config"]
+        record = {
+            "name": name,
+            "architecture": cfg["model"],
+            "model_config": cfg.get("model_config") or {},
+            "parameters": count_parameters(shipped),
+            "weights": {"file": target.name, "dtype": "float16", "sha256": file_sha256(candidate)},
+            "source": source_record(info, epoch, RunStore(run_dir.parent)),
+            "val": evaluate_val([shipped], data_path),
+            "int8": None,
+        }
+        current = model_record(name)
+        if current and chosen_accuracy(record) < chosen_accuracy(current) + MIN_GAIN and not force:
+            sys.exit(
+                f"not shipped: {name} would read {chosen_accuracy(record):.4f} on val against "
+                f"{chosen_accuracy(current):.4f} now; a shipped model changes for a gain of {MIN_GAIN} "
+                "or more (--force to ship anyway)"
+            )
+        shutil.move(candidate, target)
+    write_record(record)
+    int8_model(name, data_path)
 
 
-def int8_calibration(name: str, data_path: str) -> None:
-    """`NAME.int8.json`: the activation ranges of int8 inference, measured on CALIBRATION_FACES
-    stratified train faces (seed 0), with the int8 model's val accuracy (all of val and the
-    fixed subset that tests/test_shipped_models.py checks); and a line in the card."""
-    dataset = load_dataset(data_path)
-    train, val = dataset.splits["train"], dataset.splits["val"]
-    faces = to_model_input(torch.from_numpy(train.images[stratified_indices(train.labels, CALIBRATION_FACES, 0)]))
-    model = load_named_model(name)
-    ranges = calibrate(model, faces)
-    accuracy, subset_accuracy = val_accuracies(val.labels, ensemble_probs([quantize(model, ranges)], val.images))
-    target = int8_path(name)
-    target.write_text(json.dumps({
-        "model": name, "weights_sha256": file_sha256(SHIPPED_MODELS_DIR / f"{name}.safetensors"),
-        "calibration": f"{CALIBRATION_FACES} stratified faces of the train split, seed 0, {data_path}",
-        "val_accuracy": round(accuracy, 4), "val_subset_accuracy": round(subset_accuracy, 4),
-        "ranges": ranges}, indent=1) + "\n")
-    card_path = target.with_name(f"{name}.md")
-    card = card_path.read_text().split("\n## int8")[0].split("\n## Limits")[0].rstrip("\n")
-    card_path.write_text(f"""{card}
-
-## int8
-`--int8` (`fer-eval`, `fer-predict`; the Live page's int8 switch) runs this model with int8
-convolutions, calibrated on {CALIBRATION_FACES} train faces (`{target.name}`): val accuracy {accuracy:.4f}
-(subset {subset_accuracy:.4f}), no TTA.
-""" + LIMITS)
-    print(f"wrote {target} and the int8 section of {card_path}")
+def int8_model(name: str, data_path: str = DATA) -> None:
+    """`NAME.int8.onnx`: ONNX Runtime static (QDQ) quantization calibrated on CALIBRATION_FACES
+    stratified train faces (seed 0), kept only within half a point of the fp32 val accuracy;
+    its val accuracy goes into the record."""
+    record = model_record(name)
+    try:
+        export_int8(name, SHIPPED_MODELS_DIR / record["weights"]["file"], int8_path(name), data_path)
+    except ExportError as e:
+        print(f"{name}: no int8 model ({e})")
+        record["int8"] = None
+    else:
+        record["int8"] = int8_record(name)
+    write_record(record)
 
 
-def ensemble_card(data_path: str) -> None:
-    """`ensemble` has no weights of its own: its card describes the average of the shipped models."""
-    members = "\n".join(f"- `results/models/{n}.safetensors` (card `{n}.md`)" for n in ensemble_members())
-    models = load_models("ensemble")
-    card = f"""# ensemble
+def int8_record(name: str) -> dict:
+    """What the int8 file says of itself (fer-export writes its accuracies into its metadata)."""
+    metadata = OnnxModel(int8_path(name)).metadata
+    return {
+        "file": int8_path(name).name,
+        "runtime": "onnxruntime, static QDQ",
+        "calibration": {"split": "train", "faces": CALIBRATION_FACES, "seed": 0},
+        "val_accuracy": float(metadata["fer.int8_val_accuracy"]),
+        "val_subset_accuracy": float(metadata["fer.int8_val_subset_accuracy"]),
+    }
 
-The mean of the softmax probabilities of the shipped models (`fer-eval --model ensemble`):
-{members}
 
-{val_section(models, data_path)}
+def ship_ensemble(data_path: str = DATA) -> None:
+    """`ensemble` has no weights of its own: its record describes the average of the shipped models."""
+    write_record(
+        {
+            "name": "ensemble",
+            "members": ensemble_members(),
+            "val": evaluate_val(load_models("ensemble"), data_path),
+            "int8": None,
+        }
+    )
+
+
+LIMITS = """## Limits
+48x48 grayscale FER2013-style crops of frontal faces; photos and video frames go through a
+face detector first (`fer_core/faces.py`). FER2013 labels are noisy (human accuracy is about
+65%), `disgust` is rare (1.5% of train) and recognised worst.
 """
-    target = SHIPPED_MODELS_DIR / "ensemble.md"
-    target.write_text(card + LIMITS)
-    print(f"wrote {target}")
+
+
+def render_card(record: dict) -> str:
+    """The Markdown card: for people only; code reads the JSON record."""
+    name, val = record["name"], record["val"]
+    if "members" in record:
+        head = "The mean of the softmax probabilities of the shipped models (`fer-eval --model ensemble`):\n" + "".join(
+            f"- `{m}` (card `{m}.md`)\n" for m in record["members"]
+        )
+    else:
+        src, recipe = record["source"], record["source"]["recipe"]
+        extras = "".join(
+            f", {key.replace('_', ' ')} {recipe[key]}"
+            for key in RECIPE_KEYS[7:]
+            if recipe.get(key)
+            and not (key == "localization_lr_scale" and recipe[key] == 1.0)
+            and not (key.startswith("distill") and not src["distilled_from"])
+        )
+        history = "".join(
+            f"- {'which started' if i else 'started'} from: epoch {s['epoch']} of run `{s['run_id']}` "
+            f"(`--init-from`), trained {s['hours']} h\n"
+            for i, s in enumerate(src["started_from"])
+        )
+        if src["started_from"]:
+            history += f"- {src['hours_in_all']:.1f} h of training in all\n"
+        history += "".join(
+            f"- distilled from: best epoch {t['epoch']} of run `{t['run_id']}` (sha256 "
+            f"{t['sha256'][:12]}, `--distill-from`)\n"
+            for t in src["distilled_from"]
+        )
+        head = (
+            f"- architecture: `{record['architecture']}` {json.dumps(record['model_config'])}, "
+            f"{record['parameters']:,} parameters\n"
+            f"- weights: `{record['weights']['file']}` ({record['weights']['dtype']}, sha256 "
+            f"{record['weights']['sha256'][:12]}), best epoch {src['epoch']} of run `{src['run_id']}`, "
+            f"status `{src['status']}` after {src['epochs_completed']} of {src['epochs']} epochs\n"
+            f"- data: FER2013 Training split (train), PublicTest (val)\n"
+            f"- preset: `{src['preset']}` - {recipe['optimizer']} lr {recipe['lr']}, weight decay "
+            f"{recipe['weight_decay']}, batch {recipe['batch_size']}, {recipe['schedule']} schedule, "
+            f"label smoothing {recipe['label_smoothing']}, class weights {recipe['class_weights']}{extras}\n"
+            f"- trained on: {src['device']} ({src['precision']}), {src['hours']:.1f} h (sum of epoch times)\n" + history
+        )
+    rows = "".join(
+        f"| {tta} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['auc']:.4f} |\n" for tta, m in val["metrics"].items()
+    )
+    int8 = record.get("int8")
+    int8_text = (
+        ""
+        if not int8
+        else (
+            f"\n## int8\n`--int8` (`fer-eval`, `fer-predict`; the Live page's int8 switch) runs `{int8['file']}` on "
+            f"{int8['runtime']}, calibrated on {int8['calibration']['faces']} train faces: val accuracy "
+            f"{int8['val_accuracy']:.4f} (subset {int8['val_subset_accuracy']:.4f}), no TTA.\n"
+        )
+    )
+    return f"""# {name}
+
+<!-- generated by scripts/ship_model.py from {name}.json; edit the record, not this card -->
+{head}
+## Val (PublicTest, {val["faces"]} faces), shipped fp16 weights
+
+| TTA | accuracy | macro-F1 | AUC |
+|---|---|---|---|
+{rows}
+Chosen view: **{val["tta"]}** (the best val accuracy above; what `fer-eval` and `fer-predict` use unless given
+`--tta`). On {val["subset"]["faces"]} stratified val faces (seed 0, no TTA): {val["subset"]["accuracy"]:.4f}.
+
+Per-class recall (no TTA): {" | ".join(CLASSES)}
+{" | ".join(f"{val['per_class_recall'][c]:.3f}" for c in CLASSES)}
+{int8_text}
+{LIMITS}"""
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--ensemble"]:
-        ensemble_card(sys.argv[2] if len(sys.argv) > 2 else "../shared/data/fer2013")
-    elif sys.argv[1:2] == ["--int8"]:
-        int8_calibration(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else "../shared/data/fer2013")
+    args = sys.argv[1:]
+    if args[:1] == ["--ensemble"]:
+        ship_ensemble(*args[1:2])
+    elif args[:1] == ["--int8"]:
+        int8_model(*args[1:3])
+    elif args[:1] == ["--cards"]:
+        for path in sorted(SHIPPED_MODELS_DIR.glob("*.json")):
+            write_record(json.loads(path.read_text()))
     else:
-        main(sys.argv[1], sys.argv[2])
+        force = "--force" in args
+        ship(*[a for a in args if a != "--force"][:3], force=force)

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from fer_core.jobs import JobQueue
 from fer_core.runstore import RunStore
 from tests.conftest import SAMPLE_CSV, TINY_STCNN
+from trainers.jobs import JobQueue
 
 
 def wait_for(condition, timeout=300, what="condition"):
@@ -25,8 +25,19 @@ def wait_for(condition, timeout=300, what="condition"):
 
 
 def long_job(name: str, epochs: int = 40) -> list[str]:
-    return ["--model", "stcnn", "--data", str(SAMPLE_CSV), "--epochs", str(epochs), "--limit", "280", "--name", name,
-            *TINY_STCNN]
+    return [
+        "--model",
+        "stcnn",
+        "--data",
+        str(SAMPLE_CSV),
+        "--epochs",
+        str(epochs),
+        "--limit",
+        "280",
+        "--name",
+        name,
+        *TINY_STCNN,
+    ]
 
 
 @pytest.mark.slow
@@ -39,8 +50,10 @@ def test_cap_cancel_and_a_restarted_dashboard(tmp_path):
     second, _ = queue.submit(long_job("second"), name="second", model="stcnn")
     assert queue.job(second["job_id"])["status"] == "queued"  # the cap holds it back
 
-    wait_for(lambda: runs.exists(first["run_id"]) and runs.read_run(first["run_id"]).get("epochs_completed", 0) >= 1,
-             what="the first epoch")
+    wait_for(
+        lambda: runs.exists(first["run_id"]) and runs.read_run(first["run_id"]).get("epochs_completed", 0) >= 1,
+        what="the first epoch",
+    )
     restarted = JobQueue(tmp_path / "jobs", RunStore(tmp_path / "runs"))  # a new dashboard process
     assert [j["status"] for j in restarted.jobs()] == ["running", "queued"]
     assert runs.read_run(first["run_id"])["progress"]["epochs"] == 40
@@ -67,8 +80,10 @@ def test_a_killed_trainer_shows_as_failed_and_resumes(tmp_path):
     runs = RunStore(tmp_path / "runs")
     queue = JobQueue(tmp_path / "jobs", runs)
     job, _ = queue.submit(long_job("killed", epochs=6), name="killed", model="stcnn")
-    wait_for(lambda: runs.exists(job["run_id"]) and runs.read_run(job["run_id"]).get("epochs_completed", 0) >= 1,
-             what="the first epoch")
+    wait_for(
+        lambda: runs.exists(job["run_id"]) and runs.read_run(job["run_id"]).get("epochs_completed", 0) >= 1,
+        what="the first epoch",
+    )
     os.killpg(job["pid"], signal.SIGKILL)
     wait_for(lambda: queue.job(job["job_id"])["status"] == "failed", timeout=30, what="failed job")
     run = runs.read_run(job["run_id"])

@@ -1,24 +1,32 @@
 """Every shipped model (results/models/*.safetensors, and `ensemble`, their average) loads,
 agrees with its model card on a fixed val subset, and reads a clear happy face as happy; so
-does the int8 version of each model shipped with an int8 calibration (`NAME.int8.json`)."""
+does the int8 version of each model shipped with one (`NAME.int8.onnx`, ONNX Runtime)."""
 
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from fer_core.checkpoint import read_checkpoint_metadata
+from fer_core.checkpoint import file_sha256, read_checkpoint_metadata
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, read_face_image, stratified_indices
-from fer_core.inference import (ENSEMBLE, SHIPPED_MODELS_DIR, ensemble_probs, int8_names, int8_path, load_models,
-                                load_named_model, shipped_names, shipped_tta)
+from fer_core.inference import ensemble_probs
+from fer_core.loading import load_models, load_named_model
 from fer_core.metrics import classification_metrics
+from fer_core.onnx_export import OnnxModel
+from fer_core.registry import (
+    ENSEMBLE,
+    SHIPPED_MODELS_DIR,
+    int8_names,
+    int8_path,
+    model_record,
+    shipped_names,
+    shipped_tta,
+)
 from fer_core.runstore import RunStore
 
 SHIPPED = shipped_names()
@@ -28,13 +36,8 @@ CLEAR_HAPPY = "val/happy/PublicTest_10527411.jpg"  # a broad open-mouthed laugh,
 
 def test_one_model_per_architecture_is_shipped_within_60_mb():
     assert set(ENSEMBLE) <= set(SHIPPED)
-    assert (SHIPPED_MODELS_DIR / "ensemble.md").is_file()
+    assert (SHIPPED_MODELS_DIR / "ensemble.md").is_file() and model_record("ensemble")["members"] == list(ENSEMBLE)
     assert sum((SHIPPED_MODELS_DIR / f"{n}.safetensors").stat().st_size for n in SHIPPED) <= 60 * 2**20
-
-
-def card_value(name: str, key: str) -> float:
-    card = (SHIPPED_MODELS_DIR / f"{name}.md").read_text()
-    return float(re.search(rf"^{key}: ([0-9.]+)", card, re.M).group(1))
 
 
 def val_subset_accuracy(models, fer2013) -> float:
@@ -46,14 +49,13 @@ def val_subset_accuracy(models, fer2013) -> float:
 @pytest.mark.parametrize("name", [*SHIPPED, "ensemble"])
 def test_shipped_model_matches_its_card(name, fer2013):
     accuracy = val_subset_accuracy(load_models(name), fer2013)  # what `fer-eval --model NAME` loads
-    assert abs(accuracy - card_value(name, "val_subset_accuracy")) <= 0.005
+    assert abs(accuracy - model_record(name)["val"]["subset"]["accuracy"]) <= 0.005
 
 
 @pytest.mark.parametrize("name", [*SHIPPED, "ensemble"])
 def test_the_cards_tta_is_its_best_val_row(name):
-    """`fer-eval --model NAME` uses the card's `tta:` line, so it must be the val-best view."""
-    rows = re.findall(r"^\| (none|flip|tencrop) \| ([0-9.]+) \|", (SHIPPED_MODELS_DIR / f"{name}.md").read_text(), re.M)
-    accuracies = {tta: float(accuracy) for tta, accuracy in rows}
+    """`fer-eval --model NAME` uses the record's chosen view, so it must be the val-best one."""
+    accuracies = {tta: m["accuracy"] for tta, m in model_record(name)["val"]["metrics"].items()}
     assert list(accuracies) == ["none", "flip", "tencrop"]
     assert shipped_tta(name) == max(accuracies, key=accuracies.get)
     assert shipped_tta(f"{name},{name}") == "none"  # not a shipped name: no card to choose
@@ -65,37 +67,57 @@ def test_shipped_model_sees_a_clear_smile(name, fer2013):
     assert CLASSES[probs.argmax()] == "happy"
 
 
-def test_stcnn_ships_with_an_int8_calibration():
+def test_stcnn_ships_with_an_int8_model():
     assert "stcnn" in INT8
 
 
 @pytest.mark.parametrize("name", INT8)
 def test_int8_model_is_int8_and_as_accurate(name, fer2013):
-    """`--int8` really runs int8 convolutions, matches what its calibration file recorded, is
-    within a point of the full-precision model on the card, and still sees the smile."""
+    """`--int8` really runs the quantized ONNX graph, matches what the record says of it, is
+    within a point of the full-precision model, and still sees the smile."""
     models = load_models(name, int8=True)
-    assert any(isinstance(m, torch.ao.nn.quantized.Conv2d) for m in models[0].modules())
+    assert isinstance(models[0], OnnxModel) and models[0].path == int8_path(name)
     accuracy = val_subset_accuracy(models, fer2013)
-    assert abs(accuracy - json.loads(int8_path(name).read_text())["val_subset_accuracy"]) <= 0.005
-    assert abs(accuracy - card_value(name, "val_subset_accuracy")) <= 0.01
+    record = model_record(name)
+    assert abs(accuracy - record["int8"]["val_subset_accuracy"]) <= 0.005
+    assert abs(accuracy - record["val"]["subset"]["accuracy"]) <= 0.01
+    assert models[0].metadata["fer.weights_sha256"] == record["weights"]["sha256"]
     probs = ensemble_probs(models, read_face_image(fer2013 / CLEAR_HAPPY)[None])[0]
     assert CLASSES[probs.argmax()] == "happy"
 
 
-def test_int8_is_refused_where_there_is_no_calibration():
-    with pytest.raises(FileNotFoundError, match="no int8 calibration.*stcnn"):
+def test_int8_is_refused_where_there_is_no_int8_model():
+    with pytest.raises(FileNotFoundError, match="no int8 model.*shipped with one: stcnn"):
         load_named_model("resnet50", int8=True)
-    with pytest.raises(FileNotFoundError, match="none of resnet50, vit has an int8 calibration"):
-        load_models("resnet50,vit", int8=True)
-    mixed = load_models("ensemble", int8=True)  # int8 where calibrated, full precision elsewhere
-    assert [any(isinstance(m, torch.ao.nn.quantized.Conv2d) for m in model.modules()) for model in mixed] == \
-        [name in INT8 for name in ENSEMBLE]
+    with pytest.raises(FileNotFoundError, match="none of resnet50 has an int8 model"):
+        load_models("resnet50", int8=True)
+    with pytest.raises(ValueError, match="int8 runs on ONNX Runtime"):
+        load_named_model("stcnn", int8=True, backend="torch")
+    mixed = load_models("ensemble", int8=True)  # int8 where shipped, full precision (PyTorch) elsewhere
+    assert [isinstance(model, OnnxModel) for model in mixed] == [name in INT8 for name in ENSEMBLE]
 
 
 def test_fer_eval_int8(fer2013):
     fer_eval = Path(sys.executable).parent / "fer-eval"
-    result = subprocess.run([str(fer_eval), "--model", "stcnn", "--int8", "--data", str(fer2013), "--split", "val",
-                             "--limit", "140", "--json"], capture_output=True, text=True, timeout=300, check=True)
+    result = subprocess.run(
+        [
+            str(fer_eval),
+            "--model",
+            "stcnn",
+            "--int8",
+            "--data",
+            str(fer2013),
+            "--split",
+            "val",
+            "--limit",
+            "140",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     out = json.loads(result.stdout)
     assert out["int8"] is True and out["n"] == 140 and out["accuracy"] > 0.5
     assert out["tta"] == shipped_tta("stcnn")  # no --tta: the card's choice
@@ -117,6 +139,20 @@ def test_shipped_model_run_and_its_restarts_are_committed(name):
     epochs = store.metrics(chain).query("tta == 'none'")
     assert set(epochs.run_id) == set(chain)
     hours = epochs.epoch_seconds.sum() / 3600
-    card = (SHIPPED_MODELS_DIR / f"{name}.md").read_text()
-    stated = re.search(r"([0-9.]+) h of training in all" if len(chain) > 1 else r"([0-9.]+) h \(sum of epoch", card)
-    assert stated and abs(float(stated.group(1)) - hours) < 0.051, (chain, hours)
+    source = model_record(name)["source"]
+    assert [source["run_id"], *(s["run_id"] for s in source["started_from"])] == chain
+    assert abs(source["hours_in_all"] - hours) < 0.051, (chain, hours)
+
+
+@pytest.mark.parametrize("name", [*SHIPPED, "ensemble"])
+def test_card_is_generated_from_the_record(name):
+    """Code reads the JSON record only; the Markdown card is rendered from it and must not drift."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship_model", Path(__file__).parents[1] / "scripts" / "ship_model.py")
+    ship_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship_model)
+    record = model_record(name)
+    assert (SHIPPED_MODELS_DIR / f"{name}.md").read_text() == ship_model.render_card(record)
+    if name != "ensemble":
+        assert record["weights"]["sha256"] == file_sha256(SHIPPED_MODELS_DIR / record["weights"]["file"])

@@ -1,6 +1,7 @@
 """Training jobs launched from the dashboard: a small queue kept on disk.
 
-Each job is `results/jobs/<job_id>.json` plus its log. A job runs `fer-train` as its own
+Each job is `results/jobs/<job_id>.json` plus its log. A job runs the trainer
+(`python -m trainers`, the same as `fer-train`) as its own
 process group (no shell, arguments as a list), detached from the dashboard, so it
 survives page reloads, closed browsers and dashboard restarts; whoever looks at the
 queue next (any tab, any dashboard process) sees it through the file and the run store.
@@ -21,9 +22,11 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from .runstore import RESULTS_DIR, RunStore, _pid_alive, now_iso, write_json_atomic
+from fer_core.paths import RESULTS_DIR
+from fer_core.runstore import ACTIVE, COMPLETED, RESUMABLE, RunStore, now_iso, pid_alive, write_json_atomic
 
-FER_TRAIN = Path(sys.executable).parent / "fer-train"
+# The trainer, run by this interpreter: no guess at where a console script was installed.
+FER_TRAIN = [sys.executable, "-m", "trainers"]
 _children: dict[int, subprocess.Popen] = {}  # processes this process started (reaped on poll)
 
 
@@ -33,7 +36,7 @@ def _alive(pid: int | None) -> bool:
     child = _children.get(pid)
     if child is not None:
         return child.poll() is None
-    return _pid_alive(pid)
+    return pid_alive(pid)
 
 
 class JobQueue:
@@ -89,7 +92,7 @@ class JobQueue:
             run_status = self.runs.read_run(job["run_id"])["status"] if self.runs.exists(job["run_id"]) else None
         except (OSError, ValueError):
             run_status = None
-        status = run_status if run_status in ("finished", "cancelled") else "failed"
+        status = run_status if run_status in COMPLETED else "failed"
         if job.get("cancel_requested") and status == "failed":
             status = "cancelled"  # stopped before the trainer could record it (e.g. while still starting)
         job = dict(job, status=status, ended=now_iso())
@@ -116,8 +119,9 @@ class JobQueue:
         return "\n".join(line.split("\r")[-1] for line in text.splitlines()[-lines:])
 
     # -- actions -------------------------------------------------------------------------
-    def submit(self, args: list[str], name: str | None = None, model: str = "run",
-               run_id: str | None = None) -> tuple[dict, bool]:
+    def submit(
+        self, args: list[str], name: str | None = None, model: str = "run", run_id: str | None = None
+    ) -> tuple[dict, bool]:
         """Queue `fer-train ARGS`; returns (job, created). An identical active job is returned instead."""
         if not all(isinstance(a, str) and "\0" not in a for a in args):
             raise ValueError("job arguments must be plain strings")
@@ -125,11 +129,20 @@ class JobQueue:
         with self._locked():
             for job in self._load_all():
                 job = self._refresh(job)
-                if job["key"] == key and job["status"] in ("queued", "running"):
+                if job["key"] == key and job["status"] in ACTIVE:
                     return job, False
             job_id = self.runs.new_run_id(model, name)
-            job = {"job_id": job_id, "run_id": run_id or job_id, "name": name or run_id, "model": model, "args": list(args),
-                   "key": key, "status": "queued", "created": now_iso(), "pid": None}
+            job = {
+                "job_id": job_id,
+                "run_id": run_id or job_id,
+                "name": name or run_id,
+                "model": model,
+                "args": list(args),
+                "key": key,
+                "status": "queued",
+                "created": now_iso(),
+                "pid": None,
+            }
             self._save(job)
         self.tick()
         return self.job(job["job_id"]), True
@@ -149,22 +162,32 @@ class JobQueue:
     def resume(self, run_id: str, epochs: int | None = None) -> tuple[dict, bool]:
         """Queue `fer-train --resume RUN_ID` for a stopped (failed or cancelled) run; with `epochs`
         other than its own, `--epochs` too, which moves the run's end."""
-        active = [j for j in self.jobs() if j["run_id"] == run_id and j["status"] in ("queued", "running")]
+        active = [j for j in self.jobs() if j["run_id"] == run_id and j["status"] in ACTIVE]
         if active:  # a second click, or another tab: the job already resuming it
             return active[0], False
         info = self.runs.read_run(run_id)
-        if info["status"] not in ("failed", "cancelled"):
+        if info["status"] not in RESUMABLE:
             raise ValueError(f"run {run_id} is {info['status']}; only failed or cancelled runs can be resumed")
         moved = ["--epochs", str(epochs)] if epochs and epochs != info["config"].get("epochs") else []
-        return self.submit(["--resume", run_id, *moved], name=f"{info.get('name') or run_id} (resumed)",
-                           model=info.get("model") or "run", run_id=run_id)
+        return self.submit(
+            ["--resume", run_id, *moved],
+            name=f"{info.get('name') or run_id} (resumed)",
+            model=info.get("model") or "run",
+            run_id=run_id,
+        )
 
     def _start(self, job: dict) -> None:
         run_id = [] if "--resume" in job["args"] else ["--run-id", job["run_id"]]
-        command = [str(FER_TRAIN), *job["args"], *run_id, "--runs-dir", self.runs.uri, "--no-progress"]
+        command = [*FER_TRAIN, *job["args"], *run_id, "--runs-dir", self.runs.uri, "--no-progress"]
         with open(self.log_path(job["job_id"]), "ab") as log:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, shell=False)
+            proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                shell=False,
+            )
         _children[proc.pid] = proc
         job.update(status="running", pid=proc.pid, started=now_iso())
         self._save(job)
@@ -189,7 +212,7 @@ class JobQueue:
         """Remove an ended job from the list (its run stays in the run store)."""
         with self._locked():
             job = next(j for j in self._load_all() if j["job_id"] == job_id)
-            if job["status"] in ("queued", "running"):
+            if job["status"] in ACTIVE:
                 raise ValueError("cancel the job before removing it")
             (self.root / f"{job_id}.json").unlink(missing_ok=True)
             self.log_path(job_id).unlink(missing_ok=True)

@@ -1,0 +1,74 @@
+"""Loading the models a spec names, on PyTorch or ONNX Runtime, behind one torch interface.
+
+Above the registry (which resolves names to files) and the ONNX module (which exports and
+runs them): `fer-eval`, `fer-predict`, the Recognizer and the dashboard load models here.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from .checkpoint import load_model
+from .registry import int8_names, int8_path, model_names, resolve_model_path
+
+# auto: ONNX Runtime for int8 (the shipped QDQ models), PyTorch for full precision - it needs no
+# export on first use and is faster on batches; `onnx` runs full precision on ONNX Runtime too,
+# exported once into the cache (fer_core/onnx_export.py; the speeds are in the README).
+BACKENDS = ("auto", "torch", "onnx")
+
+
+def load_named_model(
+    spec: str, device: torch.device | str = "cpu", runs_dir=None, int8: bool = False, backend: str = "auto"
+) -> torch.nn.Module:
+    """A model in eval mode: PyTorch, or an ONNX Runtime session behind the same interface."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    if int8 and backend == "torch":
+        raise ValueError("int8 runs on ONNX Runtime: use --backend onnx (or auto)")
+    if not (int8 or backend == "onnx"):
+        return load_model(resolve_model_path(spec, runs_dir), device).to(memory_format=torch.channels_last)
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"ONNX Runtime runs here on the CPU only (asked for {device})")
+    if int8 and not int8_path(spec).is_file():
+        raise FileNotFoundError(
+            f"{spec!r} has no int8 model ({int8_path(spec).name}); shipped with one: "
+            f"{', '.join(int8_names()) or 'none'}"
+        )
+    from .onnx_export import load_onnx_model  # onnxruntime and onnx only when asked for
+
+    return load_onnx_model(spec, threads=torch.get_num_threads(), int8=int8, runs_dir=runs_dir)
+
+
+def load_models(
+    spec: str, device: torch.device | str = "cpu", runs_dir=None, int8: bool = False, backend: str = "auto"
+) -> list[torch.nn.Module]:
+    """One model, or several for an ensemble: "ensemble" or names/paths joined by commas.
+
+    "ensemble" is the shipped stcnn + resnet50 + vit; while not all three are shipped yet it
+    averages those that are. With int8, the models shipped with an int8 version run in int8 and
+    the others in full precision (an error if none has one).
+    """
+    names = model_names(spec)
+    calibrated = set(int8_names()) if int8 else set()
+    if int8 and not calibrated & set(names):
+        raise FileNotFoundError(
+            f"none of {', '.join(names)} has an int8 model; shipped with one: {', '.join(sorted(calibrated)) or 'none'}"
+        )
+    return [load_named_model(name, device, runs_dir, int8=name in calibrated, backend=backend) for name in names]
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """`--int8` and `--backend`, the same in fer-predict and fer-eval."""
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="int8 inference (ONNX Runtime) for the shipped models with an int8 version; others stay fp",
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="torch or onnx (ONNX Runtime, exported once into the cache); auto: onnx for int8, else torch",
+    )

@@ -1,0 +1,100 @@
+"""The models a name stands for: shipped models, runs, checkpoints, the ensemble.
+
+A spec given to `fer-eval --model`, `fer-predict --model`, the dashboard or `--init-from`
+is resolved here to a checkpoint file, and a shipped model's record (`results/models/NAME.json`)
+says which test-time view its card chose and how its int8 version was calibrated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .paths import SHIPPED_MODELS_DIR
+from .runstore import RunStore
+
+
+def resolve_model_path(spec: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> Path:
+    """A checkpoint file, a run folder (its best checkpoint), a run id, or a shipped model name."""
+    spec = str(spec)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "best.safetensors", path / "best.safetensors"):
+            if candidate.is_file():
+                return candidate
+        raise FileNotFoundError(f"{path}: no checkpoints/best.safetensors in this folder")
+    shipped = SHIPPED_MODELS_DIR / f"{spec}.safetensors"
+    if shipped.is_file():
+        return shipped
+    store = RunStore(runs_dir)
+    try:
+        if store.exists(spec):
+            return store.checkpoint(spec)
+    except ValueError:
+        pass
+    raise FileNotFoundError(
+        f"{spec!r} is not a checkpoint file, a run folder, a run id or a shipped model "
+        f"(shipped: {', '.join(shipped_names()) or 'none yet'})"
+    )
+
+
+def int8_path(name: str) -> Path:
+    """A shipped model's int8 version: ONNX Runtime QDQ, quantized on train faces (fer-export)."""
+    return SHIPPED_MODELS_DIR / f"{name}.int8.onnx"
+
+
+def int8_names() -> list[str]:
+    return sorted(p.name.removesuffix(".int8.onnx") for p in SHIPPED_MODELS_DIR.glob("*.int8.onnx"))
+
+
+# The shipped ensemble: the average of the three architectures' shipped models.
+ENSEMBLE = ("stcnn", "resnet50", "vit")
+
+
+def record_path(name: str) -> Path:
+    """A shipped model's machine-readable record: config, source run, val metrics, chosen view."""
+    return SHIPPED_MODELS_DIR / f"{name}.json"
+
+
+def model_record(name: str) -> dict | None:
+    """The record of a shipped model (`scripts/ship_model.py` writes it), None for anything else."""
+    path = record_path(name)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def shipped_tta(name: str) -> str:
+    """The test-time augmentation a shipped model's record chose on val; none for anything
+    else, so checkpoints and runs are evaluated as their training evaluated them."""
+    record = model_record(name)
+    return record["val"]["tta"] if record else "none"
+
+
+def resolve_tta(tta: str, spec: str) -> str:
+    """`auto` (the CLIs' default) is the view the shipped model's card chose; others stay as given."""
+    return shipped_tta(spec) if tta == "auto" else tta
+
+
+def shipped_names() -> list[str]:
+    return sorted(p.stem for p in SHIPPED_MODELS_DIR.glob("*.safetensors"))
+
+
+def ensemble_members() -> list[str]:
+    """The ENSEMBLE names shipped so far (all three once each architecture is shipped)."""
+    shipped = shipped_names()
+    return [n for n in ENSEMBLE if n in shipped]
+
+
+def model_names(spec: str) -> list[str]:
+    """ "ensemble" -> the shipped members; "a,b" -> ["a", "b"]; one name -> [name]."""
+    if spec == "ensemble":
+        names = ensemble_members()
+        if not names:
+            raise FileNotFoundError("no shipped models in results/models yet for the ensemble")
+        return names
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    if not names:
+        raise ValueError("no model given")
+    return names
