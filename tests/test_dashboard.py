@@ -10,9 +10,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fer_core.checkpoint import read_checkpoint_metadata
-from fer_core.jobs import JobQueue
 from fer_core.runstore import RunStore
 from tests.conftest import PROJECT
+from trainers.jobs import JobQueue
 
 APP = str(PROJECT / "dashboard" / "app.py")
 PAGES = ["views/runs.py", "views/sweeps.py", "views/train.py", "views/predict.py", "views/data.py"]
@@ -39,6 +39,7 @@ def test_every_page_renders(runs_copy, page):
 def test_every_page_renders_with_the_shipped_runs(page, tmp_path, monkeypatch):
     """What `make run` shows: results/runs (a copy, so nothing here can change it)."""
     import shutil
+
     shutil.copytree(PROJECT / "results" / "runs", tmp_path / "runs")
     monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("FER_JOBS_DIR", str(tmp_path / "jobs"))
@@ -136,12 +137,14 @@ def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
     assert JobQueue().jobs() == []
 
     at.selectbox(key="train_model").set_value("cnn").run()
-    at.radio(key="train_source").set_value("Bundled sample (980 faces)")
+    at.radio(key="train_source").set_value(at.radio(key="train_source").options[0])  # the bundled sample
     at.number_input(key="ep_cnn").set_value(1)
     at.number_input(key="train_limit").set_value(70)
     at.text_input(key="train_name").set_value("from-the-form")
     at.sidebar.button[0].click().run()
-    assert any("Queued" in s.value for s in at.sidebar.success), [e.value for e in [*at.sidebar.error, *at.sidebar.warning, *at.exception]]
+    assert any("Queued" in s.value for s in at.sidebar.success), [
+        e.value for e in [*at.sidebar.error, *at.sidebar.warning, *at.exception]
+    ]
     at.sidebar.button[0].click().run()  # a double click: the same job, not a second one
     assert any("already" in w.value for w in at.sidebar.warning)
 
@@ -160,14 +163,15 @@ def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
 
 def test_train_form_starts_from_a_trained_model(runs_copy):
     at = app("views/train.py")
-    at.radio(key="train_source").set_value("Bundled sample (980 faces)")
+    at.radio(key="train_source").set_value(at.radio(key="train_source").options[0])  # the bundled sample
     at.selectbox(key="train_model").set_value("vit").run()
     at.selectbox(key="train_preset").set_value("paper-vit-1").run()
     assert at.selectbox(key="init_paper-vit-1").options == ["scratch (random weights)", "vit (shipped)"]
     at.selectbox(key="init_paper-vit-1").set_value("vit (shipped)")
     at.sidebar.button[0].click().run()  # the paper's 16x16-patch ViT has other layers than ours
-    assert any("Cannot start paper-vit-1 from vit (shipped): its layers do not fit" in e.value
-               for e in at.sidebar.error), [e.value for e in at.sidebar.error]
+    assert any(
+        "Cannot start paper-vit-1 from vit (shipped): its layers do not fit" in e.value for e in at.sidebar.error
+    ), [e.value for e in at.sidebar.error]
     assert JobQueue().jobs() == []
 
     at.selectbox(key="train_model").set_value("stcnn").run()
@@ -200,8 +204,10 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
     table = app().dataframe[0].value  # Compare runs says where it started: the shipped model's run
     assert table[table.name == "warm-restart"].started_from.iloc[0] == shipped_from  # (not in this store)
     assert table[table.name == "warm-restart"].ema_decay.iloc[0] == 0.99
-    teacher_runs = [read_checkpoint_metadata(PROJECT / "results" / "models" / f"{n}.safetensors")["info"]["run_id"]
-                    for n in ("stcnn", "resnet50", "vit")]
+    teacher_runs = [
+        read_checkpoint_metadata(PROJECT / "results" / "models" / f"{n}.safetensors")["info"]["run_id"]
+        for n in ("stcnn", "resnet50", "vit")
+    ]
     assert table[table.name == "warm-restart"].distilled_from.iloc[0] == ", ".join(teacher_runs)
     assert table[table.name == "warm-restart"].cutmix_alpha.iloc[0] == 1.0
 
@@ -210,11 +216,31 @@ def test_a_failed_run_shows_its_reason_and_resumes_from_the_train_page(runs_copy
     import os
     import subprocess
     import sys
+
     from tests.conftest import SAMPLE_CSV, TINY_STCNN
-    failed = subprocess.run([str(Path(sys.executable).parent / "fer-train"), "--model", "stcnn", *TINY_STCNN,
-                             "--data", str(SAMPLE_CSV), "--epochs", "2", "--limit", "140", "--name", "oom-run",
-                             "--runs-dir", str(runs_copy), "--no-progress"],
-                            capture_output=True, text=True, env=dict(os.environ, FER_INJECT_FAULT="oom@2"))
+
+    failed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "fer-train"),
+            "--model",
+            "stcnn",
+            *TINY_STCNN,
+            "--data",
+            str(SAMPLE_CSV),
+            "--epochs",
+            "2",
+            "--limit",
+            "140",
+            "--name",
+            "oom-run",
+            "--runs-dir",
+            str(runs_copy),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, FER_INJECT_FAULT="oom@2"),
+    )
     assert failed.returncode == 1
     [run] = [r for r in RunStore(runs_copy).list_runs() if r.get("name") == "oom-run"]
 

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,8 +23,21 @@ pytestmark = pytest.mark.slow
 
 
 def tiny_args(runs: Path, epochs: int = 3, data: Path = SAMPLE_CSV, limit: int = 140) -> list[str]:
-    return [str(FER_TRAIN), "--model", "stcnn", *TINY_STCNN, "--data", str(data), "--epochs", str(epochs),
-            "--limit", str(limit), "--runs-dir", str(runs), "--no-progress"]
+    return [
+        str(FER_TRAIN),
+        "--model",
+        "stcnn",
+        *TINY_STCNN,
+        "--data",
+        str(data),
+        "--epochs",
+        str(epochs),
+        "--limit",
+        str(limit),
+        "--runs-dir",
+        str(runs),
+        "--no-progress",
+    ]
 
 
 def only_run(runs: Path) -> dict:
@@ -41,16 +53,21 @@ def error_line(stderr: str) -> str:
 
 def test_out_of_memory_fails_with_one_clear_line_then_resumes(tmp_path):
     runs = tmp_path / "runs"
-    result = subprocess.run(tiny_args(runs), capture_output=True, text=True, timeout=300,
-                            env=dict(os.environ, FER_INJECT_FAULT="oom@2"))
+    result = subprocess.run(
+        tiny_args(runs), capture_output=True, text=True, timeout=300, env=dict(os.environ, FER_INJECT_FAULT="oom@2")
+    )
     assert result.returncode == 1
     line = error_line(result.stderr)
     assert "out of memory" in line and "smaller --batch-size" in line
     run = only_run(runs)
     assert run["status"] == "failed" and run["error"] in line and run["epochs_completed"] == 1
     RunStore(runs).update(run["run_id"], train_seconds=1000.0)  # as if the failed session had run long
-    resumed = subprocess.run([str(FER_TRAIN), "--resume", run["run_id"], "--runs-dir", str(runs), "--no-progress"],
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [str(FER_TRAIN), "--resume", run["run_id"], "--runs-dir", str(runs), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     run = only_run(runs)
     assert run["status"] == "finished" and run["epochs_completed"] == 3 and not run.get("error")
@@ -64,11 +81,16 @@ def in_private_mount(tmp_path: Path, script: str) -> None:
         pytest.fail("unshare (util-linux) is needed for the disk tests")
     (tmp_path / "mnt").mkdir()
     (tmp_path / "out").mkdir()
-    env = dict(os.environ, MNT=str(tmp_path / "mnt"), OUT=str(tmp_path / "out"),
-               TRAIN=" ".join(tiny_args(tmp_path / "mnt" / "runs", epochs=40)))
+    env = dict(
+        os.environ,
+        MNT=str(tmp_path / "mnt"),
+        OUT=str(tmp_path / "out"),
+        TRAIN=" ".join(tiny_args(tmp_path / "mnt" / "runs", epochs=40)),
+    )
     prelude = 'set -u\nmount -t tmpfs -o size=4m tmpfs "$MNT"\n'
-    result = subprocess.run(["unshare", "-rm", "sh", "-c", prelude + script], env=env, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", prelude + script], env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -84,12 +106,17 @@ cp -a "$MNT/runs" "$OUT/runs"
 
 
 def test_results_disk_full(tmp_path):
-    in_private_mount(tmp_path, WAIT_FOR_EPOCH_1 + """
+    in_private_mount(
+        tmp_path,
+        WAIT_FOR_EPOCH_1
+        + """
 kill -STOP $pid                                                 # so the trainer cannot fail before the
 dd if=/dev/zero of="$MNT/ballast" bs=16k 2>/dev/null || true   # disk is full but for
 truncate -s -48K "$MNT/ballast"                                 # room for run.json, not for a checkpoint
 kill -CONT $pid
-""" + COLLECT)
+"""
+        + COLLECT,
+    )
     out = tmp_path / "out"
     assert (out / "rc").read_text().strip() == "1"
     assert "no space left on the device" in error_line((out / "stderr").read_text())
@@ -101,9 +128,14 @@ kill -CONT $pid
 
 
 def test_results_disk_turns_read_only(tmp_path):
-    in_private_mount(tmp_path, WAIT_FOR_EPOCH_1 + """
+    in_private_mount(
+        tmp_path,
+        WAIT_FOR_EPOCH_1
+        + """
 mount -o remount,ro "$MNT"
-""" + COLLECT)
+"""
+        + COLLECT,
+    )
     out = tmp_path / "out"
     assert (out / "rc").read_text().strip() == "1"
     assert "Read-only file system" in error_line((out / "stderr").read_text())
@@ -113,10 +145,13 @@ mount -o remount,ro "$MNT"
 
 
 def test_read_only_results_refused_before_start(tmp_path):
-    in_private_mount(tmp_path, """
+    in_private_mount(
+        tmp_path,
+        """
 mkdir "$MNT/runs"; mount -o remount,ro "$MNT"
 $TRAIN > "$OUT/stdout" 2> "$OUT/stderr"; echo $? > "$OUT/rc"
-""")
+""",
+    )
     out = tmp_path / "out"
     assert (out / "rc").read_text().strip() == "1"
     assert "Read-only file system" in error_line((out / "stderr").read_text())
@@ -126,8 +161,13 @@ def test_dataset_deleted_mid_training_then_resume(tmp_path):
     data = tmp_path / "fer2013.csv.gz"
     shutil.copy(SAMPLE_CSV, data)
     runs = tmp_path / "runs"
-    proc = subprocess.Popen(tiny_args(runs, epochs=30, data=data), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        tiny_args(runs, epochs=30, data=data),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + 120
     while not list(runs.glob("*/checkpoints/last_optimizer.safetensors")) and time.time() < deadline:
         time.sleep(0.2)
@@ -137,8 +177,12 @@ def test_dataset_deleted_mid_training_then_resume(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     run_id = only_run(runs)["run_id"]
-    result = subprocess.run([str(FER_TRAIN), "--resume", run_id, "--runs-dir", str(runs), "--no-progress"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(FER_TRAIN), "--resume", run_id, "--runs-dir", str(runs), "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "no such file or folder" in error_line(result.stderr)
     run = only_run(runs)
     assert run["status"] == "failed" and "no such file or folder" in run["error"]
@@ -150,9 +194,15 @@ def test_three_trainers_and_a_polling_dashboard(tmp_path):
     suite inside its CI budget; FER_SOAK_SECONDS=3600 makes it a real soak."""
     soak_seconds = float(os.environ.get("FER_SOAK_SECONDS", 60))
     runs = tmp_path / "runs"
-    procs = [subprocess.Popen(tiny_args(runs, epochs=400, limit=280) + ["--name", f"soak{i}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-             for i in range(3)]
+    procs = [
+        subprocess.Popen(
+            tiny_args(runs, epochs=400, limit=280) + ["--name", f"soak{i}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for i in range(3)
+    ]
     errors, polls, rows_seen = [], 0, 0
     started = time.time()
     try:
@@ -184,5 +234,14 @@ def test_three_trainers_and_a_polling_dashboard(tmp_path):
         epochs = sorted(metrics[(metrics.run_id == run["run_id"]) & (metrics.split == "val")].epoch)
         assert epochs == list(range(1, run["epochs_completed"] + 1)), "lost or duplicated epochs"
     assert polls >= soak_seconds * 0.5 and rows_seen > 0
-    print(json.dumps({"soak_seconds": soak_seconds, "polls": polls, "rows_checked": len(metrics),
-                      "epochs": sum(r["epochs_completed"] for r in listed), "read_errors": len(errors)}))
+    print(
+        json.dumps(
+            {
+                "soak_seconds": soak_seconds,
+                "polls": polls,
+                "rows_checked": len(metrics),
+                "epochs": sum(r["epochs_completed"] for r in listed),
+                "read_errors": len(errors),
+            }
+        )
+    )

@@ -27,10 +27,13 @@ def sweep_id(stdout: str) -> str:
     return re.search(r"^sweep (\S+): \d+ trials", stdout, re.M).group(1)
 
 
-@pytest.mark.parametrize("spec,presets", [
-    ("paper-table1", ["paper-stcnn-b16", "paper-stcnn-b32", "paper-stcnn-b64", "paper-stcnn-b128"]),
-    ("paper-table2", ["paper-vit-1", "paper-vit-2", "paper-vit-3", "paper-vit-4"]),
-])
+@pytest.mark.parametrize(
+    "spec,presets",
+    [
+        ("paper-table1", ["paper-stcnn-b16", "paper-stcnn-b32", "paper-stcnn-b64", "paper-stcnn-b128"]),
+        ("paper-table2", ["paper-vit-1", "paper-vit-2", "paper-vit-3", "paper-vit-4"]),
+    ],
+)
 def test_the_paper_specs(tmp_path, spec, presets):
     result = fer_sweep(PROJECT / "sweeps" / f"{spec}.toml", "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -41,8 +44,16 @@ def test_the_paper_specs(tmp_path, spec, presets):
 
 
 def test_a_bad_trial_refuses_the_whole_sweep_before_anything_starts(tmp_path):
-    result = fer_sweep("--grid", "batch_size=32,0", *TINY, "--runs-dir", tmp_path / "runs", "--jobs-dir",
-                       tmp_path / "jobs", cwd=tmp_path)
+    result = fer_sweep(
+        "--grid",
+        "batch_size=32,0",
+        *TINY,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--jobs-dir",
+        tmp_path / "jobs",
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and "trial t02 (batch_size=0)" in result.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "jobs").exists()
     (tmp_path / "typo.toml").write_text('name = "x"\ngird = {lr = [1]}\n')
@@ -55,15 +66,24 @@ def test_a_bad_trial_refuses_the_whole_sweep_before_anything_starts(tmp_path):
 
 
 def test_grid_random_and_seeds_are_a_reproducible_product():
-    spec = {"grid": {"batch_size": [16, 32]}, "random": {"lr": {"low": 1e-4, "high": 1e-2, "log": True},
-                                                         "optimizer": ["adam", "sgd"]},
-            "trials": 3, "seeds": [0, 1], "sample_seed": 7}
+    spec = {
+        "grid": {"batch_size": [16, 32]},
+        "random": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}, "optimizer": ["adam", "sgd"]},
+        "trials": 3,
+        "seeds": [0, 1],
+        "sample_seed": 7,
+    }
     points = sweep.points(spec)
     assert len(points) == 2 * 3 * 2 and points == sweep.points(spec)
     assert all(1e-4 <= p["lr"] <= 1e-2 and p["optimizer"] in ("adam", "sgd") for p in points)
     assert {(p["batch_size"], p["seed"]) for p in points} == {(b, s) for b in (16, 32) for s in (0, 1)}
     assert sweep.to_argv({"batch_size": 16, "augment": True, "model_config.widths": [8, 16]}) == [
-        "--batch-size", "16", "--augment", "--model-config", "widths=[8, 16]"]
+        "--batch-size",
+        "16",
+        "--augment",
+        "--model-config",
+        "widths=[8, 16]",
+    ]
 
 
 def check_sweep_runs(runs_dir: Path | str, sid: str) -> None:
@@ -78,8 +98,19 @@ def check_sweep_runs(runs_dir: Path | str, sid: str) -> None:
 
 @pytest.mark.slow
 def test_local_sweep_of_two_trials_through_the_job_queue(tmp_path):
-    result = fer_sweep("--grid", "batch_size=16,32", *TINY, "--runs-dir", tmp_path / "runs",
-                       "--jobs-dir", tmp_path / "jobs", "--wait", "--name", "local", cwd=tmp_path)
+    result = fer_sweep(
+        "--grid",
+        "batch_size=16,32",
+        *TINY,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--jobs-dir",
+        tmp_path / "jobs",
+        "--wait",
+        "--name",
+        "local",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     check_sweep_runs(tmp_path / "runs", sweep_id(result.stdout))
     assert len(list((tmp_path / "jobs").glob("*.json"))) == 2  # the trials were jobs of the dashboard's queue
@@ -92,8 +123,21 @@ def test_ray_sweep_of_two_trials_on_a_local_ray_instance(tmp_path, capsys, s3_ru
     ray = pytest.importorskip("ray") if sys.platform != "linux" else __import__("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        code = sweep.main(["--grid", "batch_size=16,32", *TINY, "--backend", "ray", "--runs-dir", s3_runs,
-                           "--ray-storage", str(tmp_path / "ray"), "--name", "onray"])
+        code = sweep.main(
+            [
+                "--grid",
+                "batch_size=16,32",
+                *TINY,
+                "--backend",
+                "ray",
+                "--runs-dir",
+                s3_runs,
+                "--ray-storage",
+                str(tmp_path / "ray"),
+                "--name",
+                "onray",
+            ]
+        )
     finally:
         ray.shutdown()
     out = capsys.readouterr().out

@@ -21,7 +21,6 @@ from tests.conftest import SAMPLE_CSV, TINY_STCNN
 BIN = Path(sys.executable).parent
 
 
-
 def cli(name: str, *args, check=True, **kw) -> subprocess.CompletedProcess:
     result = subprocess.run([str(BIN / name), *map(str, args)], capture_output=True, text=True, timeout=600, **kw)
     if check and result.returncode != 0:
@@ -43,27 +42,56 @@ def test_one_epoch_per_architecture(model, tmp_path):
     runs, n = tmp_path / "runs", 70
     # ResNet-50 with the paper's stem: a third of the preset's small stem's compute (README, Performance)
     stem = ["--model-config", "stem=imagenet"] if model == "resnet50" else []
-    out = cli("fer-train", "--model", model, *stem, "--data", SAMPLE_CSV, "--epochs", 1, "--limit", n,
-              "--runs-dir", runs, "--no-progress")
+    out = cli(
+        "fer-train",
+        "--model",
+        model,
+        *stem,
+        "--data",
+        SAMPLE_CSV,
+        "--epochs",
+        1,
+        "--limit",
+        n,
+        "--runs-dir",
+        runs,
+        "--no-progress",
+    )
     run = only_run(runs)
     assert run["run_id"] in out.stdout and run["status"] == "finished"
     assert run["device"] == "cpu" and run["dataset"]["sizes"] == {"train": n, "val": n}
     metrics = pd.concat(pd.read_parquet(f) for f in runs.glob("*/metrics/*.parquet"))
     epoch_rows = metrics[metrics.tta == "none"]
     assert sorted(epoch_rows.split) == ["train", "val"]
-    for column in ["run_id", "model", "epoch", "split", "loss", "accuracy", "macro_f1", "auc", "lr",
-                   "epoch_seconds", "images_per_second", "weighted_f1", "recall_disgust", "precision_happy"]:
+    for column in [
+        "run_id",
+        "model",
+        "epoch",
+        "split",
+        "loss",
+        "accuracy",
+        "macro_f1",
+        "auc",
+        "lr",
+        "epoch_seconds",
+        "images_per_second",
+        "weighted_f1",
+        "recall_disgust",
+        "precision_happy",
+    ]:
         assert column in metrics.columns
     assert set(metrics.tta) == {"none", "flip", "tencrop"}
     confusion = pd.concat(pd.read_parquet(f) for f in runs.glob("*/confusion/*.parquet"))
     val_cells = confusion[(confusion.split == "val") & (confusion.epoch == 1) & (confusion.tta == "none")]
     assert len(val_cells) == 49 and val_cells["count"].sum() == n
-    result = json.loads(cli("fer-eval", "--model", runs / run["run_id"], "--data", SAMPLE_CSV, "--limit", n,
-                            "--json").stdout)
+    result = json.loads(
+        cli("fer-eval", "--model", runs / run["run_id"], "--data", SAMPLE_CSV, "--limit", n, "--json").stdout
+    )
     assert result["split"] == "val" and result["n"] == n and result["tta"] == "none"  # auto: no card, no TTA
     assert result["accuracy"] == pytest.approx(epoch_rows[epoch_rows.split == "val"].accuracy.iloc[0], abs=1e-9)
-    text = cli("fer-eval", "--model", runs / run["run_id"] / "checkpoints" / "best.safetensors",
-               "--data", SAMPLE_CSV).stdout
+    text = cli(
+        "fer-eval", "--model", runs / run["run_id"] / "checkpoints" / "best.safetensors", "--data", SAMPLE_CSV
+    ).stdout
     assert "accuracy" in text and "disgust" in text
 
 
@@ -71,6 +99,7 @@ def test_one_epoch_per_architecture(model, tmp_path):
 def test_test_split_is_evaluated_with_tta(small_folder, tmp_path):
     data = tmp_path / "data"
     import shutil
+
     shutil.copytree(small_folder / "train", data / "train")
     shutil.copytree(small_folder / "val", data / "val")
     shutil.copytree(small_folder / "val", data / "test")
@@ -95,14 +124,30 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, store, request, m
     """Also with the run store on S3 and the resume on "another machine" (an empty local
     checkpoint cache): the checkpoints come back from the store."""
     # With a weight average (--ema-decay), whose state must come back too: val measures the average.
-    args = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--epochs", 4, "--limit", 420, "--ema-decay", 0.9,
-            "--no-progress"]
+    args = [
+        "--model",
+        "stcnn",
+        *TINY_STCNN,
+        "--data",
+        SAMPLE_CSV,
+        "--epochs",
+        4,
+        "--limit",
+        420,
+        "--ema-decay",
+        0.9,
+        "--no-progress",
+    ]
     cli("fer-train", *args, "--runs-dir", tmp_path / "a")
     reference = _epoch_rows(tmp_path / "a")
 
     runs = tmp_path / "b" if store == "local" else request.getfixturevalue("s3_runs")
-    proc = subprocess.Popen([str(BIN / "fer-train"), *map(str, args), "--runs-dir", str(runs)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(BIN / "fer-train"), *map(str, args), "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         runs_now = RunStore(runs).list_runs()
@@ -124,8 +169,11 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, store, request, m
     columns = ["epoch", "split", "loss", "accuracy", "macro_f1", "auc", "lr"]
     pd.testing.assert_frame_equal(resumed[columns], reference[columns], check_exact=False, rtol=1e-6)
     if store == "s3":  # the run's best checkpoint, fetched from the store, evaluates
-        result = json.loads(cli("fer-eval", "--model", run["run_id"], "--runs-dir", runs, "--data", SAMPLE_CSV,
-                                "--limit", 420, "--json").stdout)
+        result = json.loads(
+            cli(
+                "fer-eval", "--model", run["run_id"], "--runs-dir", runs, "--data", SAMPLE_CSV, "--limit", 420, "--json"
+            ).stdout
+        )
         best = resumed[(resumed.split == "val") & (resumed.epoch == only_run(runs)["best_epoch"])]
         assert result["accuracy"] == pytest.approx(best.accuracy.iloc[0], abs=1e-9)
 
@@ -136,9 +184,23 @@ def test_resume_with_epochs_moves_the_end_of_the_run(tmp_path, capsys):
     anneals to the new end from where the run stands, and run.json says what changed when."""
     from trainers.cli import train_main
     from trainers.train import lr_at
+
     runs = tmp_path / "runs"
-    cli("fer-train", "--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 70, "--epochs", 1,
-        "--runs-dir", runs, "--no-progress")
+    cli(
+        "fer-train",
+        "--model",
+        "stcnn",
+        *TINY_STCNN,
+        "--data",
+        SAMPLE_CSV,
+        "--limit",
+        70,
+        "--epochs",
+        1,
+        "--runs-dir",
+        runs,
+        "--no-progress",
+    )
     run_id = only_run(runs)["run_id"]
     cli("fer-train", "--resume", run_id, "--epochs", 2, "--runs-dir", runs, "--no-progress")
     run = only_run(runs)
@@ -149,30 +211,36 @@ def test_resume_with_epochs_moves_the_end_of_the_run(tmp_path, capsys):
     lr = _epoch_rows(runs).query("split == 'train'").set_index("epoch").lr
     assert lr[2] == pytest.approx(lr_at(cfg, 1 + (batches - 1) / batches), rel=1e-9)  # half-way down the cosine
     assert lr[2] == pytest.approx(cfg.lr / 2, rel=0.3)
-    for args, needle in ((["--epochs", 1], "has already trained 2 epochs"),
-                         (["--lr", 0.1, "--epochs", 3], "--lr cannot change it")):
+    for args, needle in (
+        (["--epochs", 1], "has already trained 2 epochs"),
+        (["--lr", 0.1, "--epochs", 3], "--lr cannot change it"),
+    ):
         with pytest.raises(SystemExit):
             train_main(["--resume", run_id, "--runs-dir", str(runs), *map(str, args)])
         assert needle in capsys.readouterr().err
     assert only_run(runs)["epochs_completed"] == 2
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--epochs", "-3"], "must be a positive number"),
-    (["--batch-size", "0"], "must be a positive number"),
-    (["--ema-decay", "1"], "EMA decay must be in (0, 1)"),
-    (["--mixup-alpha", "-0.2"], "must be a positive number"),
-    (["--lr", "abc"], "'abc' is not a number"),
-    (["--data", "/no/such/path"], "no such file or folder"),
-    (["--model", "vit", "--preset", "paper-stcnn-b16"], "is for model stcnn"),
-    (["--model-config", "depth=9"], "--model-config"),
-    (["--resume", "nope"], "no such run"),
-    (["--runs-dir", "nosuchfs://bucket/runs"], "run store nosuchfs://bucket/runs: Protocol not known"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--epochs", "-3"], "--epochs: epochs must be a whole number >= 1 (got -3)"),
+        (["--batch-size", "0"], "--batch-size: batch size must be a whole number >= 2 (got 0)"),
+        (["--ema-decay", "1"], "--ema-decay: EMA decay must be a number in (0, 1) (got 1.0)"),
+        (["--mixup-alpha", "-0.2"], "--mixup-alpha: MixUp alpha must be a number >= 0 (got -0.2)"),
+        (["--lr", "abc"], "'abc' is not a number"),
+        (["--data", "/no/such/path"], "no such file or folder"),
+        (["--model", "vit", "--preset", "paper-stcnn-b16"], "is for model stcnn"),
+        (["--model-config", "depth=9"], "--model-config"),
+        (["--resume", "nope"], "no such run"),
+        (["--runs-dir", "nosuchfs://bucket/runs"], "run store nosuchfs://bucket/runs: Protocol not known"),
+    ],
+)
 def test_bad_arguments_are_refused_before_anything_starts(tmp_path, capsys, args, needle):
     """fer-train's own entry point, in this process (a fresh process per case costs 6-10 s of
     imports; the exit status and stderr of a real process are checked by the next test)."""
     from trainers.cli import train_main
+
     base = ["--model", "stcnn", "--data", str(SAMPLE_CSV), "--runs-dir", str(tmp_path / "runs")]
     with pytest.raises(SystemExit) as exit_:
         train_main([*base, *args])
@@ -182,8 +250,9 @@ def test_bad_arguments_are_refused_before_anything_starts(tmp_path, capsys, args
 
 def test_not_a_dataset_is_refused_with_one_clear_line(tmp_path):
     (tmp_path / "fake.csv").write_text("name,age\nbob,3\n")
-    result = cli("fer-train", "--model", "cnn", "--data", tmp_path / "fake.csv", "--runs-dir", tmp_path / "runs",
-                 check=False)
+    result = cli(
+        "fer-train", "--model", "cnn", "--data", tmp_path / "fake.csv", "--runs-dir", tmp_path / "runs", check=False
+    )
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("fer-train: error:") and "fake.csv: missing column" in last
@@ -195,12 +264,25 @@ def test_init_from_starts_from_the_given_weights(tmp_path):
     """A warm restart: the new run's weights are the old run's (a learning rate of ~0 keeps them
     there), its optimizer and schedule are fresh, and run.json says where it started."""
     from safetensors.torch import load_file
+
     runs = tmp_path / "runs"
     base = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 140, "--runs-dir", runs, "--no-progress"]
     cli("fer-train", *base, "--epochs", 2, "--name", "first")
     first = only_run(runs)
-    cli("fer-train", *base, "--epochs", 1, "--lr", 1e-12, "--weight-decay", 0, "--name", "again",
-        "--init-from", first["run_id"])
+    cli(
+        "fer-train",
+        *base,
+        "--epochs",
+        1,
+        "--lr",
+        1e-12,
+        "--weight-decay",
+        0,
+        "--name",
+        "again",
+        "--init-from",
+        first["run_id"],
+    )
     again = next(r for r in RunStore(runs).list_runs() if r["name"] == "again")
     assert again["status"] == "finished"
     assert again["init_from"]["run_id"] == first["run_id"] and again["init_from"]["epoch"] == first["best_epoch"]
@@ -212,16 +294,27 @@ def test_init_from_starts_from_the_given_weights(tmp_path):
 
     # With --ema-decay the run evaluates and keeps the average: at a decay of ~1 it stays at the
     # starting weights while the raw weights (last.safetensors) move away at the normal rate.
-    cli("fer-train", *base, "--epochs", 1, "--ema-decay", 0.999999, "--name", "averaged",
-        "--init-from", first["run_id"])
+    cli(
+        "fer-train", *base, "--epochs", 1, "--ema-decay", 0.999999, "--name", "averaged", "--init-from", first["run_id"]
+    )
     averaged = next(r for r in RunStore(runs).list_runs() if r["name"] == "averaged")
     best = load_file(runs / averaged["run_id"] / "checkpoints" / "best.safetensors")
     raw = load_file(runs / averaged["run_id"] / "checkpoints" / "last.safetensors")
     assert all(torch.allclose(before[k], best[k], atol=1e-4) for k in weights)
     assert not all(torch.allclose(before[k], raw[k], atol=1e-4) for k in weights)
 
-    refused = cli("fer-train", "--model", "cnn", "--data", SAMPLE_CSV, "--runs-dir", runs,
-                  "--init-from", first["run_id"], check=False)
+    refused = cli(
+        "fer-train",
+        "--model",
+        "cnn",
+        "--data",
+        SAMPLE_CSV,
+        "--runs-dir",
+        runs,
+        "--init-from",
+        first["run_id"],
+        check=False,
+    )
     assert refused.returncode == 2 and "is a stcnn, not a cnn" in refused.stderr
     refused = cli("fer-train", *base, "--init-from", "no-such-model", check=False)
     assert refused.returncode == 2 and "--init-from no-such-model" in refused.stderr
@@ -233,8 +326,22 @@ def test_mixup_and_cutmix_change_what_the_model_trains_on(tmp_path):
     """Same seed, same faces: with --mixup-alpha/--cutmix-alpha the model sees blended faces and
     soft labels, so its training loss differs from the plain run; run.json records both alphas."""
     runs = tmp_path / "runs"
-    base = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 140, "--epochs", 1, "--seed", 3,
-            "--runs-dir", runs, "--no-progress"]
+    base = [
+        "--model",
+        "stcnn",
+        *TINY_STCNN,
+        "--data",
+        SAMPLE_CSV,
+        "--limit",
+        140,
+        "--epochs",
+        1,
+        "--seed",
+        3,
+        "--runs-dir",
+        runs,
+        "--no-progress",
+    ]
     cli("fer-train", *base, "--name", "plain")
     cli("fer-train", *base, "--name", "mixed", "--mixup-alpha", 0.4, "--cutmix-alpha", 1.0)
     cli("fer-train", *base, "--name", "plain-again")
@@ -242,14 +349,17 @@ def test_mixup_and_cutmix_change_what_the_model_trains_on(tmp_path):
     assert by_name["mixed"]["config"]["mixup_alpha"] == 0.4 and by_name["mixed"]["config"]["cutmix_alpha"] == 1.0
     assert by_name["plain"]["config"]["mixup_alpha"] == 0.0
     metrics = pd.concat(pd.read_parquet(f) for f in runs.glob("*/metrics/*.parquet"))
-    train_loss = {name: metrics[(metrics.run_id == r["run_id"]) & (metrics.split == "train")].loss.iloc[0]
-                  for name, r in by_name.items()}
+    train_loss = {
+        name: metrics[(metrics.run_id == r["run_id"]) & (metrics.split == "train")].loss.iloc[0]
+        for name, r in by_name.items()
+    }
     assert train_loss["plain"] == pytest.approx(train_loss["plain-again"], abs=1e-6)  # deterministic...
-    assert train_loss["mixed"] != pytest.approx(train_loss["plain"], abs=1e-3)       # ...so mixing is the change
+    assert train_loss["mixed"] != pytest.approx(train_loss["plain"], abs=1e-3)  # ...so mixing is the change
 
 
 def test_weight_ema_moves_a_fraction_of_the_way():
     from trainers.ema import WeightEMA
+
     model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     ema = WeightEMA(model, decay=0.75)
     start = {k: v.clone() for k, v in model.state_dict().items()}
@@ -268,6 +378,7 @@ def test_weight_ema_from_scratch_ramps_its_decay_up():
     """From random weights the average first follows the model closely: decay (1+step)/(10+step)
     until that passes the decay asked for, so the random start does not linger in it."""
     from trainers.ema import WeightEMA
+
     model = torch.nn.Linear(3, 2)
     ema = WeightEMA(model, decay=0.99, warmup=True)
     start = model.weight.detach().clone()
@@ -285,9 +396,26 @@ def test_localization_net_trains_at_its_fraction_of_the_learning_rate(tmp_path):
     fraction through the schedule, so its theta moves about that much less from the identity."""
     from safetensors import safe_open
     from safetensors.torch import load_file
+
     runs = tmp_path / "runs"
-    base = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 140, "--epochs", 2,
-            "--warmup-epochs", 0, "--batch-size", 16, "--runs-dir", runs, "--no-progress"]
+    base = [
+        "--model",
+        "stcnn",
+        *TINY_STCNN,
+        "--data",
+        SAMPLE_CSV,
+        "--limit",
+        140,
+        "--epochs",
+        2,
+        "--warmup-epochs",
+        0,
+        "--batch-size",
+        16,
+        "--runs-dir",
+        runs,
+        "--no-progress",
+    ]
     moved = {}
     for scale in (1.0, 0.1):
         cli("fer-train", *base, "--localization-lr-scale", scale, "--name", f"scale-{scale}")
@@ -309,10 +437,10 @@ def test_localization_net_trains_at_its_fraction_of_the_learning_rate(tmp_path):
 def test_distillation_pulls_the_student_to_its_teacher(tmp_path):
     """`--distill-from`: the soft-target loss is zero for a student that is its teacher and
     shrinks as a different student trains on it alone; a real run records its teacher."""
-    from fer_core.checkpoint import load_model
+    from fer_core.checkpoint import file_sha256, load_model
     from fer_core.data import load_dataset
-    from fer_core.inference import file_sha256
     from trainers.distill import Distiller
+
     runs = tmp_path / "runs"
     base = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 140, "--runs-dir", runs, "--no-progress"]
     cli("fer-train", *base, "--epochs", 2, "--name", "teacher")
@@ -327,8 +455,9 @@ def test_distillation_pulls_the_student_to_its_teacher(tmp_path):
     assert distiller.criterion(never, x)(itself(x), labels).item() == pytest.approx(0.0, abs=1e-5)
     half = Distiller([str(teacher_path)], weight=0.5, temperature=2.0, device=torch.device("cpu"), dtype=None)
     ce = torch.nn.CrossEntropyLoss()
-    assert half.criterion(ce, x)(itself(x), labels).item() == pytest.approx(0.5 * ce(itself(x), labels).item(),
-                                                                           rel=1e-4)
+    assert half.criterion(ce, x)(itself(x), labels).item() == pytest.approx(
+        0.5 * ce(itself(x), labels).item(), rel=1e-4
+    )
     torch.manual_seed(0)
     student = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48 * 48, 7))
     optimizer = torch.optim.Adam(student.parameters(), lr=1e-3)
@@ -342,8 +471,20 @@ def test_distillation_pulls_the_student_to_its_teacher(tmp_path):
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
 
-    cli("fer-train", *base, "--epochs", 1, "--name", "student", "--distill-from", teacher["run_id"],
-        "--distill-weight", 0.7, "--distill-temperature", 3)
+    cli(
+        "fer-train",
+        *base,
+        "--epochs",
+        1,
+        "--name",
+        "student",
+        "--distill-from",
+        teacher["run_id"],
+        "--distill-weight",
+        0.7,
+        "--distill-temperature",
+        3,
+    )
     student_run = next(r for r in RunStore(runs).list_runs() if r["name"] == "student")
     assert student_run["status"] == "finished"
     assert student_run["config"]["distill_from"] == [str(teacher_path.resolve())]

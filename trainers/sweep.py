@@ -33,19 +33,20 @@ import secrets
 import subprocess
 import sys
 import time
-import tomllib
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
+import tomllib
 
-from fer_core.jobs import FER_TRAIN, JobQueue
-from fer_core.runstore import PROJECT_ROOT, RunStore
+from fer_core.paths import PROJECT_ROOT
+from fer_core.presets import to_argv  # one for fer-sweep and the dashboard's Train form
+from fer_core.runstore import ACTIVE, COMPLETED, RunStore
 from trainers.cli import config_from_args, parse_value, train_parser
+from trainers.jobs import FER_TRAIN, JobQueue
 
 SET_BY_SWEEP = {"name", "sweep", "run_id", "runs_dir", "resume", "no_progress"}
 PATH_OPTIONS = ("data", "fer_plus")
-ACTIVE = ("queued", "running")
 
 
 class SweepError(ValueError):
@@ -83,7 +84,10 @@ def _normalised(options: dict, base_dir: Path) -> dict:
         if key in SET_BY_SWEEP:
             raise SweepError(f"option {key!r} is set by fer-sweep itself; remove it from the spec")
         if key in PATH_OPTIONS:
-            resolve = lambda v: str((base_dir / Path(v).expanduser()).resolve()) if isinstance(v, str) else v
+
+            def resolve(v):
+                return str((base_dir / Path(v).expanduser()).resolve()) if isinstance(v, str) else v
+
             value = [resolve(v) for v in value] if isinstance(value, list) else resolve(value)
         out[key] = value
     return out
@@ -104,8 +108,10 @@ def load_spec(path: str | None, flags: argparse.Namespace) -> dict:
     # paths in a spec file are relative to the repo (the shipped specs), on the command line to the cwd
     spec["base"] = _normalised(spec.get("base", {}), PROJECT_ROOT)
     for part in ("grid", "random"):
-        spec[part] = {**_normalised(spec.get(part, {}), PROJECT_ROOT),
-                      **_normalised(_keyed(getattr(flags, part), f"--{part}"), Path.cwd())}
+        spec[part] = {
+            **_normalised(spec.get(part, {}), PROJECT_ROOT),
+            **_normalised(_keyed(getattr(flags, part), f"--{part}"), Path.cwd()),
+        }
     for key, values in spec["grid"].items():
         if not isinstance(values, list) or not values:
             raise SweepError(f"grid {key}: expected a non-empty list of values")
@@ -145,28 +151,8 @@ def points(spec: dict) -> list[dict]:
     for combo in itertools.product(*grid.values()):
         for _ in range(trials if spec["random"] else 1):
             sampled = {k: _sample(k, c, rng) for k, c in spec["random"].items()}
-            out += [{**dict(zip(grid, combo)), **sampled, **seed} for seed in seeds]
+            out += [{**dict(zip(grid, combo, strict=True)), **sampled, **seed} for seed in seeds]
     return out
-
-
-def to_argv(options: dict) -> list[str]:
-    """Options -> fer-train arguments; `model_config.x` keys and dicts become --model-config x=..."""
-    argv, model_config = [], {}
-    for key, value in options.items():
-        if key == "model_config" or key.startswith("model_config."):
-            items = value if key == "model_config" else {key.split(".", 1)[1]: value}
-            if isinstance(items, (str, list)):  # "k=v" strings, as on the fer-train command line
-                items = dict(s.split("=", 1) if "=" in s else (s, "") for s in ([items] if isinstance(items, str) else items))
-            if not isinstance(items, dict):
-                raise SweepError(f"{key}: expected a table of KEY = VALUE, got {value!r}")
-            model_config.update(items)
-        elif value is True:
-            argv.append(f"--{key.replace('_', '-')}")
-        elif value is not False and value is not None:  # 0 is a value (and == False)
-            argv += [f"--{key.replace('_', '-')}", str(value)]
-    for k, v in model_config.items():
-        argv += ["--model-config", f"{k}={v if isinstance(v, str) else json.dumps(v)}"]
-    return argv
 
 
 def _strict_parser() -> argparse.ArgumentParser:
@@ -174,6 +160,7 @@ def _strict_parser() -> argparse.ArgumentParser:
 
     def error(message):
         raise SweepError(message)
+
     parser.error = error
     return parser
 
@@ -201,10 +188,20 @@ def prepare(spec: dict, overrides: dict, check_data: bool = True) -> tuple[str, 
             cfg = config_from_args(parser.parse_args(args))
         except ValueError as e:
             raise SweepError(f"trial t{i:02d} ({shown}): {e}") from None
-        trials.append({"trial": f"t{i:02d}", "name": name, "params": params, "shown": shown, "args": args,
-                       "model": cfg.model, "epochs": cfg.epochs})
+        trials.append(
+            {
+                "trial": f"t{i:02d}",
+                "name": name,
+                "params": params,
+                "shown": shown,
+                "args": args,
+                "model": cfg.model,
+                "epochs": cfg.epochs,
+            }
+        )
         if check_data and (cfg.data, cfg.fer_plus) not in datasets:
             from fer_core.data import load_dataset
+
             try:
                 load_dataset(cfg.data, cfg.fer_plus)  # a bad dataset refuses the sweep (and warms the cache)
             except Exception as e:
@@ -220,9 +217,15 @@ def results(trials: list[dict], store: RunStore) -> pd.DataFrame:
     for t in trials:
         run = store.read_run(t["run_id"]) if t.get("run_id") and store.exists(t["run_id"]) else {}
         acc = run.get("best_val_accuracy")
-        rows.append({"trial": t["trial"], **t["params"], "status": run.get("status", "not started"),
-                     "best_val_acc": round(acc, 4) if acc is not None and acc >= 0 else None,
-                     "run_id": t.get("run_id")})
+        rows.append(
+            {
+                "trial": t["trial"],
+                **t["params"],
+                "status": run.get("status", "not started"),
+                "best_val_acc": round(acc, 4) if acc is not None and acc >= 0 else None,
+                "run_id": t.get("run_id"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -258,9 +261,12 @@ def ray_trial(config: dict, trials: list[dict], runs_dir: str) -> None:
     `tune.report` raises SystemExit, and the run ends `cancelled` with its epochs kept.
     """
     from ray import tune
+
     trial, store = trials[config["trial"]], RunStore(runs_dir)
-    proc = subprocess.Popen([str(FER_TRAIN), *trial["args"], "--run-id", trial["run_id"], "--runs-dir", runs_dir,
-                             "--no-progress"], stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*FER_TRAIN, *trial["args"], "--run-id", trial["run_id"], "--runs-dir", runs_dir, "--no-progress"],
+        stdin=subprocess.DEVNULL,
+    )
     reported = 0
     try:
         while True:
@@ -299,15 +305,24 @@ def run_ray(sweep_id: str, trials: list[dict], store: RunStore, opts: argparse.N
     if started:
         ray.init(address=opts.address) if opts.address else ray.init(include_dashboard=False)
     try:
-        gpus = opts.gpus_per_trial if opts.gpus_per_trial is not None else int(ray.cluster_resources().get("GPU", 0) > 0)
+        gpus = (
+            opts.gpus_per_trial if opts.gpus_per_trial is not None else int(ray.cluster_resources().get("GPU", 0) > 0)
+        )
         plain = [{k: t[k] for k in ("args", "run_id")} for t in trials]
-        trainable = tune.with_resources(tune.with_parameters(ray_trial, trials=plain, runs_dir=store.uri),
-                                        {"cpu": opts.cpus_per_trial, "gpu": gpus})
-        scheduler = (ASHAScheduler(max_t=max(t["epochs"] for t in trials), grace_period=1, reduction_factor=2)
-                     if opts.asha else None)
-        tuner = tune.Tuner(trainable, param_space={"trial": tune.grid_search(list(range(len(trials))))},
-                           tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", scheduler=scheduler),
-                           run_config=tune.RunConfig(name=sweep_id, storage_path=opts.ray_storage, verbose=1))
+        trainable = tune.with_resources(
+            tune.with_parameters(ray_trial, trials=plain, runs_dir=store.uri), {"cpu": opts.cpus_per_trial, "gpu": gpus}
+        )
+        scheduler = (
+            ASHAScheduler(max_t=max(t["epochs"] for t in trials), grace_period=1, reduction_factor=2)
+            if opts.asha
+            else None
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(list(range(len(trials))))},
+            tune_config=tune.TuneConfig(metric="val_accuracy", mode="max", scheduler=scheduler),
+            run_config=tune.RunConfig(name=sweep_id, storage_path=opts.ray_storage, verbose=1),
+        )
         tuner.fit()
     finally:
         if started:
@@ -316,13 +331,21 @@ def run_ray(sweep_id: str, trials: list[dict], store: RunStore, opts: argparse.N
 
 def sweep_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="fer-sweep", allow_abbrev=False, usage="fer-sweep [SPEC.toml] [options] [fer-train options]",
+        prog="fer-sweep",
+        allow_abbrev=False,
+        usage="fer-sweep [SPEC.toml] [options] [fer-train options]",
         description="Run a grid or random sweep of fer-train runs, grouped under one sweep id. "
-                    "Any fer-train option (e.g. --data, --epochs, --limit) overrides the spec's base.")
+        "Any fer-train option (e.g. --data, --epochs, --limit) overrides the spec's base.",
+    )
     p.add_argument("--name", help="sweep name (default: the spec's name or file name)")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2", help="grid over an option")
-    p.add_argument("--random", action="append", default=[], metavar="KEY=V1,V2|LOW:HIGH[:log]",
-                   help="sample an option from a list or a range")
+    p.add_argument(
+        "--random",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2|LOW:HIGH[:log]",
+        help="sample an option from a list or a range",
+    )
     p.add_argument("--trials", type=int, help="random samples per grid point")
     p.add_argument("--seeds", metavar="S1,S2", help="run every point once per seed")
     p.add_argument("--backend", choices=["local", "ray"], default="local")
@@ -366,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     table = results(trials, store)
     print(f"\nsweep {sweep_id} in {store.root}\n{table.drop(columns='run_id').to_string(index=False)}")
-    return 0 if (table.status.isin(["finished", "cancelled"])).all() else 1
+    return 0 if (table.status.isin(COMPLETED)).all() else 1
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import streamlit as st
@@ -9,59 +10,121 @@ import streamlit as st
 from dashboard.common import SAMPLE_DATA, data_path_hint, epochs_progress, model_choices, queue, store
 from fer_core.checkpoint import check_fits
 from fer_core.data import FerDataError, load_dataset
-from fer_core.inference import ensemble_members, resolve_model_path
 from fer_core.models import MODELS
-from fer_core.presets import DEFAULT_PRESET, PRESETS, preset_config
+from fer_core.presets import DEFAULT_PRESET, PRESETS, options, preset_config, to_argv
+from fer_core.registry import ensemble_members, resolve_model_path
+from fer_core.runstore import ACTIVE, RESUMABLE
 
 st.title("Train")
+
+# The TrainConfig fields the form shows, in this order, each with its widget key ("{preset}": back
+# to the preset's value when the preset changes). Label, help, bounds and kind of input come from
+# the field's metadata (fer_core/presets.py), as fer-train's flags do; the inputs that are not
+# fields (augmentation, dataset, start, teacher) sit between them as the layout below places them.
+FORM_FIELDS = {
+    "epochs": "ep_{preset}",
+    "batch_size": "bs_{preset}",
+    "lr": "lr_{preset}",
+    "weight_decay": "wd_{preset}",
+    "ema_decay": "ema_{preset}",
+    "mixup_alpha": "mixup_{preset}",
+    "cutmix_alpha": "cutmix_{preset}",
+    "device": "train_device",
+    "limit": "train_limit",
+    "name": "train_name",
+}
+OPTIONS = options()
+
+
+def field_input(name: str, base, where=st):
+    """The input for one TrainConfig field, starting at the preset's value; returns the field's value."""
+    opt, ui = OPTIONS[name], OPTIONS[name].ui
+    label = ui.get("label") or opt.label[:1].upper() + opt.label[1:]
+    value, kw = getattr(base, name), dict(key=FORM_FIELDS[name].format(preset=base.preset), help=opt.help)
+    if opt.choices:
+        return where.selectbox(label, opt.choices, index=opt.choices.index(value), **kw)
+    if opt.kind is bool:
+        return where.checkbox(label, value=value, **kw)
+    if opt.kind is str:
+        return where.text_input(label, value=value or "", **kw).strip() or None
+    low, high, with_low, with_high = opt.interval()
+    kind, none_as = opt.kind, ui.get("none_as")
+
+    # the form's own bound if it has one (a widget cannot show an open or infinite one), else the option's
+    def bound(key, b, closed):
+        return kind(ui[key]) if key in ui else (kind(b) if closed and math.isfinite(b) else None)
+
+    number = where.number_input(
+        label,
+        min_value=bound("min", low, with_low),
+        max_value=bound("max", high, with_high),
+        value=kind(none_as if value is None else value),
+        step=kind(ui["step"]) if "step" in ui else None,
+        format=ui.get("format"),
+        **kw,
+    )
+    return None if none_as is not None and number == none_as else number
+
+
+@st.cache_data
+def sample_faces() -> int:
+    """Counted, not written down: the label said 980 when the file had 700."""
+    return sum(len(split) for split in load_dataset(SAMPLE_DATA).splits.values())
+
 
 # -- the form ------------------------------------------------------------------------------
 with st.sidebar:
     st.header("New training")
     model = st.selectbox("Architecture", list(MODELS), key="train_model")
     presets = [p for p, cfg in PRESETS.items() if cfg["model"] == model]
-    preset = st.selectbox("Preset", presets, index=presets.index(DEFAULT_PRESET[model]), key="train_preset",
-                          help="paper-* reproduce the paper's setups; the others are our recipes")
+    preset = st.selectbox(
+        "Preset",
+        presets,
+        index=presets.index(DEFAULT_PRESET[model]),
+        key="train_preset",
+        help="paper-* reproduce the paper's setups; the others are our recipes",
+    )
     base = preset_config(preset)
     with st.form("train_form", border=False):
-        epochs = st.number_input("Epochs", min_value=1, max_value=500, value=base.epochs, key=f"ep_{preset}")
-        batch_size = st.number_input("Batch size", min_value=2, max_value=1024, value=base.batch_size,
-                                     key=f"bs_{preset}")
-        lr = st.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=base.lr, format="%.6f",
-                             key=f"lr_{preset}")
-        weight_decay = st.number_input("Weight decay", min_value=0.0, max_value=1.0, value=base.weight_decay,
-                                       format="%.5f", key=f"wd_{preset}")
-        ema_decay = st.number_input("Weight average: EMA decay (0 = off)", min_value=0.0, max_value=0.99999,
-                                    value=float(base.ema_decay or 0.0), format="%.5f", key=f"ema_{preset}",
-                                    help="evaluate and keep a moving average of the weights instead of the "
-                                         "weights themselves; 0.999 averages about the last 1000 steps")
-        augment = st.checkbox("Augmentation (crops, flips, small rotations)",
-                              value=any(v for k, v in base.augment.items() if k != "erasing"), key=f"aug_{preset}")
-        mix_left, mix_right = st.columns(2)
-        mixup_alpha = mix_left.number_input("MixUp alpha (0 = off)", min_value=0.0, max_value=10.0,
-                                            value=float(base.mixup_alpha), key=f"mixup_{preset}",
-                                            help="train on blends of two faces with blended labels")
-        cutmix_alpha = mix_right.number_input("CutMix alpha (0 = off)", min_value=0.0, max_value=10.0,
-                                              value=float(base.cutmix_alpha), key=f"cutmix_{preset}",
-                                              help="paste a patch of another face; with both on, each batch "
-                                                   "gets one of the two")
-        device = st.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="train_device")
-        source = st.radio("Dataset", ["Bundled sample (980 faces)", "A path on this machine"], key="train_source")
+        values = {name: field_input(name, base) for name in ("epochs", "batch_size", "lr", "weight_decay", "ema_decay")}
+        augment = st.checkbox(
+            "Augmentation (crops, flips, small rotations)",
+            value=any(v for k, v in base.augment.items() if k != "erasing"),
+            key=f"aug_{preset}",
+        )
+        for name, column in zip(("mixup_alpha", "cutmix_alpha"), st.columns(2), strict=True):
+            values[name] = field_input(name, base, column)
+        values["device"] = field_input("device", base)
+        sample = f"Bundled sample ({sample_faces()} faces)"
+        source = st.radio("Dataset", [sample, "A path on this machine"], key="train_source")
         path = st.text_input("FER2013 CSV or image folder", placeholder=data_path_hint(), key="train_path")
-        limit = st.number_input("Use at most N images per split (0 = all)", min_value=0, value=0, step=100,
-                                key="train_limit")
+        values["limit"] = field_input("limit", base)
         starts = {"scratch (random weights)": None, **model_choices(model)}
-        start = st.selectbox("Start from", list(starts), key=f"init_{preset}",
-                             help="a trained model's weights with a fresh optimizer and schedule: "
-                                  "a warm restart (lower the learning rate) or fine-tuning")
-        teachers = {"none": None, **model_choices(), **({"ensemble (shipped)": "ensemble"} if ensemble_members() else {})}
-        teacher = st.selectbox("Distil from (teacher)", list(teachers), key=f"teacher_{preset}",
-                               help="train towards a trained model's soft predictions as well as the labels "
-                                    "(knowledge distillation; any architecture)")
-        name = st.text_input("Run name (optional)", key="train_name")
+        start = st.selectbox(
+            "Start from",
+            list(starts),
+            key=f"init_{preset}",
+            help="a trained model's weights with a fresh optimizer and schedule: "
+            "a warm restart (lower the learning rate) or fine-tuning",
+        )
+        teachers = {
+            "none": None,
+            **model_choices(),
+            **({"ensemble (shipped)": "ensemble"} if ensemble_members() else {}),
+        }
+        teacher = st.selectbox(
+            "Distil from (teacher)",
+            list(teachers),
+            key=f"teacher_{preset}",
+            help="train towards a trained model's soft predictions as well as the labels "
+            "(knowledge distillation; any architecture)",
+        )
+        values["name"] = field_input("name", base)
         submitted = st.form_submit_button("Start training", type="primary")
-    st.caption("The bundled sample is for trying things out. For real training point the path at the full "
-               f"FER2013: the Kaggle `fer2013.csv` or image folders such as `{data_path_hint()}`.")
+    st.caption(
+        "The bundled sample is for trying things out. For real training point the path at the full "
+        f"FER2013: the Kaggle `fer2013.csv` or image folders such as `{data_path_hint()}`."
+    )
 
 
 def validate_dataset(data: str) -> str | None:
@@ -92,30 +155,22 @@ def validate_start(spec: str | None) -> str | None:
 
 
 if submitted:
-    data = str(SAMPLE_DATA) if source.startswith("Bundled") else path.strip()
+    data = str(SAMPLE_DATA) if source == sample else path.strip()
     problem = validate_dataset(data) or validate_start(starts[start])
     if problem:
         st.sidebar.error(problem)
     else:
-        args = ["--preset", preset, "--data", str(Path(data).expanduser().resolve()), "--epochs", str(int(epochs)),
-                "--batch-size", str(int(batch_size)), "--lr", repr(float(lr)),
-                "--weight-decay", repr(float(weight_decay)), "--device", device]
-        if ema_decay:
-            args += ["--ema-decay", repr(float(ema_decay))]
-        for flag, alpha in (("--mixup-alpha", mixup_alpha), ("--cutmix-alpha", cutmix_alpha)):
-            if alpha:
-                args += [flag, repr(float(alpha))]
-        if not augment:
-            args.append("--no-augment")
-        if limit:
-            args += ["--limit", str(int(limit))]
-        if starts[start]:
-            args += ["--init-from", starts[start]]
-        if teachers[teacher]:
-            args += ["--distill-from", teachers[teacher]]
-        if name.strip():
-            args += ["--name", name.strip()]
-        job, created = queue().submit(args, name=name.strip() or None, model=model)
+        args = to_argv(
+            {
+                "preset": preset,
+                "data": str(Path(data).expanduser().resolve()),
+                **values,
+                "no_augment": not augment,
+                "init_from": starts[start],
+                "distill_from": teachers[teacher],
+            }
+        )
+        job, created = queue().submit(args, name=values["name"], model=model)
         if created:
             st.sidebar.success(f"Queued {job['job_id']}.")
         else:
@@ -124,8 +179,14 @@ if submitted:
 # -- the jobs panel ------------------------------------------------------------------------------
 st.subheader("Jobs")
 c1, c2 = st.columns([1, 3])
-cap = c1.number_input("Run at most this many at once", min_value=1, max_value=8, value=queue().max_running,
-                      key="max_running", help="1 is best on a CPU: two jobs would share its cores")
+cap = c1.number_input(
+    "Run at most this many at once",
+    min_value=1,
+    max_value=8,
+    value=queue().max_running,
+    key="max_running",
+    help="1 is best on a CPU: two jobs would share its cores",
+)
 if cap != queue().max_running:
     queue().max_running = cap
 live = c2.toggle("Live update", value=True, key="jobs_live")
@@ -156,19 +217,24 @@ def jobs_panel() -> None:
             c1.markdown(f"**{job['name']}** · {job['model']} · `{status}`")
             fraction = float(progress.get("fraction") or (1.0 if status == "finished" else 0.0))
             if status == "running":
-                label = (f"epoch {progress.get('epoch', 0)}/{progress.get('epochs', '?')} "
-                         f"batch {progress.get('batch', 0)}/{progress.get('batches', '?')}  "
-                         f"{eta_text(progress.get('eta_seconds'))}")
+                label = (
+                    f"epoch {progress.get('epoch', 0)}/{progress.get('epochs', '?')} "
+                    f"batch {progress.get('batch', 0)}/{progress.get('batches', '?')}  "
+                    f"{eta_text(progress.get('eta_seconds'))}"
+                )
             else:
                 label = f"{run.get('epochs_completed', 0)}/{progress.get('epochs', '?')} epochs done"
             c1.progress(min(max(fraction, 0.0), 1.0), text=label)
-            if job["status"] in ("queued", "running"):
+            if job["status"] in ACTIVE:
                 if c2.button("Cancel", key=f"cancel_{job['job_id']}"):
                     q.cancel(job["job_id"])
                     st.rerun(scope="fragment")
             else:
-                if status in ("failed", "cancelled") and run and c2.button(
-                        "Resume", key=f"resume_{job['job_id']}", help="continue from the last finished epoch"):
+                if (
+                    status in RESUMABLE
+                    and run
+                    and c2.button("Resume", key=f"resume_{job['job_id']}", help="continue from the last finished epoch")
+                ):
                     q.resume(job["run_id"])
                     st.rerun(scope="fragment")
                 if c3.button("Remove", key=f"forget_{job['job_id']}", help="from this list; the run stays"):
@@ -184,18 +250,25 @@ jobs_panel()
 
 
 # -- resume any stopped run (also those started from the command line) ---------------------------
-stopped = {f"{r.get('name') or r['run_id']} ({r['status']}, {epochs_progress(r)} epochs)": r
-           for r in store().list_runs() if r["status"] in ("failed", "cancelled")}
+stopped = {
+    f"{r.get('name') or r['run_id']} ({r['status']}, {epochs_progress(r)} epochs)": r
+    for r in store().list_runs()
+    if r["status"] in ("failed", "cancelled")
+}
 if stopped:
     with st.expander(f"Resume a stopped run ({len(stopped)})"):
         choice = st.selectbox("Run", list(stopped), key="resume_run")
         run = stopped[choice]
         done, total = run.get("epochs_completed") or 0, run["config"]["epochs"]
-        end = st.number_input("Train to epoch", min_value=min(done + 1, total), value=total,
-                              step=1, key=f"resume_epochs_{run['run_id']}",
-                              help="The run's own end, or another: a cosine schedule then anneals to the new end "
-                                   "(fer-train --resume RUN_ID --epochs N)")
+        end = st.number_input(
+            "Train to epoch",
+            min_value=min(done + 1, total),
+            value=total,
+            step=1,
+            key=f"resume_epochs_{run['run_id']}",
+            help="The run's own end, or another: a cosine schedule then anneals to the new end "
+            "(fer-train --resume RUN_ID --epochs N)",
+        )
         if st.button("Resume from its last finished epoch", key="resume_button"):
             job, created = queue().resume(run["run_id"], epochs=int(end))
-            (st.success if created else st.warning)(
-                f"{'Queued' if created else 'Already queued'}: {job['name']}")
+            (st.success if created else st.warning)(f"{'Queued' if created else 'Already queued'}: {job['name']}")
