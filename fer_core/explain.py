@@ -20,7 +20,10 @@ def target_layer(model: torch.nn.Module) -> torch.nn.Module:
     if name == "resnet50":
         return model.net.layer3  # layer4 is 2x2 at 48x48 (imagenet stem): too coarse to show anything
     if name == "vit":
-        return model.blocks[-1]
+        # Not blocks[-1]: only its class token reaches the head, so its patch tokens get no
+        # gradient and the map is all zeros. The last block's first norm is where the patch
+        # tokens last feed the class token (as attention keys and values).
+        return model.blocks[-1].norm1
     raise ValueError(f"no Grad-CAM target layer for model {name!r}")
 
 
@@ -28,8 +31,10 @@ def grad_cam(model: torch.nn.Module, face: np.ndarray, class_index: int | None =
     """A 48x48 map in [0, 1] of where the evidence for `class_index` (default: predicted) lies."""
     layer = target_layer(model)
     saved: dict[str, torch.Tensor] = {}
-    hooks = [layer.register_forward_hook(lambda m, i, o: saved.__setitem__("act", o)),
-             layer.register_full_backward_hook(lambda m, gi, go: saved.__setitem__("grad", go[0]))]
+    hooks = [
+        layer.register_forward_hook(lambda m, i, o: saved.__setitem__("act", o)),
+        layer.register_full_backward_hook(lambda m, gi, go: saved.__setitem__("grad", go[0])),
+    ]
     try:
         model.eval()
         x = to_model_input(torch.from_numpy(np.array(face, dtype=np.uint8)).unsqueeze(0)).requires_grad_(True)
@@ -41,6 +46,7 @@ def grad_cam(model: torch.nn.Module, face: np.ndarray, class_index: int | None =
     finally:
         for h in hooks:
             h.remove()
+        model.zero_grad(set_to_none=True)  # a cached model keeps no gradients (memory) between calls
     act, grad = saved["act"].detach().float(), saved["grad"].detach().float()
     if act.dim() == 3:  # ViT tokens [1, 1 + n, dim] -> [1, dim, g, g] without the class token
         g = int(round((act.shape[1] - 1) ** 0.5))

@@ -1,13 +1,11 @@
-"""Photo in, emotions out: face detection, 48x48 crops, per-model and ensemble probabilities.
+"""Photo or frame in, emotions out: face detection, 48x48 crops, per-model and ensemble probabilities.
 
-The one pipeline behind `fer-predict`, the dashboard's Predict page and the Live page.
+The one pipeline behind the Recognizer (fer_core/recognizer.py: fer-predict, fer-serve, the
+Predict page), the Live page and videos (fer_core/video.py: frames, tracks, smoothing).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,14 +13,15 @@ import torch
 from PIL import Image
 
 from .classes import CLASSES
-from .faces import DETECT_MAX_SIDE, ImageError, crop_face, detect_faces, load_photo, to_gray
-from .inference import ensemble_probs, load_models, resolve_tta
+from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, crop_face, detect_faces, to_gray
+from .inference import ensemble_probs
 
 
 @dataclass
 class Face:
     box: tuple[int, int, int, int]
-    crop: np.ndarray                              # 48x48 uint8
+    crop: np.ndarray  # 48x48 uint8
+    confidence: float = 1.0  # the detector's; 0 for a whole-image fallback
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # model name -> [7]
 
     def combined(self) -> np.ndarray:
@@ -34,74 +33,75 @@ class Face:
         return CLASSES[int(p.argmax())], float(p.max())
 
 
-def find_faces(image: Image.Image | np.ndarray, whole_image: bool = False,
-               max_side: int = DETECT_MAX_SIDE) -> list[Face]:
-    """Faces found in the image; with whole_image=True the whole image is one face when none is found."""
-    gray = to_gray(image)
-    boxes = detect_faces(gray, max_side=max_side)
-    if not boxes and whole_image:
-        boxes = [(0, 0, gray.shape[1], gray.shape[0])]
-        return [Face(boxes[0], crop_face(gray, boxes[0], margin=0.0))]
-    return [Face(box, crop_face(gray, box)) for box in boxes]
+def find_faces(
+    image: Image.Image | np.ndarray,
+    whole_image: bool = False,
+    max_side: int = DETECT_MAX_SIDE,
+    detector: str = DEFAULT_DETECTOR,
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+) -> list[Face]:
+    """Faces found in the image; with whole_image=True the whole image is one face when none is found.
+
+    The detector sees the colour image (the CNN detectors were trained on colour); the crops
+    are cut from its grayscale version, as FER2013's faces are gray.
+    """
+    array = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else image
+    gray = to_gray(array)
+    found = detect_faces(array, detector=detector, min_confidence=min_confidence, max_side=max_side)
+    if not found and whole_image:
+        box = (0, 0, gray.shape[1], gray.shape[0])
+        return [Face(box, crop_face(gray, box, margin=0.0), confidence=0.0)]
+    return [Face(d.box, crop_face(gray, d), confidence=d.confidence) for d in found]
 
 
-def classify_faces(faces: list[Face], models: dict[str, torch.nn.Module],
-                   tta: dict[str, str] | None = None) -> list[Face]:
+def classify_faces(
+    faces: list[Face],
+    models: dict[str, torch.nn.Module],
+    tta: dict[str, str] | None = None,
+    dtype: torch.dtype | None = None,
+) -> list[Face]:
     """Each model's probabilities for each face; `tta` maps a model name to its test-time
-    augmentation (none when missing: Live has a frame budget, ten views cost ten times one)."""
+    augmentation (none when missing: Live has a frame budget, ten views cost ten times one);
+    `dtype` an autocast dtype (None: fp32, as photos are classified)."""
     if faces:
         crops = np.stack([f.crop for f in faces])
         for name, model in models.items():
-            probs = ensemble_probs([model], crops, tta=(tta or {}).get(name, "none"))
-            for face, p in zip(faces, probs):
+            probs = ensemble_probs([model], crops, dtype=dtype, tta=(tta or {}).get(name, "none"))
+            for face, p in zip(faces, probs, strict=True):
                 face.probabilities[name] = p
     return faces
 
 
+@dataclass(frozen=True)
+class FaceResult:
+    box: tuple[int, int, int, int]  # x, y, width, height in the input image's pixels
+    label: str  # the most probable of CLASSES
+    confidence: float  # that class's probability
+    probabilities: dict[str, float]  # every class, in CLASSES order
+    detection_confidence: float  # the face detector's score (0 for a whole-image fallback)
+
+    def to_dict(self) -> dict:
+        """The JSON of one face, as `fer-predict --json` and `fer-serve` print it."""
+        return {
+            "box": list(self.box),
+            "label": self.label,
+            "confidence": round(self.confidence, 4),
+            "probabilities": {c: round(p, 4) for c, p in self.probabilities.items()},
+            "detection_confidence": round(self.detection_confidence, 4),
+        }
+
+
+def face_result(face: Face) -> FaceResult:
+    probs = face.combined()
+    best = int(probs.argmax())
+    return FaceResult(
+        tuple(int(v) for v in face.box),
+        CLASSES[best],
+        float(probs[best]),
+        {c: float(p) for c, p in zip(CLASSES, probs, strict=True)},
+        float(face.confidence),
+    )
+
+
 def face_json(face: Face) -> dict:
-    label, confidence = face.label()
-    return {"box": list(face.box), "label": label, "confidence": round(confidence, 4),
-            "probabilities": {c: round(float(p), 4) for c, p in zip(CLASSES, face.combined())}}
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="fer-predict", description="Find faces in images and classify their emotion.")
-    p.add_argument("images", nargs="+", help="image files (jpg, png, webp, bmp, ...)")
-    p.add_argument("--model", default="ensemble",
-                   help="shipped name (stcnn, resnet50, vit, ensemble), run id, run folder or checkpoint; "
-                        "several joined by commas are averaged (default: ensemble)")
-    p.add_argument("--whole-image", action="store_true", help="classify the whole image when no face is found")
-    p.add_argument("--json", action="store_true", help="print JSON (a list when several images)")
-    p.add_argument("--int8", action="store_true",
-                   help="int8 inference for the shipped models calibrated for it (stcnn); others stay fp")
-    p.add_argument("--tta", default="auto", choices=["auto", "none", "flip", "tencrop"],
-                   help="test-time augmentation (default auto: the one a shipped model's card chose on val, "
-                        "as fer-eval; none for other models)")
-    args = p.parse_args(argv)
-    try:
-        models = {f"m{i}": m for i, m in enumerate(load_models(args.model, int8=args.int8))}
-    except (FileNotFoundError, ValueError) as e:
-        print(f"fer-predict: error: {e}", file=sys.stderr)
-        return 2
-    view = resolve_tta(args.tta, args.model)
-    results, failed = [], False
-    for path in args.images:
-        try:
-            faces = classify_faces(find_faces(load_photo(path), args.whole_image), models,
-                                   dict.fromkeys(models, view))
-            results.append({"path": path, "tta": view, "faces": [face_json(f) for f in faces]})
-        except ImageError as e:
-            failed = True
-            results.append({"path": path, "error": str(e), "faces": []})
-            print(f"fer-predict: {e}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(results[0] if len(results) == 1 else results))
-    else:
-        for r in results:
-            if "error" in r:
-                continue
-            if not r["faces"]:
-                print(f"{r['path']}: no face found (try --whole-image)")
-            for i, f in enumerate(r["faces"], 1):
-                print(f"{r['path']}: face {i} at {tuple(f['box'])}: {f['label']} ({f['confidence']:.0%})")
-    return 1 if failed else 0
+    return face_result(face).to_dict()

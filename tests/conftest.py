@@ -47,11 +47,12 @@ def happy_face(fer2013: Path) -> Path:
 
 
 def detectable_faces(fer2013: Path, split: str = "val", cls: str = "happy", n: int = 2) -> list[Path]:
-    """Real FER2013 faces that OpenCV's detector finds once enlarged (about 85% of them)."""
+    """Real FER2013 faces that the default detector finds once enlarged (most of them)."""
     from fer_core.faces import detect_faces
+
     found = []
     for f in sorted((fer2013 / split / cls).iterdir()):
-        if len(detect_faces(np.asarray(make_photo([f], size=(400, 400)).convert("L")))) == 1:
+        if len(detect_faces(np.asarray(make_photo([f], size=(400, 400))))) == 1:
             found.append(f)
             if len(found) == n:
                 return found
@@ -79,6 +80,31 @@ def write_y4m(frames: list[Image.Image], path: Path, fps: int = 10) -> Path:
     return path
 
 
+def write_clip(path: Path, frames: list[np.ndarray], fps: float = 25) -> Path:
+    """RGB frames to a real video file: mp4v in .mp4, MJPG in .avi (OpenCV's writers)."""
+    import cv2
+
+    fourcc = "mp4v" if path.suffix == ".mp4" else "MJPG"
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    assert writer.isOpened(), f"OpenCV cannot write {path}"
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def write_video(path: Path, faces: list[Path], seconds: float = 3, fps: int = 10, size=(640, 360)) -> Path:
+    """A video of real FER2013 faces: each face in turn for an equal share of the frames,
+    drifting a little to the right (so tracking has something to follow)."""
+    n = round(seconds * fps)
+    frames = [
+        np.roll(np.asarray(make_photo([faces[i * len(faces) // n]], size=size, face_px=170)), 2 * i, axis=1)
+        for i in range(n)
+    ]
+    return write_clip(path, frames, fps)
+
+
 TINY_STCNN = ["--model-config", "widths=[8,16,32,32]"]
 
 
@@ -86,8 +112,16 @@ def fer_train(*args, runs_dir: Path, timeout: int = 600) -> str:
     """Run the real `fer-train` on the bundled sample; returns its stdout."""
     import subprocess
     import sys
-    command = [str(Path(sys.executable).parent / "fer-train"), "--data", str(SAMPLE_CSV), "--runs-dir", str(runs_dir),
-               "--no-progress", *map(str, args)]
+
+    command = [
+        str(Path(sys.executable).parent / "fer-train"),
+        "--data",
+        str(SAMPLE_CSV),
+        "--runs-dir",
+        str(runs_dir),
+        "--no-progress",
+        *map(str, args),
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -98,8 +132,18 @@ def finished_runs(tmp_path_factory) -> Path:
     """A runs folder with two finished 2-epoch ST-CNN runs (batch 16 and 32), made by fer-train."""
     runs = tmp_path_factory.mktemp("finished") / "runs"
     for batch in (16, 32):
-        fer_train("--preset", f"paper-stcnn-b{batch}", "--epochs", 2, "--limit", 140, "--name", f"b{batch}",
-                  *TINY_STCNN, runs_dir=runs)
+        fer_train(
+            "--preset",
+            f"paper-stcnn-b{batch}",
+            "--epochs",
+            2,
+            "--limit",
+            140,
+            "--name",
+            f"b{batch}",
+            *TINY_STCNN,
+            runs_dir=runs,
+        )
     return runs
 
 
@@ -115,6 +159,7 @@ def runs_copy(finished_runs, tmp_path, monkeypatch) -> Path:
 
 def free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -128,12 +173,25 @@ def streamlit_server(home: Path):
     import subprocess
     import sys
     import time
+
     env = dict(os.environ, FER_RUNS_DIR=str(home / "runs"), FER_JOBS_DIR=str(home / "jobs"))
     port = free_port()
     with open(home / "streamlit.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(PROJECT / "dashboard" / "app.py"),
-                                 "--server.port", str(port)], cwd=PROJECT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(PROJECT / "dashboard" / "app.py"),
+                "--server.port",
+                str(port),
+            ],
+            cwd=PROJECT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.time() + 60
         while True:
@@ -158,11 +216,15 @@ def s3_server(tmp_path_factory):
     import sys
     import time
     import urllib.request
+
     port = free_port()
     log = tmp_path_factory.mktemp("s3") / "moto.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -173,11 +235,18 @@ def s3_server(tmp_path_factory):
             if time.time() > deadline or proc.poll() is not None:
                 raise AssertionError(log.read_text()) from None
             time.sleep(0.3)
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-                      AWS_DEFAULT_REGION="us-east-1")
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    }
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
     import fsspec
+
     fsspec.filesystem("s3", skip_instance_cache=True).mkdir("fer-runs")
     try:
         yield endpoint
@@ -192,4 +261,38 @@ def s3_server(tmp_path_factory):
 def s3_runs(s3_server, request) -> str:
     """A fresh run store URI in the S3 bucket, one prefix per test."""
     import secrets
+
     return f"s3://fer-runs/{request.node.name.replace('[', '-').strip(']')}-{secrets.token_hex(3)}"
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@contextlib.contextmanager
+def chromium(camera: Path):
+    """Debian's Chromium driven by Playwright, headless, offline, with `camera` (a Y4M file) as
+    its webcam; under CI a missing browser or Playwright is an error, elsewhere a skip."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    if os.environ.get("CI") == "true":
+        from playwright import sync_api
+    else:
+        sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--use-fake-ui-for-media-stream",
+                "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={camera}",
+            ],
+        )
+        yield browser
+        browser.close()

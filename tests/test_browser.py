@@ -7,27 +7,20 @@ Screenshots of every page go to results/screenshots/.
 from __future__ import annotations
 
 import io
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from fer_core.inference import shipped_tta
+from fer_core.registry import shipped_tta
 from fer_core.runstore import RunStore
-from tests.conftest import PROJECT, detectable_faces, make_photo, streamlit_server, write_y4m
+from tests.conftest import PROJECT, chromium, detectable_faces, make_photo, streamlit_server, write_y4m
 
-CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = PROJECT / "results" / "screenshots"
 PURPLE = np.array([123, 63, 160])  # the box and label colour the Live page draws
 
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI") == "true":
-        raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
-    pytest.skip("Debian's chromium is not installed (make test installs it)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.slow
 
 
@@ -35,11 +28,13 @@ pytestmark = pytest.mark.slow
 def dashboard(finished_runs, tmp_path_factory):
     """`streamlit run dashboard/app.py` on a free localhost port, on a private copy of two finished runs."""
     import shutil
+
     home = tmp_path_factory.mktemp("dashboard")
     shutil.copytree(finished_runs, home / "runs")
     with streamlit_server(home) as url:
         yield {"url": url, "runs": home / "runs", "jobs": home / "jobs"}
-    from fer_core.jobs import JobQueue
+    from trainers.jobs import JobQueue
+
     queue = JobQueue(home / "jobs", RunStore(home / "runs"))
     for job in queue.jobs():
         if job["status"] in ("queued", "running"):
@@ -50,13 +45,8 @@ def dashboard(finished_runs, tmp_path_factory):
 def browser(fer2013, tmp_path_factory):
     faces = detectable_faces(fer2013, n=1)
     video = write_y4m([make_photo(faces)] * 20, tmp_path_factory.mktemp("camera") / "face.y4m")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={video}"])
+    with chromium(video) as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture
@@ -141,7 +131,9 @@ def test_a_bad_upload_beside_a_good_one(page, dashboard, fer2013, tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     make_photo(detectable_faces(fer2013, n=1)).save(tmp_path / "face.jpg")
     open_page(page, dashboard, "predict")
-    page.locator("input[type=file]").set_input_files([str(tmp_path / n) for n in ("notes.jpg", "empty.png", "face.jpg")])
+    page.locator("input[type=file]").set_input_files(
+        [str(tmp_path / n) for n in ("notes.jpg", "empty.png", "face.jpg")]
+    )
     page.get_by_text("notes.jpg: not a readable image").wait_for()
     page.get_by_text("empty.png: ").first.wait_for()
     page.get_by_text("Face 1:").wait_for()
@@ -163,12 +155,13 @@ def test_train_from_the_sidebar_then_cancel_another(page, dashboard):
         sidebar.get_by_role("button", name="Start training").click()
         sidebar.get_by_text("Queued").wait_for()
 
-    sidebar.get_by_text("Bundled sample (980 faces)").wait_for()
+    sidebar.get_by_text("Bundled sample (700 faces)").wait_for()
     submit(2, "browser-tiny")
     page.get_by_text("browser-tiny").first.wait_for()
     deadline = time.time() + 300
-    while time.time() < deadline and not any(r.get("name") == "browser-tiny" and r["status"] == "finished"
-                                             for r in runs.list_runs()):
+    while time.time() < deadline and not any(
+        r.get("name") == "browser-tiny" and r["status"] == "finished" for r in runs.list_runs()
+    ):
         time.sleep(1)
     tiny = next(r for r in runs.list_runs() if r.get("name") == "browser-tiny")
     assert tiny["status"] == "finished" and tiny["epochs_completed"] == 2
@@ -215,7 +208,7 @@ def test_live_webcam_draws_a_label(page, dashboard):
         if video.count():
             try:
                 found = purple_pixels(video.first.screenshot(timeout=10_000))
-            except sync_api.TimeoutError:  # it went between the count and the screenshot
+            except PlaywrightTimeout:  # it went between the count and the screenshot
                 continue
         elif start.count() and restarts < 2:
             restarts += 1

@@ -13,9 +13,11 @@ from PIL import Image
 
 from fer_core.classes import CLASSES
 from fer_core.explain import grad_cam, spatial_transform
-from fer_core.faces import ImageError, load_photo
-from fer_core.inference import SHIPPED_MODELS_DIR, ensemble_probs, load_named_model, shipped_tta
+from fer_core.faces import DEFAULT_MIN_CONFIDENCE, DETECTORS, ImageError, load_photo
+from fer_core.inference import ensemble_probs
+from fer_core.loading import load_named_model
 from fer_core.predict import find_faces
+from fer_core.registry import SHIPPED_MODELS_DIR, shipped_tta
 from tests.conftest import detectable_faces, make_photo
 
 FER_PREDICT = Path(sys.executable).parent / "fer-predict"
@@ -27,8 +29,14 @@ def photos(fer2013, tmp_path_factory) -> dict[str, Path]:
     assert (SHIPPED_MODELS_DIR / f"{MODEL}.safetensors").exists(), "the shipped stcnn model is missing"
     d = tmp_path_factory.mktemp("photos")
     one, two = detectable_faces(fer2013, n=2)
-    paths = {"one": d / "one.jpg", "two": d / "two.png", "none": d / "wall.jpg", "corrupt": d / "corrupt.jpg",
-             "text": d / "notes.jpg", "huge": d / "huge.jpg"}
+    paths = {
+        "one": d / "one.jpg",
+        "two": d / "two.png",
+        "none": d / "wall.jpg",
+        "corrupt": d / "corrupt.jpg",
+        "text": d / "notes.jpg",
+        "huge": d / "huge.jpg",
+    }
     make_photo([one]).save(paths["one"])
     make_photo([one, two], size=(900, 450)).save(paths["two"])
     Image.new("RGB", (640, 480), (90, 140, 200)).save(paths["none"])
@@ -39,8 +47,9 @@ def photos(fer2013, tmp_path_factory) -> dict[str, Path]:
 
 
 def predict(*args) -> tuple[int, object, str]:
-    result = subprocess.run([str(FER_PREDICT), "--model", MODEL, "--json", *map(str, args)], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [str(FER_PREDICT), "--model", MODEL, "--json", *map(str, args)], capture_output=True, text=True, timeout=300
+    )
     return result.returncode, json.loads(result.stdout), result.stderr
 
 
@@ -94,6 +103,23 @@ def test_bad_files_get_a_clear_error(photos, kind, needle):
     assert code == 1
     assert needle in out[0]["error"] and out[0]["faces"] == [] and needle in err
     assert len(out[1]["faces"]) == 1  # the good image in the same call is still classified
+
+
+def test_detectors_and_their_confidence(photos):
+    """Each detector finds the face; Haar reports confidence 1, the CNN its score, which
+    --min-face-confidence thresholds."""
+    image = load_photo(photos["one"])
+    for detector in DETECTORS:
+        [face] = find_faces(image, detector=detector)
+        assert DEFAULT_MIN_CONFIDENCE <= face.confidence <= 1 and face.crop.shape == (48, 48)
+        assert face.confidence == 1.0 or detector != "haar"
+    scores = [find_faces(image, detector=d)[0].confidence for d in DETECTORS]
+    if min(scores) < 1:  # just above the face's score: dropped
+        weakest = DETECTORS[scores.index(min(scores))]
+        assert find_faces(image, detector=weakest, min_confidence=(min(scores) + 1) / 2) == []
+    code, out, _ = predict(photos["one"], "--detector", "haar")
+    assert code == 0 and len(out["faces"]) == 1
+    assert find_faces(Image.new("RGB", (64, 64)), whole_image=True)[0].confidence == 0
 
 
 def test_huge_image(photos):

@@ -33,24 +33,37 @@ def encoded(image: Image.Image, fmt: str, **kw) -> bytes:
 def png_bomb(width: int, height: int) -> bytes:
     """A valid 1-bit PNG of width x height black pixels: a few hundred KB that would decode to
     width x height pixels in memory (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
     row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
     pixels = zlib.compressobj(9)
     idat = b"".join(pixels.compress(row) for _ in range(height)) + pixels.flush()
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
-            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
 
 
-@pytest.mark.parametrize("kind,needle", [
-    ("empty", "not a readable image"),
-    ("text", "not a readable image"),
-    ("truncated", "not a readable image"),
-    ("bomb", "decompression bomb"),
-])
+@pytest.mark.parametrize(
+    "kind,needle",
+    [
+        ("empty", "not a readable image"),
+        ("text", "not a readable image"),
+        ("truncated", "not a readable image"),
+        ("bomb", "decompression bomb"),
+    ],
+)
 def test_unusable_files_get_a_clear_message(face_photo, kind, needle):
-    data = {"empty": b"", "text": b"name,age\nbob,3\n", "truncated": encoded(face_photo, "JPEG")[:2000],
-            "bomb": png_bomb(20000, 20000)}[kind]
+    data = {
+        "empty": b"",
+        "text": b"name,age\nbob,3\n",
+        "truncated": encoded(face_photo, "JPEG")[:2000],
+        "bomb": png_bomb(20000, 20000),
+    }[kind]
     with pytest.raises(ImageError) as error:
         load_photo(data, name=f"{kind}.jpg")
     assert str(error.value).startswith(f"{kind}.jpg: ") and needle in str(error.value)

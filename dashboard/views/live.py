@@ -12,9 +12,10 @@ import streamlit as st
 from streamlit_webrtc import webrtc_streamer
 
 from dashboard.common import get_model, model_choices, rtc_configuration
-from fer_core.faces import VIDEO_DETECT_MAX_SIDE
-from fer_core.inference import int8_names
+from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, VIDEO_DETECT_MAX_SIDE
+from fer_core.loading import BACKENDS
 from fer_core.predict import classify_faces, find_faces
+from fer_core.registry import int8_names
 
 st.title("Live")
 choices = model_choices()
@@ -23,35 +24,85 @@ if not choices:
     st.stop()
 labels = list(choices)
 default = next((i for i, label in enumerate(labels) if label.startswith("stcnn")), 0)
-picked = st.selectbox("Model", labels, index=default, key="live_model")
-int8 = False
-if choices[picked] in int8_names():
-    int8 = st.toggle("int8", value=True, key="live_int8",
-                     help="int8 convolutions: about twice as fast on a CPU, the same val accuracy (see the model card)")
-model = get_model(choices[picked], int8)
-st.caption("Press START and allow the camera. Frames are processed on this machine; nothing is sent elsewhere. "
-           "With no STUN/TURN server this works on localhost; set FER_ICE_SERVERS for remote use.")
+video_column, settings = st.columns([3, 2])  # the video in a column: STOP stays above the fold
+with settings:
+    picked = st.selectbox("Model", labels, index=default, key="live_model")
+    int8 = False
+    if choices[picked] in int8_names():
+        int8 = st.toggle(
+            "int8",
+            value=True,
+            key="live_int8",
+            help="the int8 version on ONNX Runtime: several times faster on a CPU, the same val "
+            "accuracy (see the model card)",
+        )
+    backend = (
+        "auto"
+        if int8
+        else st.selectbox(
+            "Runtime",
+            BACKENDS,
+            key="live_backend",
+            help="auto: PyTorch; onnx: ONNX Runtime (exported once, on first use)",
+        )
+    )
+    detector = st.selectbox(
+        "Face detector",
+        DETECTORS,
+        index=DETECTORS.index(DEFAULT_DETECTOR),
+        key="live_detector",
+        help="takes effect on the next frame, no restart needed",
+    )
+    min_confidence = st.slider(
+        "Minimum detection confidence",
+        0.0,
+        1.0,
+        float(DEFAULT_MIN_CONFIDENCE),
+        0.05,
+        key="live_min_confidence",
+        help="faces the detector is less sure of are left out (Haar reports 1.0)",
+    )
+    st.caption(
+        "Press START and allow the camera. Frames are processed on this machine; nothing is sent elsewhere. "
+        "With no STUN/TURN server this works on localhost; set FER_ICE_SERVERS for remote use."
+    )
+model = get_model(choices[picked], int8, backend)
 
 
 class Annotator:
-    """Runs in streamlit-webrtc's worker thread: detect, classify, draw, count frames per second."""
+    """Runs in streamlit-webrtc's worker thread: detect, classify, draw, count frames per second.
+    The page's reruns change its model and detector settings in place (under the lock)."""
 
-    def __init__(self, model):
-        self.model = model
+    def __init__(self):
+        self.model, self.detector, self.min_confidence = None, DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE
         self.lock = threading.Lock()
         self.times: deque[float] = deque(maxlen=30)
+
+    def configure(self, model, detector: str, min_confidence: float) -> None:
+        with self.lock:
+            self.model, self.detector, self.min_confidence = model, detector, min_confidence
 
     def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
         image = frame.to_ndarray(format="bgr24")
         rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         with self.lock:
-            faces = classify_faces(find_faces(rgb, max_side=VIDEO_DETECT_MAX_SIDE), {"model": self.model})
+            faces = find_faces(
+                rgb, max_side=VIDEO_DETECT_MAX_SIDE, detector=self.detector, min_confidence=self.min_confidence
+            )
+            faces = classify_faces(faces, {"model": self.model})
         for face in faces:
             x, y, w, h = face.box
             label, confidence = face.label()
             cv2.rectangle(image, (x, y), (x + w, y + h), (160, 63, 123), 2)
-            cv2.putText(image, f"{label} {confidence:.0%}", (x, max(15, y - 8)), cv2.FONT_HERSHEY_SIMPLEX, 0.7,
-                        (160, 63, 123), 2)
+            cv2.putText(
+                image,
+                f"{label} {confidence:.0%}",
+                (x, max(15, y - 8)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.7,
+                (160, 63, 123),
+                2,
+            )
         self.times.append(time.perf_counter())
         if len(self.times) > 1:
             fps = (len(self.times) - 1) / (self.times[-1] - self.times[0])
@@ -59,6 +110,12 @@ class Annotator:
         return av.VideoFrame.from_ndarray(image, format="bgr24")
 
 
-webrtc_streamer(key=f"live-{choices[picked]}{'-int8' if int8 else ''}", video_frame_callback=Annotator(model),
-                rtc_configuration=rtc_configuration(),
-                media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False})
+annotator = st.session_state.setdefault("live_annotator", Annotator())
+annotator.configure(model, detector, min_confidence)
+with video_column:
+    webrtc_streamer(
+        key=f"live-{choices[picked]}{'-int8' if int8 else ''}",
+        video_frame_callback=annotator,
+        rtc_configuration=rtc_configuration(),
+        media_stream_constraints={"video": {"width": 640, "height": 480}, "audio": False},
+    )

@@ -1,19 +1,30 @@
-"""Predict: drop photos, see every face boxed and numbered, each model's probabilities and why."""
+"""Predict: drop photos or videos, see every face boxed and labelled, each model's probabilities and why."""
 
 from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
-from dashboard.common import get_model, model_choices
+from dashboard.common import get_model, get_recognizer, model_choices
 from fer_core.classes import CLASSES
 from fer_core.explain import grad_cam, overlay, spatial_transform
-from fer_core.faces import ImageError, load_photo
-from fer_core.inference import shipped_tta
-from fer_core.predict import Face, classify_faces, find_faces
+from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, ImageError, load_photo
+from fer_core.loading import BACKENDS
+from fer_core.predict import Face
+from fer_core.video import VIDEO_SUFFIXES, VideoError, predict_video, result_rows
+
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
+VIDEO_TYPES = [suffix.lstrip(".") for suffix in VIDEO_SUFFIXES]
+DISPLAY_MAX_SIDE = 1600  # a 100 MP photo is shown (and sent to the browser) at this size
+PURPLE = (123, 63, 160)
+MAX_TRACKS = 8  # timelines shown per video (the faces seen longest)
 
 st.title("Predict")
 choices = model_choices()
@@ -21,80 +32,254 @@ if not choices:
     st.warning("No trained model yet: train one on the **Train** page.")
     st.stop()
 default = [label for label in choices if label.endswith("(shipped)")] or list(choices)[:1]
-picked = st.multiselect("Models", list(choices), default=default, key="predict_models",
-                        help="several models are shown side by side, with their ensemble (mean)")
+picked = st.multiselect(
+    "Models",
+    list(choices),
+    default=default,
+    key="predict_models",
+    help="several models are shown side by side, with their ensemble (mean)",
+)
+c1, c2, c3 = st.columns(3)
+detector = c1.selectbox(
+    "Face detector",
+    DETECTORS,
+    index=DETECTORS.index(DEFAULT_DETECTOR),
+    key="predict_detector",
+    help=f"{DEFAULT_DETECTOR} is the default; haar is OpenCV's classic cascade",
+)
+min_confidence = c2.slider(
+    "Minimum detection confidence",
+    0.0,
+    1.0,
+    float(DEFAULT_MIN_CONFIDENCE),
+    0.05,
+    key="predict_min_confidence",
+    help="faces the detector is less sure of are left out (Haar reports 1.0 for every face)",
+)
+backend = c3.selectbox(
+    "Runtime",
+    BACKENDS,
+    key="predict_backend",
+    help="auto: PyTorch; onnx: ONNX Runtime (each model is exported once, on first use)",
+)
 explain = st.toggle("Explain (Grad-CAM, and the ST-CNN's transformed input)", value=False, key="explain")
-card_views = st.toggle("Test-time augmentation as on the model cards", value=True, key="predict_tta",
-                       help="each shipped model averages the views its card chose on val (flip, or ten crops); "
-                            "runs and the Live page classify one view")
-files = st.file_uploader("Drop face photos here", type=["jpg", "jpeg", "png", "webp", "bmp"],
-                         accept_multiple_files=True, key="uploads")
+card_views = st.toggle(
+    "Test-time augmentation as on the model cards",
+    value=True,
+    key="predict_tta",
+    help="each shipped model averages the views its card chose on val (flip, or ten crops); "
+    "runs, videos and the Live page classify one view",
+)
+files = st.file_uploader(
+    "Drop face photos or videos here", type=IMAGE_TYPES + VIDEO_TYPES, accept_multiple_files=True, key="uploads"
+)
 if not picked or not files:
-    st.info("Choose at least one model and drop one or more images (jpg, png, webp, bmp).")
+    st.info(
+        f"Choose at least one model and drop one or more images ({', '.join(IMAGE_TYPES)}) "
+        f"or videos ({', '.join(VIDEO_TYPES)})."
+    )
     st.stop()
-models = {choices[label]: get_model(choices[label]) for label in picked}
-tta = {spec: shipped_tta(spec) if card_views else "none" for spec in models}
+recognizer = get_recognizer([choices[label] for label in picked], card_views, backend).with_options(
+    detector=detector, min_face_confidence=min_confidence
+)
+models, tta = recognizer.models, recognizer.views
 if any(view != "none" for view in tta.values()):
-    st.caption("Test-time views: " + ", ".join(f"{spec} {view}" for spec, view in tta.items()))
+    st.caption("Test-time views (photos): " + ", ".join(f"{spec} {view}" for spec, view in tta.items()))
+videos = [f for f in files if Path(f.name).suffix.lower() in VIDEO_SUFFIXES]
+every = (
+    st.columns(3)[0].number_input(
+        "Videos: classify every Nth frame",
+        1,
+        300,
+        10,
+        key="predict_every",
+        help="1 = every frame (slow: the three shipped models take ~0.1-0.4 s a "
+        "frame on a 2-core CPU); 10 reads a 10 s clip at 30 fps in about 10 s",
+    )
+    if videos
+    else 1
+)
 
 
-DISPLAY_MAX_SIDE = 1600  # a 100 MP photo is shown (and sent to the browser) at this size
+def label_font(canvas: Image.Image) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """4% of the longer side (min 16 px): ~14 px on screen when the photo fills a third of the page."""
+    return ImageFont.load_default(size=max(16, round(0.04 * max(canvas.size))))
 
 
 def draw_boxes(image: Image.Image, faces: list[Face]) -> Image.Image:
+    """The photo at display size, each face boxed and labelled in large text on a filled tag
+    (legible on any photo)."""
     scale = min(1.0, DISPLAY_MAX_SIDE / max(image.size))
     canvas = image.resize((round(image.width * scale), round(image.height * scale))) if scale < 1 else image.copy()
     draw = ImageDraw.Draw(canvas)
-    width = max(2, canvas.width // 200)
+    width = max(2, canvas.height // 200)
+    font = label_font(canvas)
     for i, face in enumerate(faces, 1):
         x, y, w, h = (round(v * scale) for v in face.box)
         label, confidence = face.label()
-        draw.rectangle([x, y, x + w, y + h], outline=(123, 63, 160), width=width)
-        draw.text((x + width, max(0, y - 14 - width)), f"{i}: {label} {confidence:.0%}", fill=(123, 63, 160))
+        draw.rectangle([x, y, x + w, y + h], outline=PURPLE, width=width)
+        text = f"{i}: {label} {confidence:.0%}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        pad = max(3, font.size // 5)
+        tag_w, tag_h = right - left + 2 * pad, bottom - top + 2 * pad
+        tx = min(max(0, x), max(0, canvas.width - tag_w))
+        ty = y - tag_h if y >= tag_h else min(y + h, canvas.height - tag_h)  # above the box, else below it
+        draw.rectangle([tx, ty, tx + tag_w, ty + tag_h], fill=PURPLE)
+        draw.text((tx + pad - left, ty + pad - top), text, fill="white", font=font)
     return canvas
 
 
 def probability_chart(face: Face) -> None:
-    rows = [{"model": name, "class": c, "probability": float(p)}
-            for name, probs in face.probabilities.items() for c, p in zip(CLASSES, probs)]
+    rows = [
+        {"model": name, "class": c, "probability": float(p)}
+        for name, probs in face.probabilities.items()
+        for c, p in zip(CLASSES, probs, strict=True)
+    ]
     if len(face.probabilities) > 1:
-        rows += [{"model": "ensemble", "class": c, "probability": float(p)} for c, p in zip(CLASSES, face.combined())]
-    fig = px.bar(pd.DataFrame(rows), x="probability", y="class", color="model", barmode="group", orientation="h",
-                 range_x=[0, 1], height=260 + 30 * len(face.probabilities))
+        rows += [
+            {"model": "ensemble", "class": c, "probability": float(p)}
+            for c, p in zip(CLASSES, face.combined(), strict=True)
+        ]
+    fig = px.bar(
+        pd.DataFrame(rows),
+        x="probability",
+        y="class",
+        color="model",
+        barmode="group",
+        orientation="h",
+        range_x=[0, 1],
+        height=260 + 30 * len(face.probabilities),
+    )
     fig.update_layout(margin={"t": 10, "b": 10}, yaxis={"categoryorder": "array", "categoryarray": list(CLASSES)[::-1]})
     st.plotly_chart(fig, width="stretch")
 
 
-for upload in files:
-    st.subheader(upload.name)
+def show_photo(upload) -> None:
+    data = upload.getvalue()
+    if not data:
+        st.error(f"{upload.name}: the file is empty, not a readable image.")
+        return
     try:
-        image = load_photo(upload.getvalue(), name=upload.name)
+        image = load_photo(data, name=upload.name)
     except ImageError as e:
         st.error(str(e))
-        continue
-    faces = find_faces(image)
+        return
+    [faces] = recognizer.faces([image])
     if not faces:
         st.warning(f"No face found in {upload.name}.")
         if not st.checkbox("Classify the whole image as one face", key=f"whole_{upload.file_id}"):
             st.image(draw_boxes(image, []), width=320)
-            continue
-        faces = find_faces(image, whole_image=True)
-    classify_faces(faces, models, tta)
+            return
+        [faces] = recognizer.with_options(whole_image=True).faces([image])
     c1, c2 = st.columns([1, 2])
     c1.image(draw_boxes(image, faces), caption=f"{len(faces)} face(s)", width="stretch")
     with c2:
         for i, face in enumerate(faces, 1):
             label, confidence = face.label()
-            st.markdown(f"**Face {i}: {label}** ({confidence:.0%}"
-                        f"{', ensemble of ' + str(len(models)) if len(models) > 1 else ''})")
+            st.markdown(
+                f"**Face {i}: {label}** ({confidence:.0%}"
+                f"{', ensemble of ' + str(len(models)) if len(models) > 1 else ''})"
+            )
             probability_chart(face)
             if explain:
                 columns = st.columns(len(models) + 1)
                 columns[0].image(face.crop, caption="face (48x48)", width=120)
-                for column, (name, model) in zip(columns[1:], models.items()):
+                for column, name in zip(columns[1:], models, strict=True):
+                    model = get_model(name)  # PyTorch, whatever the runtime: Grad-CAM needs gradients
                     cls = int(np.argmax(face.probabilities[name]))
-                    column.image(overlay(face.crop, grad_cam(model, face.crop, cls)),
-                                 caption=f"{name}: Grad-CAM for {CLASSES[cls]}", width=120)
+                    column.image(
+                        overlay(face.crop, grad_cam(model, face.crop, cls)),
+                        caption=f"{name}: Grad-CAM for {CLASSES[cls]}",
+                        width=120,
+                    )
                     transformed = spatial_transform(model, face.crop)
                     if transformed is not None:
                         column.image(transformed, caption=f"{name}: spatial transformer output", width=120)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def video_result(
+    data: bytes, name: str, specs: tuple[str, ...], detector: str, min_confidence: float, every: int, _models: dict
+) -> dict:
+    """predict_video on a temporary copy of the upload (cached per video, models and settings);
+    messages and the result name the upload, not the temporary file."""
+    fd, path = tempfile.mkstemp(suffix=Path(name).suffix.lower())
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        result = predict_video(
+            path, _models, dict.fromkeys(_models, "none"), detector=detector, min_confidence=min_confidence, every=every
+        )
+    except VideoError as e:
+        raise VideoError(str(e).replace(path, name)) from None
+    finally:
+        os.unlink(path)
+    if "warning" in result:
+        result["warning"] = result["warning"].replace(path, name)
+    return {**result, "path": name}
+
+
+def timeline(rows: pd.DataFrame, track, key: str) -> None:
+    """Each emotion's probability over time for one tracked face."""
+    face = rows[rows.track == track]
+    long = face.melt(id_vars=["time"], value_vars=list(CLASSES), var_name="emotion", value_name="probability")
+    fig = px.line(
+        long,
+        x="time",
+        y="probability",
+        color="emotion",
+        range_y=[0, 1],
+        height=300,
+        labels={"time": "time (s)"},
+        category_orders={"emotion": list(CLASSES)},
+    )
+    fig.update_layout(margin={"t": 10, "b": 10})
+    st.markdown(
+        f"**Track {track}**: mostly {face.label.mode().iloc[0]} "
+        f"({len(face)} frame(s), {face.time.min():.1f}-{face.time.max():.1f} s)"
+    )
+    st.plotly_chart(fig, width="stretch", key=key)
+
+
+def show_video(upload) -> None:
+    sampled = "every frame" if every == 1 else f"one frame in {every}"
+    with st.spinner(f"Reading {upload.name}: {sampled}..."):
+        try:
+            result = video_result(
+                upload.getvalue(), upload.name, (*models, backend), detector, float(min_confidence), int(every), models
+            )
+        except VideoError as e:
+            st.error(str(e) if str(e).startswith(upload.name) else f"{upload.name}: {e}")
+            return
+    if "warning" in result:
+        st.warning(result["warning"])
+    info, rows = result["video"], result_rows(result)
+    tracks = rows.track.value_counts() if len(rows) else pd.Series(dtype=int)
+    c1, c2 = st.columns([1, 2])
+    with c1:
+        st.video(upload)
+        st.caption(
+            f"{info['frames']} frames ({info['fps']:.0f} fps, {info['width']}x{info['height']}), {sampled} "
+            f"classified at {info['processed_fps']:.0f} frames/s; faces in {len(result['frames'])} "
+            f"of them, {len(tracks)} track(s)"
+        )
+        st.download_button(
+            "Download CSV (one row per face and frame)",
+            rows.to_csv(index=False).encode(),
+            file_name=f"{Path(upload.name).stem}-emotions.csv",
+            mime="text/csv",
+            key=f"csv_{upload.file_id}",
+            disabled=rows.empty,
+        )
+    with c2:
+        if rows.empty:
+            st.warning(f"No face found in {upload.name}.")
+        for track in sorted(tracks.index[:MAX_TRACKS]):
+            timeline(rows, track, key=f"timeline_{upload.file_id}_{track}")
+        if len(tracks) > MAX_TRACKS:
+            st.caption(f"{len(tracks) - MAX_TRACKS} shorter track(s) are in the CSV only.")
+
+
+for upload in files:
+    st.subheader(upload.name)
+    (show_video if upload in videos else show_photo)(upload)
