@@ -1,7 +1,7 @@
 """What every dashboard page shares: cached access to runs, datasets and models.
 
 Pages touch runs only through `fer_core.runstore.RunStore` and start trainings only
-through `fer_core.jobs.JobQueue` (which launches `fer-train` processes).
+through `trainers.jobs.JobQueue` (which launches trainer processes).
 """
 
 from __future__ import annotations
@@ -14,9 +14,12 @@ import streamlit as st
 
 from fer_core.checkpoint import read_checkpoint_metadata
 from fer_core.data import load_dataset
-from fer_core.inference import SHIPPED_MODELS_DIR, load_named_model
-from fer_core.jobs import JobQueue
-from fer_core.runstore import PROJECT_ROOT, RunStore
+from fer_core.loading import load_named_model
+from fer_core.paths import PROJECT_ROOT
+from fer_core.recognizer import Recognizer
+from fer_core.registry import SHIPPED_MODELS_DIR, int8_path, resolve_model_path
+from fer_core.runstore import COMPLETED, RunStore
+from trainers.jobs import JobQueue
 
 SAMPLE_DATA = PROJECT_ROOT / "data" / "fer2013_sample.csv.gz"
 FULL_DATA_HINT = PROJECT_ROOT.parent / "shared" / "data" / "fer2013"
@@ -30,8 +33,18 @@ def queue() -> JobQueue:
     return JobQueue(runs=store())
 
 
-HYPERPARAMETERS = ["batch_size", "lr", "weight_decay", "optimizer", "schedule", "epochs", "label_smoothing",
-                   "ema_decay", "mixup_alpha", "cutmix_alpha"]
+HYPERPARAMETERS = [
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "schedule",
+    "epochs",
+    "label_smoothing",
+    "ema_decay",
+    "mixup_alpha",
+    "cutmix_alpha",
+]
 
 
 def runs_table(runs: list[dict]) -> pd.DataFrame:
@@ -43,28 +56,40 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
         source = (r.get("init_from") or {}).get("run_id")
         best = r.get("best_val") or {}
         final = r.get("final") or {}
-        rows.append({
-            "run_id": r["run_id"], "name": r.get("name"), "model": r.get("model"), "preset": r.get("preset"),
-            "status": r.get("status"),
-            "best_val_accuracy": r.get("best_val_accuracy"), "val_macro_f1": best.get("macro_f1"),
-            "val_auc": best.get("auc"), "val_loss": best.get("loss"),
-            "test_accuracy": final.get("test_accuracy"),
-            "progress": epochs_progress(r),
-            "minutes": round(r.get("train_seconds", 0) / 60, 1),
-            "started_from": names.get(source, source),  # --init-from: a warm restart or fine-tuning
-            "distilled_from": ", ".join(names.get(t.get("run_id"), str(t.get("run_id")))  # --distill-from teachers
-                                        for t in r.get("distill_from") or []) or None,
-            **{k: cfg.get(k) for k in HYPERPARAMETERS},
-            "model_config": ", ".join(f"{k}={v}" for k, v in (cfg.get("model_config") or {}).items()),
-            "device": r.get("device"), "error": r.get("error"), "sweep": r.get("sweep"),
-            "tags": ", ".join(r.get("tags") or []),
-            "created": r.get("created"),
-        })
+        rows.append(
+            {
+                "run_id": r["run_id"],
+                "name": r.get("name"),
+                "model": r.get("model"),
+                "preset": r.get("preset"),
+                "status": r.get("status"),
+                "best_val_accuracy": r.get("best_val_accuracy"),
+                "val_macro_f1": best.get("macro_f1"),
+                "val_auc": best.get("auc"),
+                "val_loss": best.get("loss"),
+                "test_accuracy": final.get("test_accuracy"),
+                "progress": epochs_progress(r),
+                "minutes": round(r.get("train_seconds", 0) / 60, 1),
+                "started_from": names.get(source, source),  # --init-from: a warm restart or fine-tuning
+                "distilled_from": ", ".join(
+                    names.get(t.get("run_id"), str(t.get("run_id")))  # --distill-from teachers
+                    for t in r.get("distill_from") or []
+                )
+                or None,
+                **{k: cfg.get(k) for k in HYPERPARAMETERS},
+                "model_config": ", ".join(f"{k}={v}" for k, v in (cfg.get("model_config") or {}).items()),
+                "device": r.get("device"),
+                "error": r.get("error"),
+                "sweep": r.get("sweep"),
+                "tags": ", ".join(r.get("tags") or []),
+                "created": r.get("created"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def epochs_progress(run: dict) -> str:
-    """"20/60", plus where `fer-train --resume --epochs` moved the run's end, as in "(was 100 until 19)"."""
+    """ "20/60", plus where `fer-train --resume --epochs` moved the run's end, as in "(was 100 until 19)"."""
     moves = "".join(f" (was {m['from']} until {m['after_epoch']})" for m in run.get("epochs_changed") or [])
     return f"{run.get('epochs_completed', 0)}/{(run.get('config') or {}).get('epochs', '?')}{moves}"
 
@@ -87,27 +112,45 @@ def model_choices(architecture: str | None = None) -> dict[str, str]:
         shipped = [p for p in shipped if read_checkpoint_metadata(p)["model"] == architecture]
     choices = {f"{p.stem} (shipped)": p.stem for p in shipped}
     for r in store().list_runs():
-        if (r.get("status") in ("finished", "cancelled") and architecture in (None, r.get("model"))
-                and store().has_checkpoint(r["run_id"])):
+        if (
+            r.get("status") in COMPLETED
+            and architecture in (None, r.get("model"))
+            and store().has_checkpoint(r["run_id"])
+        ):
             choices[f"{r.get('name', r['run_id'])} ({r.get('model')}, run)"] = r["run_id"]
     return choices
 
 
+def weights_version(spec: str, int8: bool = False) -> float:
+    """Changes when a model's weights (or int8 version) are replaced, so caches reload them."""
+    return os.path.getmtime(resolve_model_path(spec)) + (os.path.getmtime(int8_path(spec)) if int8 else 0)
+
+
 @st.cache_resource(max_entries=8, show_spinner="Loading model...")
-def cached_model(spec: str, _mtime: float, int8: bool = False):
-    """A model in eval mode, loaded once per checkpoint version (and int8 calibration)."""
-    return load_named_model(spec, int8=int8)
+def cached_model(spec: str, version: float, int8: bool = False, backend: str = "auto"):
+    """A model in eval mode, loaded once per version of its weights."""
+    return load_named_model(spec, int8=int8, backend=backend)
 
 
-def get_model(spec: str, int8: bool = False):
-    from fer_core.inference import int8_path, resolve_model_path
-    mtime = os.path.getmtime(resolve_model_path(spec)) + (os.path.getmtime(int8_path(spec)) if int8 else 0)
-    return cached_model(spec, mtime, int8)
+def get_model(spec: str, int8: bool = False, backend: str = "auto"):
+    return cached_model(spec, weights_version(spec, int8), int8, backend)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading models...")
+def cached_recognizer(specs: tuple[str, ...], versions: tuple[float, ...], card_views: bool, backend: str):
+    return Recognizer(list(specs), tta="auto" if card_views else "none", backend=backend)
+
+
+def get_recognizer(specs: list[str], card_views: bool, backend: str) -> Recognizer:
+    """The library call (fer_core.Recognizer) over the chosen models, each kept apart, with each
+    shipped model's own test-time view when `card_views`."""
+    return cached_recognizer(tuple(specs), tuple(weights_version(s) for s in specs), card_views, backend)
 
 
 def rtc_configuration() -> dict:
     """No STUN/TURN by default (works on localhost offline); FER_ICE_SERVERS='[...]' for remote use."""
     import json
+
     return {"iceServers": json.loads(os.environ.get("FER_ICE_SERVERS", "[]"))}
 
 

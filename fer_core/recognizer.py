@@ -1,0 +1,117 @@
+"""The library call: the faces in a photo or frame and their emotions, in one object.
+
+    from fer_core import Recognizer
+
+    recognize = Recognizer("stcnn")             # a shipped name, "ensemble", a run id, a run folder or a checkpoint
+    for face in recognize("photo.jpg"):         # a path, a PIL image, or a numpy array (RGB; color="bgr" for OpenCV)
+        print(face.box, face.label, face.confidence, face.probabilities)
+    per_image = recognize.batch(["a.jpg", "b.jpg"])   # one list of faces per image; all crops in one pass
+
+The models are loaded once, when the object is made; calls reuse them. `fer-predict`, the
+dashboard's Predict page and `fer-serve` all go through this class, so a photo gets the same
+answer everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, load_photo
+from .loading import load_models
+from .predict import Face, FaceResult, classify_faces, face_result, find_faces
+from .registry import resolve_tta
+
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
+
+
+def as_rgb(image: ImageInput, color: str = "rgb") -> Image.Image | np.ndarray:
+    """A path or bytes (decoded, EXIF rotation applied), a PIL image, or an array in `color` order."""
+    if color not in ("rgb", "bgr"):
+        raise ValueError(f"color must be 'rgb' or 'bgr' (got {color!r})")
+    if isinstance(image, (str, os.PathLike, bytes)):
+        return load_photo(image)
+    if isinstance(image, Image.Image):
+        return ImageOps.exif_transpose(image).convert("RGB")
+    array = np.asarray(image)
+    if array.dtype != np.uint8:
+        raise ValueError(f"a numpy image must be uint8 (got {array.dtype})")
+    if array.ndim == 3 and array.shape[2] == 4:
+        array = array[..., :3]
+    if array.ndim == 3 and color == "bgr":
+        array = array[..., ::-1]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
+        raise ValueError(f"a numpy image must be HxW or HxWx3 (got shape {array.shape})")
+    return np.ascontiguousarray(array)
+
+
+class Recognizer:
+    """`model` is one spec (several joined by commas, or "ensemble", are averaged), or a list of
+    specs to keep apart: each face then carries every model's probabilities (the Predict page)."""
+
+    def __init__(
+        self,
+        model: str | list[str] = "ensemble",
+        *,
+        tta: str | dict[str, str] = "auto",
+        int8: bool = False,
+        backend: str = "auto",
+        detector: str = DEFAULT_DETECTOR,
+        min_face_confidence: float = DEFAULT_MIN_CONFIDENCE,
+        whole_image: bool = False,
+        max_side: int = DETECT_MAX_SIDE,
+        runs_dir=None,
+    ):
+        """`tta="auto"` uses the test-time view a shipped model's record chose on val (none for
+        runs and checkpoints); "none", "flip" or "tencrop" choose one. `whole_image` classifies the
+        whole image as one face when none is found; a dict gives each spec of a list its own view.
+        `int8` runs the shipped int8 versions on ONNX Runtime; `backend="onnx"` runs full precision
+        there too (fer_core/registry.py)."""
+        self.model = model
+        if isinstance(model, str):
+            models = load_models(model, "cpu", runs_dir, int8=int8, backend=backend)
+            self.models = {f"m{i}": m for i, m in enumerate(models)}
+            self.tta = resolve_tta(tta, model)
+            self.views = dict.fromkeys(self.models, self.tta)
+        else:
+            self.models = {spec: load_models(spec, "cpu", runs_dir, int8=int8, backend=backend)[0] for spec in model}
+            self.views = {
+                spec: resolve_tta(tta.get(spec, "auto") if isinstance(tta, dict) else tta, spec) for spec in model
+            }
+            self.tta = None
+        self.detector, self.min_face_confidence = detector, min_face_confidence
+        self.whole_image, self.max_side = whole_image, max_side
+
+    def faces(self, images: list[ImageInput], color: str = "rgb") -> list[list[Face]]:
+        """The pipeline's own Face objects (with their 48x48 crops), classified in one pass."""
+        found = [
+            find_faces(as_rgb(image, color), self.whole_image, self.max_side, self.detector, self.min_face_confidence)
+            for image in images
+        ]
+        classify_faces([face for faces in found for face in faces], self.models, self.views)
+        return found
+
+    def with_options(self, *, tta: str | None = None, **detection) -> Recognizer:
+        """The same loaded models with another view (one-spec recognizers) or other detection
+        settings (detector, min_face_confidence, whole_image, max_side): cheap, for a server or a
+        page that changes them per call."""
+        unknown = set(detection) - {"detector", "min_face_confidence", "whole_image", "max_side"}
+        if unknown:
+            raise TypeError(f"not a detection option: {', '.join(sorted(unknown))}")
+        other = copy.copy(self)
+        other.__dict__.update(detection)
+        if tta is not None:
+            if not isinstance(self.model, str):
+                raise ValueError("tta applies to a one-spec recognizer; give a list's views when making it")
+            other.tta = resolve_tta(tta, self.model)
+            other.views = dict.fromkeys(self.models, other.tta)
+        return other
+
+    def batch(self, images: list[ImageInput], color: str = "rgb") -> list[list[FaceResult]]:
+        return [[face_result(face) for face in faces] for faces in self.faces(images, color)]
+
+    def __call__(self, image: ImageInput, color: str = "rgb") -> list[FaceResult]:
+        return self.batch([image], color)[0]

@@ -1,0 +1,761 @@
+"""`fer-serve`: the recognizer over HTTP (FastAPI on uvicorn), on this machine unless told otherwise.
+
+    fer-serve                                   # http://127.0.0.1:8000, the ensemble, 2 inference threads
+    fer-serve --model stcnn --port 8080 --workers 2 --queue 16
+    curl -F files=@photo.jpg 'http://127.0.0.1:8000/predict?tta=none'
+
+Endpoints: `POST /predict` (images as multipart files in the field `files`, or `file`),
+`GET /models`, `GET /health`, and the OpenAPI docs at `/docs` (schema at `/openapi.json`).
+
+Every answer goes through `fer_core.Recognizer`, so a photo gets the same faces and labels as
+from `fer-predict --json` and the dashboard. Limits protect the one process: the request body
+is counted while it arrives (a Content-Length over the limit is refused before a byte of the
+body is read), images are measured from their header before they are decoded, and inference
+runs in a fixed pool of threads behind a bounded queue; when the queue is full the answer is
+503 with Retry-After, a condition of the server, never a 5xx for a client's mistake. Errors are
+JSON: `{"detail": "..."}`.
+
+To serve other machines, pass `--host 0.0.0.0` (there is no authentication: put it behind a
+proxy that has some).
+"""
+
+import argparse
+import asyncio
+import io
+import logging
+import os
+import sys
+import threading
+import warnings
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, DETECTORS, MAX_PIXELS
+
+log = logging.getLogger("fer_core.serve")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MODEL = "ensemble"  # Recognizer's default
+TTA_CHOICES = ("auto", "none", "flip", "tencrop")
+SERVER_MAX_PIXELS = min(40_000_000, MAX_PIXELS)  # a 40 MP photo decodes to 120 MB of RGB
+VARIANTS_CACHED = 64  # (model, options) recognizers kept; they share their model's weights
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = DEFAULT_MODEL
+    workers: int = 2  # inference threads
+    queue: int = 16  # requests that may wait for a thread beyond those running
+    max_upload_bytes: int = 25 * 1024 * 1024  # per request, like the dashboard's maxUploadSize
+    max_pixels: int = SERVER_MAX_PIXELS
+    max_files: int = 16
+    body_timeout: float = 30.0  # seconds a client may pause while sending its body
+    preload: tuple[str, ...] | None = None  # models loaded (and run once) before accepting connections;
+    # None: the default model
+
+
+class ClientError(Exception):
+    """A request the server refuses; the status and the message go to the client as they are."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+# --------------------------------------------------------------------------- the request body limit
+
+
+def _error_messages(status: int, detail: str, headers: dict[str, str] | None = None) -> list[dict]:
+    import json
+
+    body = json.dumps({"detail": detail}).encode()
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    return [
+        {"type": "http.response.start", "status": status, "headers": raw},
+        {"type": "http.response.body", "body": body},
+    ]
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class BodyLimit:
+    """ASGI middleware: at most `max_bytes` of request body, and no pause longer than `idle_timeout`.
+
+    A declared Content-Length over the limit is answered 413 at once, before the body is read;
+    a body without one (chunked) is counted as it arrives and refused when it passes the limit,
+    so nothing larger than the limit is ever buffered. Either way the connection is closed
+    after the answer (the rest of the body is not read)."""
+
+    def __init__(self, app, max_bytes: int, idle_timeout: float):
+        self.app, self.max_bytes, self.idle_timeout = app, max_bytes, idle_timeout
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    for message in _error_messages(400, "Content-Length is not a number", {"connection": "close"}):
+                        await send(message)
+                    return
+        if length is not None and length > self.max_bytes:
+            for message in _error_messages(413, self._too_large(length), {"connection": "close"}):
+                await send(message)
+            return
+        received, done, refused, started = 0, False, None, False
+
+        async def limited_receive():
+            nonlocal received, done, refused
+            if done:  # after the body: a disconnect, whenever it comes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.idle_timeout)
+            except asyncio.TimeoutError:
+                refused = _Refused(408, f"the request body stopped arriving for {self.idle_timeout:g} s")
+                raise refused from None
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                done = not message.get("more_body", False)
+                if received > self.max_bytes:
+                    refused = _Refused(413, self._too_large(None))
+                    raise refused
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if refused is not None and not started:  # whatever the app made of the refusal: ours instead
+                if message["type"] == "http.response.start":
+                    started = True
+                    for m in _error_messages(refused.status, refused.detail, {"connection": "close"}):
+                        await send(m)
+                return
+            if refused is not None:
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except _Refused:
+            if not started:
+                started = True
+                for m in _error_messages(refused.status, refused.detail, {"connection": "close"}):
+                    await send(m)
+
+    def _too_large(self, length: int | None) -> str:
+        size = f"{length:,} bytes" if length is not None else "more than the limit"
+        return f"request body too large ({size}); the limit is {self.max_bytes:,} bytes ({self.max_bytes / 2**20:g} MB)"
+
+
+# --------------------------------------------------------------------------- recognizers and the pool
+
+
+class Recognizers:
+    """One Recognizer per (model, options), made on first use and shared by all requests.
+
+    The weights are loaded once per model name; the variants for other options are shallow
+    copies that share them (a Recognizer only reads its models)."""
+
+    def __init__(self):
+        self._base: dict[str, object] = {}
+        self._variants: OrderedDict[tuple, object] = OrderedDict()
+        self._lock = threading.Lock()
+        self._load_locks: dict[str, threading.Lock] = {}
+
+    def loaded(self) -> list[str]:
+        return sorted(self._base)
+
+    def base(self, model: str):
+        with self._lock:
+            if model in self._base:
+                return self._base[model]
+            load_lock = self._load_locks.setdefault(model, threading.Lock())
+        with load_lock:  # one thread loads a model; others asking for it wait for that one
+            if model not in self._base:
+                from .recognizer import Recognizer
+
+                recognizer = Recognizer(model)
+                with self._lock:
+                    self._base[model] = recognizer
+            return self._base[model]
+
+    def get(self, model: str, tta: str, detector: str, min_face_confidence: float, whole_image: bool):
+        key = (model, tta, detector, float(min_face_confidence), bool(whole_image))
+        with self._lock:
+            if key in self._variants:
+                self._variants.move_to_end(key)
+                return self._variants[key]
+        variant = self.base(model).with_options(
+            tta=tta, detector=detector, min_face_confidence=min_face_confidence, whole_image=whole_image
+        )
+        with self._lock:
+            variant = self._variants.setdefault(key, variant)
+            self._variants.move_to_end(key)
+            while len(self._variants) > VARIANTS_CACHED:
+                self._variants.popitem(last=False)
+        return variant
+
+
+class Busy(Exception):
+    pass
+
+
+class Pool:
+    """`workers` threads and at most `queue` jobs waiting for one; more is refused (Busy).
+
+    The count is kept on the event loop and released when the thread finishes the job (not when
+    the request goes away), so a client that disconnects cannot make room for more work than
+    the threads can do."""
+
+    def __init__(self, workers: int, queue: int):
+        self.workers, self.queue = workers, queue
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="fer-serve")
+        self.pending = 0
+        self.done = 0
+        self.refused = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.workers + self.queue
+
+    async def run(self, fn, *args):
+        if self.pending >= self.capacity:
+            self.refused += 1
+            raise Busy
+        loop = asyncio.get_running_loop()
+        self.pending += 1
+
+        def release(_):
+            loop.call_soon_threadsafe(self._release)
+
+        future = self.executor.submit(fn, *args)
+        future.add_done_callback(release)
+        return await asyncio.wrap_future(future)
+
+    def _release(self):
+        self.pending -= 1
+        self.done += 1
+
+    def shutdown(self):
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------- the work of a request
+
+_haar_lock = threading.Lock()  # OpenCV's cascade object is shared; do not count on it being re-entrant
+
+
+def measure(name: str, data: bytes, max_pixels: int) -> tuple[int, str]:
+    """An uploaded file's pixel count and format from its header (nothing decoded yet), or
+    ClientError saying why it cannot be used."""
+    from PIL import Image
+
+    if not data:
+        raise ClientError(400, f"{name}: the file is empty")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                width, height, kind = *im.size, im.format
+        except Image.DecompressionBombError:
+            raise ClientError(413, f"{name}: too many pixels (the limit is {max_pixels:,})") from None
+        except Exception:
+            raise ClientError(
+                415,
+                f"{name}: not an image ({len(data):,} bytes in no format this server reads; "
+                "send a JPEG, PNG, WebP, BMP, TIFF or GIF image)",
+            ) from None
+    if width * height > max_pixels:
+        raise ClientError(413, f"{name}: {width}x{height} is {width * height:,} pixels; the limit is {max_pixels:,}")
+    if min(width, height) * min(1.0, DETECT_MAX_SIDE / max(width, height)) < 1:
+        # shrunk for the detector, a side would be 0 pixels (and OpenCV would fail on it)
+        raise ClientError(422, f"{name}: {width}x{height} is too narrow to search for faces")
+    return width * height, kind
+
+
+def decode(name: str, data: bytes, kind: str):
+    """An uploaded file as an upright RGB PIL image, or ClientError saying why not."""
+    from .faces import ImageError, load_photo
+
+    try:
+        return load_photo(data, name=name)
+    except ImageError as e:  # a known format, but broken (truncated, corrupt)
+        raise ClientError(422, f"{e} (a {kind} file that cannot be decoded)") from None
+
+
+def run_predict(recognizers: Recognizers, uploads: list[tuple[str, bytes]], options: dict, max_pixels: int):
+    """In a pool thread: every file's header first (a file that is no image or too large fails
+    the request before any work), then the faces found and classified, several images in one
+    pass as long as their pixels add up to no more than one image's limit (so that a request of
+    many large photos never holds them all decoded at once)."""
+    sizes = [measure(name, data, max_pixels) for name, data in uploads]
+    recognizer = recognizers.get(**options)
+    results, group = [], []
+
+    def flush():
+        images = [decode(name, data, kind) for (name, data), (_, kind) in group]
+        with _haar_lock if options["detector"] == "haar" else nullcontext():
+            per_image = recognizer.batch(images)
+        results.extend(
+            {"path": name, "tta": recognizer.tta, "faces": [face.to_dict() for face in faces]}
+            for ((name, _), _), faces in zip(group, per_image, strict=True)
+        )
+        group.clear()
+
+    for upload, size in zip(uploads, sizes, strict=True):
+        if group and sum(px for _, (px, _) in group) + size[0] > max_pixels:
+            flush()
+        group.append((upload, size))
+    flush()
+    return results
+
+
+def served_models() -> list[str]:
+    """What a client may ask for: the shipped models, and the ensemble once one is shipped."""
+    from .registry import ensemble_members, shipped_names
+
+    names = shipped_names()
+    return names + (["ensemble"] if ensemble_members() else [])
+
+
+def model_info(name: str) -> dict:
+    from .registry import ensemble_members, model_record
+
+    record = model_record(name) or {}
+    val = record.get("val", {})
+    view = val.get("tta", "none")
+    metrics = val.get("metrics", {})
+    info = {
+        "name": name,
+        "tta": view,
+        "val_accuracy": metrics.get(view, {}).get("accuracy"),
+        "val_accuracy_by_tta": {k: v.get("accuracy") for k, v in metrics.items()},
+        "val_faces": val.get("faces"),
+    }
+    if name == "ensemble":
+        info["members"] = ensemble_members()
+    else:
+        info["architecture"] = record.get("architecture")
+    return info
+
+
+# --------------------------------------------------------------------------- the app
+
+PREDICT_DESCRIPTION = """
+Find the faces in one or more images and classify each face's emotion.
+
+**Images**: multipart/form-data file parts in the field `files` (repeat it for several) or
+`file`. At most {max_files} files and {max_mb:g} MB per request, {max_pixels:,} pixels per image;
+JPEG, PNG, WebP, BMP, TIFF, GIF (first frame).
+
+**Options**, as query parameters or form fields (not both with different values): `model`
+(one of {models}; default `{default}`), `tta` (`auto` = the view the model's record chose on
+val), `detector`, `min_face_confidence`, `whole_image` (classify the whole image when no face
+is found).
+
+**Answer**: per image, what `fer-predict --json` prints for it:
+`{{"path": <the file's name>, "tta": <the view used>, "faces": [{{"box": [x, y, w, h], "label",
+"confidence", "probabilities": {{class: p}}, "detection_confidence"}}, ...]}}`, faces left to right.
+**A list** of these, in upload order, when the request used the field `files` or sent several
+files; **one object** for a single file sent as `file` (as `fer-predict --json` does for one
+image). So a client that always uses `files` always gets a list.
+
+**Errors**, as `{{"detail": "..."}}`: 400 no file / empty file / unreadable form, 408 body
+stopped arriving, 413 body, image or file count over the limits, 415 a file that is not an
+image (the message names it), 422 a bad option, an unknown model or a corrupt image file,
+503 (with Retry-After) all inference threads busy and the queue full: try again.
+"""
+
+
+def create_app(settings: Settings | None = None):
+    from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    settings = settings or Settings()
+    recognizers = Recognizers()
+    models = served_models()
+    preload = (settings.model,) if settings.preload is None else settings.preload
+    for name in (settings.model, *preload):
+        if name not in models:
+            raise ValueError(f"unknown model {name!r}; served: {', '.join(models) or 'none shipped yet'}")
+    state = {"pool": None}
+
+    @asynccontextmanager
+    async def lifespan(app):
+        state["pool"] = Pool(settings.workers, settings.queue)
+        import numpy as np
+
+        for name in preload:  # load and run once, so that the first request does not wait for it
+            await asyncio.get_running_loop().run_in_executor(
+                state["pool"].executor,
+                lambda name=name: recognizers.get(name, "auto", DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, False)(
+                    np.full((64, 64, 3), 128, np.uint8)
+                ),
+            )
+        log.info(
+            "fer-serve: model %s ready; %d inference thread(s), queue %d",
+            settings.model,
+            settings.workers,
+            settings.queue,
+        )
+        try:
+            yield
+        finally:
+            state["pool"].shutdown()
+
+    class FaceOut(BaseModel):
+        box: list[int]
+        label: str
+        confidence: float
+        probabilities: dict[str, float]
+        detection_confidence: float
+
+    class ImageOut(BaseModel):
+        path: str
+        tta: str
+        faces: list[FaceOut]
+
+    class ErrorOut(BaseModel):
+        detail: str
+
+    class ModelOut(BaseModel):
+        name: str
+        tta: str
+        val_accuracy: float | None
+        val_accuracy_by_tta: dict[str, float | None]
+        val_faces: int | None = None
+        architecture: str | None = None
+        members: list[str] | None = None
+
+    class ModelsOut(BaseModel):
+        default: str
+        models: list[ModelOut]
+
+    class HealthOut(BaseModel):
+        status: str
+        model: str
+        loaded: list[str]
+        workers: int
+        queue: int
+        in_progress: int
+        served: int
+        refused_busy: int
+
+    app = FastAPI(
+        title="fer-serve",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Facial-expression recognition over HTTP: the faces in a photo and their emotions "
+        '(FER2013 classes), from the lab\'s shipped models. Errors are JSON `{"detail": "..."}`.',
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, idle_timeout=settings.body_timeout)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request, exc):
+        return JSONResponse({"detail": str(exc.detail)}, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, exc):
+        where = {"query": "query parameter", "body": "form field", "path": "path parameter", "header": "header"}
+        parts = []
+        for e in exc.errors():
+            loc = [str(x) for x in e.get("loc", ())]
+            place = f"{where.get(loc[0], loc[0])} '{'.'.join(loc[1:])}'" if len(loc) > 1 else ".".join(loc) or "request"
+            got = f" (got {e['input']!r})" if isinstance(e.get("input"), (str, int, float)) else ""
+            parts.append(f"{place}: {e.get('msg', 'invalid')}{got}")
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, 422)
+
+    @app.exception_handler(ClientError)
+    async def client_error(request, exc):
+        return JSONResponse({"detail": exc.detail}, exc.status)
+
+    @app.exception_handler(Exception)
+    async def server_error(request, exc):
+        log.exception("fer-serve: %s %s failed", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}); see the server's log"}, 500)
+
+    errors = {
+        code: {"model": ErrorOut, "description": text}
+        for code, text in (
+            (400, "no file, an empty file or an unreadable form"),
+            (408, "the body stopped arriving"),
+            (413, "body, pixels or file count over the limits"),
+            (415, "a file that is not an image"),
+            (422, "a bad option, an unknown model or a broken image file"),
+            (503, "busy: all threads working and the queue full"),
+        )
+    }
+
+    model_enum = {"enum": models}
+
+    @app.post(
+        "/predict",
+        response_model=ImageOut | list[ImageOut],
+        responses=errors,
+        summary="Faces and their emotions in uploaded images",
+        description=PREDICT_DESCRIPTION.format(
+            max_files=settings.max_files,
+            max_mb=settings.max_upload_bytes / 2**20,
+            max_pixels=settings.max_pixels,
+            default=settings.model,
+            models=", ".join(f"`{m}`" for m in models),
+        ),
+    )
+    async def predict(
+        request: Request,
+        files: Annotated[list[UploadFile] | None, File(description="images; repeat for several")] = None,
+        file: Annotated[list[UploadFile] | None, File(description="an image (the answer is one object)")] = None,
+        model: Annotated[
+            str | None, Query(description=f"default {settings.model}", json_schema_extra=model_enum)
+        ] = None,
+        tta: Annotated[Literal[TTA_CHOICES] | None, Query(description="test-time view; default auto")] = None,
+        detector: Annotated[Literal[DETECTORS] | None, Query(description=f"default {DEFAULT_DETECTOR}")] = None,
+        min_face_confidence: Annotated[
+            float | None, Query(ge=0, le=1, allow_inf_nan=False, description=f"default {DEFAULT_MIN_CONFIDENCE}")
+        ] = None,
+        whole_image: Annotated[bool | None, Query(description="default false")] = None,
+        model_f: Annotated[str | None, Form(alias="model", json_schema_extra=model_enum)] = None,
+        tta_f: Annotated[Literal[TTA_CHOICES] | None, Form(alias="tta")] = None,
+        detector_f: Annotated[Literal[DETECTORS] | None, Form(alias="detector")] = None,
+        min_face_confidence_f: Annotated[
+            float | None, Form(alias="min_face_confidence", ge=0, le=1, allow_inf_nan=False)
+        ] = None,
+        whole_image_f: Annotated[bool | None, Form(alias="whole_image")] = None,
+    ):
+        def pick(name, query_value, form_value, default):
+            if query_value is not None and form_value is not None and query_value != form_value:
+                raise ClientError(
+                    422,
+                    f"{name} given as a query parameter ({query_value!r}) and as a form field "
+                    f"({form_value!r}); give it once",
+                )
+            return next((v for v in (form_value, query_value) if v is not None), default)
+
+        options = {
+            "model": pick("model", model, model_f, settings.model),
+            "tta": pick("tta", tta, tta_f, "auto"),
+            "detector": pick("detector", detector, detector_f, DEFAULT_DETECTOR),
+            "min_face_confidence": pick(
+                "min_face_confidence", min_face_confidence, min_face_confidence_f, DEFAULT_MIN_CONFIDENCE
+            ),
+            "whole_image": pick("whole_image", whole_image, whole_image_f, False),
+        }
+        if options["model"] not in models:
+            raise ClientError(
+                422,
+                f"unknown model {options['model']!r}; served models: {', '.join(models)} "
+                "(only shipped models, by name)",
+            )
+        uploads = [*(files or []), *(file or [])]
+        if not uploads:
+            kind = request.headers.get("content-type", "").split(";")[0].strip()
+            hint = (
+                ""
+                if kind == "multipart/form-data"
+                else f" (this request's Content-Type is {kind})"
+                if kind
+                else " (this request has no Content-Type)"
+            )
+            raise ClientError(
+                400, f"no image: send one or more files as multipart/form-data in the field 'files' (or 'file'){hint}"
+            )
+        if len(uploads) > settings.max_files:
+            raise ClientError(413, f"{len(uploads)} files; at most {settings.max_files} per request")
+        named = []
+        for i, upload in enumerate(uploads):
+            named.append((upload.filename or f"upload-{i + 1}", await upload.read()))
+        if await request.is_disconnected():
+            return JSONResponse({"detail": "client went away"}, 499)
+        try:
+            results = await state["pool"].run(run_predict, recognizers, named, options, settings.max_pixels)
+        except Busy:
+            return JSONResponse(
+                {
+                    "detail": f"busy: {settings.workers} inference thread(s) working and "
+                    f"{settings.queue} request(s) waiting; try again shortly"
+                },
+                503,
+                headers={"Retry-After": "1"},
+            )
+        one_object = len(results) == 1 and not files
+        return JSONResponse(results[0] if one_object else results)
+
+    @app.get(
+        "/models", response_model=ModelsOut, response_model_exclude_none=True, summary="The models a request may name"
+    )
+    async def list_models():
+        """The shipped models (and the ensemble of them) with the test-time view their record chose
+        on val and the val accuracy with it."""
+        return {"default": settings.model, "models": [model_info(m) for m in models]}
+
+    @app.get("/health", response_model=HealthOut, summary="Liveness and load")
+    async def health():
+        pool = state["pool"]
+        return {
+            "status": "ok",
+            "model": settings.model,
+            "loaded": recognizers.loaded(),
+            "workers": pool.workers,
+            "queue": pool.queue,
+            "in_progress": pool.pending,
+            "served": pool.done,
+            "refused_busy": pool.refused,
+        }
+
+    return app
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="fer-serve",
+        description="Serve facial-expression recognition over HTTP "
+        "(POST /predict, GET /models, GET /health, docs at /docs).",
+    )
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to bind (default {DEFAULT_HOST}: this machine only; 0.0.0.0 for every network)",
+    )
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"the model for requests that name none: a shipped name or ensemble (default {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--preload",
+        default=None,
+        metavar="NAMES",
+        help="models to load before serving, joined by commas, or 'all' (default: --model); "
+        "others load on their first request",
+    )
+    p.add_argument(
+        "--workers", type=int, default=2, metavar="N", help="inference threads in this one process (default 2)"
+    )
+    p.add_argument(
+        "--queue",
+        type=int,
+        default=16,
+        metavar="N",
+        help="requests that may wait for a thread; more get 503 + Retry-After (default 16)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="PyTorch/OpenCV/OpenMP threads per inference (default: CPUs / workers, at least 1)",
+    )
+    p.add_argument("--max-upload-mb", type=float, default=25, metavar="MB", help="request body limit (default 25)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=SERVER_MAX_PIXELS,
+        metavar="N",
+        help=f"pixels per image (default {SERVER_MAX_PIXELS:,})",
+    )
+    p.add_argument("--max-files", type=int, default=16, metavar="N", help="files per request (default 16)")
+    p.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30,
+        metavar="S",
+        help="longest pause while a client sends its body (default 30 s)",
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=128,
+        metavar="N",
+        help="open connections; more are answered 503 by uvicorn (default 128)",
+    )
+    p.add_argument(
+        "--access-log", action=argparse.BooleanOptionalAction, default=True, help="log each request (default on)"
+    )
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    args = p.parse_args(argv)
+    for name in ("workers", "max_files", "port", "max_connections"):
+        if getattr(args, name) < (0 if name == "port" else 1):
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.queue < 0:
+        p.error("--queue must be 0 or more")
+    if args.max_upload_mb <= 0 or args.body_timeout <= 0 or args.max_pixels < 1:
+        p.error("--max-upload-mb, --body-timeout and --max-pixels must be positive")
+    if args.threads is not None and args.threads < 1:
+        p.error("--threads must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))  # before torch and the detector load OpenMP
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401
+        import uvicorn
+    except ImportError as e:
+        print(f"fer-serve: error: {e.name} is missing; pip install 'fer-lab[serve]'", file=sys.stderr)
+        return 2
+    import cv2
+    import torch
+
+    torch.set_num_threads(threads)  # parallel across requests rather than within one: the pool's threads share the CPUs
+    cv2.setNumThreads(threads)  # the face detectors run on OpenCV
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
+    if args.preload is None:
+        preload = None
+    elif args.preload.strip() == "all":
+        preload = tuple(served_models())
+    else:
+        preload = tuple(n.strip() for n in args.preload.split(",") if n.strip())
+    try:
+        app = create_app(
+            Settings(
+                model=args.model,
+                workers=args.workers,
+                queue=args.queue,
+                preload=preload,
+                max_upload_bytes=int(args.max_upload_mb * 2**20),
+                max_pixels=args.max_pixels,
+                max_files=args.max_files,
+                body_timeout=args.body_timeout,
+            )
+        )
+    except ValueError as e:
+        print(f"fer-serve: error: {e}", file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("fer-serve: listening on %s: other machines can reach it, and it has no authentication", args.host)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        limit_concurrency=args.max_connections,
+        timeout_keep_alive=5,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
