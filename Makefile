@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch from this machine's wheel cache; a plain `pip install torch` would download gigabytes.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test setup setup-test clean
+.PHONY: run test setup setup-test format clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,15 @@ setup-test: setup
 run: setup
 	$(BIN)/streamlit run dashboard/app.py
 
+# Lint and format check first (seconds), then the suite.
 test: setup-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -30,7 +30,7 @@ def fp32_peak_gflops(threads: int, n: int = 1024, repeats: int = 10, rounds: int
             for _ in range(repeats):
                 a @ b
             best = min(best, time.perf_counter() - start)
-        return 2 * n ** 3 * repeats / best / 1e9
+        return 2 * n**3 * repeats / best / 1e9
     finally:
         torch.set_num_threads(before)
 

@@ -25,6 +25,7 @@ def write_runs(root: Path, n_runs: int, epochs: int) -> None:
     from fer_core.presets import preset_config
     from fer_core.runstore import RunStore
     from trainers.train import split_rows
+
     rng = np.random.default_rng(0)
     store = RunStore(root)
     labels = rng.integers(0, 7, 500)
@@ -41,14 +42,20 @@ def write_runs(root: Path, n_runs: int, epochs: int) -> None:
         best = None
         for epoch in range(1, epochs + 1):
             rows, cells = [], []
-            for row, conf in curves[2 * (epoch - 1): 2 * epoch]:
-                rows.append(dict(row, run_id=writer.run_id, model=arch, accuracy=row["accuracy"] + rng.normal(0, .01)))
+            for row, conf in curves[2 * (epoch - 1) : 2 * epoch]:
+                rows.append(dict(row, run_id=writer.run_id, model=arch, accuracy=row["accuracy"] + rng.normal(0, 0.01)))
                 cells += [dict(c, run_id=writer.run_id) for c in conf]
             writer.write_metrics(f"epoch_{epoch:04d}", rows, cells)
             if best is None or rows[1]["accuracy"] > best["accuracy"]:
                 best = {k: rows[1][k] for k in ("accuracy", "loss", "macro_f1", "auc")} | {"epoch": epoch}
-        writer.update(status="finished", epochs_completed=epochs, best_epoch=best["epoch"],
-                      best_val_accuracy=best["accuracy"], best_val=best, train_seconds=epochs * 60.0)
+        writer.update(
+            status="finished",
+            epochs_completed=epochs,
+            best_epoch=best["epoch"],
+            best_val_accuracy=best["accuracy"],
+            best_val=best,
+            train_seconds=epochs * 60.0,
+        )
 
 
 def main() -> None:
@@ -69,6 +76,7 @@ def main() -> None:
 
     from dashboard.common import runs_table
     from fer_core.runstore import RunStore
+
     store = RunStore(root)
     timings = []
     start = time.perf_counter()

@@ -23,6 +23,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FER_CACHE_DIR"] = cache
         from fer_core.data import load_dataset
+
         times = []
         for _ in range(3):
             start = time.perf_counter()

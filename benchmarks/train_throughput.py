@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import torch
+from ceiling import fp32_peak_gflops, gflop_per_image
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from ceiling import fp32_peak_gflops, gflop_per_image
 from fer_core.augment import MEAN, STD, AugmentConfig, augment_batch, to_model_input
 from fer_core.data import load_dataset
 from fer_core.device import autocast_dtype
@@ -62,11 +62,25 @@ def plain_loop(spec: str, data: Path, batches: int) -> float:
     model = create_model(cfg.model, **cfg.model_config).train()
     optimizer = make_optimizer(cfg, model, fused=False)  # torch's default implementation
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    tf = transforms.Compose([transforms.Grayscale(), transforms.RandomCrop(48, padding=4),
-                             transforms.RandomHorizontalFlip(), transforms.RandomRotation(10), transforms.ToTensor(),
-                             transforms.Normalize([MEAN], [STD])])
-    loader = iter(DataLoader(datasets.ImageFolder(data / "train", tf), batch_size=cfg.batch_size, shuffle=True,
-                             num_workers=2, drop_last=True))
+    tf = transforms.Compose(
+        [
+            transforms.Grayscale(),
+            transforms.RandomCrop(48, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomRotation(10),
+            transforms.ToTensor(),
+            transforms.Normalize([MEAN], [STD]),
+        ]
+    )
+    loader = iter(
+        DataLoader(
+            datasets.ImageFolder(data / "train", tf),
+            batch_size=cfg.batch_size,
+            shuffle=True,
+            num_workers=2,
+            drop_last=True,
+        )
+    )
 
     def step():
         x, y = next(loader)
@@ -75,6 +89,7 @@ def plain_loop(spec: str, data: Path, batches: int) -> float:
         loss.backward()
         optimizer.step()
         return len(y)
+
     return timed([step] * (batches + 2))
 
 
@@ -100,6 +115,7 @@ def our_pipeline(spec: str, data: Path, batches: int, fast: bool = True) -> floa
         x = augment_batch(to_model_input(images[index]), aug, generator)
         train_step(model, optimizer, criterion, x, labels[index], device, dtype, scaler, channels_last=fast)
         return len(index)
+
     return timed([step] * (batches + 2))
 
 
@@ -107,16 +123,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="FER2013 image folders (train/<class>/)")
     parser.add_argument("--batches", type=int, default=12, help="timed batches per measurement")
-    parser.add_argument("--models", nargs="+", default=["stcnn", "cnn", "resnet50", "resnet50:stem=imagenet", "vit",
-                                                          "vit:stem=patch,patch_size=6"])
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["stcnn", "cnn", "resnet50", "resnet50:stem=imagenet", "vit", "vit:stem=patch,patch_size=6"],
+    )
     args = parser.parse_args()
     load_dataset(args.data)  # decode once, so "ours" reads the cache like every later training run
     peak = fp32_peak_gflops(torch.get_num_threads())
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, autocast "
-          f"{autocast_dtype(torch.device('cpu'))}, fp32 matmul peak {peak:.0f} GFLOP/s, "
-          f"{args.batches} timed batches\n")
-    print("| model (preset) | batch | train GFLOP/img | plain fp32 loop img/s | ours fp32 img/s | ours img/s | "
-          "ours vs plain | fp32 ceiling vs plain |")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, autocast "
+        f"{autocast_dtype(torch.device('cpu'))}, fp32 matmul peak {peak:.0f} GFLOP/s, "
+        f"{args.batches} timed batches\n"
+    )
+    print(
+        "| model (preset) | batch | train GFLOP/img | plain fp32 loop img/s | ours fp32 img/s | ours img/s | "
+        "ours vs plain | fp32 ceiling vs plain |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for spec in args.models:
         cfg = config(spec)
@@ -124,8 +147,11 @@ def main() -> None:
         plain = plain_loop(spec, args.data, args.batches)
         ours_fp32 = our_pipeline(spec, args.data, args.batches, fast=False)
         ours = our_pipeline(spec, args.data, args.batches)
-        print(f"| {spec} | {cfg.batch_size} | {gflop:.2f} | {plain:.0f} | {ours_fp32:.0f} | {ours:.0f} | "
-              f"{ours / plain:.2f}x | {peak / (plain * gflop):.2f}x |", flush=True)
+        print(
+            f"| {spec} | {cfg.batch_size} | {gflop:.2f} | {plain:.0f} | {ours_fp32:.0f} | {ours:.0f} | "
+            f"{ours / plain:.2f}x | {peak / (plain * gflop):.2f}x |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ a failed write leaves neither a partial file nor a stray temporary one eating sp
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:

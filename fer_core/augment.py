@@ -27,14 +27,14 @@ def to_model_input(images_uint8: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class AugmentConfig:
-    crop_padding: int = 4       # random crop after zero padding = random shift of up to this many px
+    crop_padding: int = 4  # random crop after zero padding = random shift of up to this many px
     flip: bool = True
     rotation_degrees: float = 10.0
-    scale: float = 0.1          # zoom factor drawn from [1 - scale, 1 + scale]
-    erasing: float = 0.0        # probability of erasing one random rectangle (random erasing)
+    scale: float = 0.1  # zoom factor drawn from [1 - scale, 1 + scale]
+    erasing: float = 0.0  # probability of erasing one random rectangle (random erasing)
 
     @classmethod
-    def off(cls) -> "AugmentConfig":
+    def off(cls) -> AugmentConfig:
         return cls(crop_padding=0, flip=False, rotation_degrees=0.0, scale=0.0, erasing=0.0)
 
 
@@ -49,8 +49,9 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generato
     shift_y = (rand() * 2 - 1) * cfg.crop_padding * 2 / h
     if cfg.rotation_degrees or cfg.scale or cfg.flip or cfg.crop_padding:
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-        theta = torch.stack([torch.stack([cos * mirror, -sin, shift_x], 1),
-                             torch.stack([sin * mirror, cos, shift_y], 1)], 1)
+        theta = torch.stack(
+            [torch.stack([cos * mirror, -sin, shift_x], 1), torch.stack([sin * mirror, cos, shift_y], 1)], 1
+        )
         grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if cfg.erasing > 0:
@@ -68,8 +69,10 @@ def batch_mixer(mixup_alpha: float, cutmix_alpha: float, num_classes: int):
     if not (mixup_alpha > 0 or cutmix_alpha > 0):
         return None
     from torchvision.transforms import v2
-    mixers = ([v2.MixUp(alpha=mixup_alpha, num_classes=num_classes)] if mixup_alpha > 0 else []) + \
-             ([v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)] if cutmix_alpha > 0 else [])
+
+    mixers = ([v2.MixUp(alpha=mixup_alpha, num_classes=num_classes)] if mixup_alpha > 0 else []) + (
+        [v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes)] if cutmix_alpha > 0 else []
+    )
     return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
 
 
@@ -85,8 +88,12 @@ def _random_erase(x: torch.Tensor, p: float, generator: torch.Generator) -> torc
     left = rand() * (w - ew)
     rows = torch.arange(h).view(1, h, 1)
     cols = torch.arange(w).view(1, 1, w)
-    inside = ((rows >= top.view(b, 1, 1)) & (rows < (top + eh).view(b, 1, 1))
-              & (cols >= left.view(b, 1, 1)) & (cols < (left + ew).view(b, 1, 1)))
+    inside = (
+        (rows >= top.view(b, 1, 1))
+        & (rows < (top + eh).view(b, 1, 1))
+        & (cols >= left.view(b, 1, 1))
+        & (cols < (left + ew).view(b, 1, 1))
+    )
     erase = (rand() < p).view(b, 1, 1) & inside
     return x.masked_fill(erase.unsqueeze(1), 0.0)
 
@@ -102,6 +109,8 @@ def tta_views(x: torch.Tensor, mode: str) -> list[torch.Tensor]:
     pad = 4
     padded = F.pad(x, (pad, pad, pad, pad))
     h, w = x.shape[-2:]
-    crops = [padded[..., dy:dy + h, dx:dx + w] for dy, dx in
-             [(pad, pad), (0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad)]]
+    crops = [
+        padded[..., dy : dy + h, dx : dx + w]
+        for dy, dx in [(pad, pad), (0, 0), (0, 2 * pad), (2 * pad, 0), (2 * pad, 2 * pad)]
+    ]
     return crops + [c.flip(-1) for c in crops]

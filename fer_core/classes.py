@@ -9,13 +9,29 @@ NUM_CLASSES = len(CLASSES)
 
 # Folder names people use for the same emotions (AffectNet, CK+, RAF-DB, FER+ ...).
 SYNONYMS = {
-    "angry": "angry", "anger": "angry", "mad": "angry",
-    "disgust": "disgust", "disgusted": "disgust", "disgusting": "disgust",
-    "fear": "fear", "fearful": "fear", "afraid": "fear", "scared": "fear",
-    "happy": "happy", "happiness": "happy", "joy": "happy", "happy_face": "happy",
-    "sad": "sad", "sadness": "sad", "unhappy": "sad",
-    "surprise": "surprise", "surprised": "surprise", "surprising": "surprise",
-    "neutral": "neutral", "calm": "neutral", "neutrality": "neutral",
+    "angry": "angry",
+    "anger": "angry",
+    "mad": "angry",
+    "disgust": "disgust",
+    "disgusted": "disgust",
+    "disgusting": "disgust",
+    "fear": "fear",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    "happy": "happy",
+    "happiness": "happy",
+    "joy": "happy",
+    "happy_face": "happy",
+    "sad": "sad",
+    "sadness": "sad",
+    "unhappy": "sad",
+    "surprise": "surprise",
+    "surprised": "surprise",
+    "surprising": "surprise",
+    "neutral": "neutral",
+    "calm": "neutral",
+    "neutrality": "neutral",
 }
 
 

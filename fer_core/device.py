@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import platform
+from pathlib import Path
+
 import torch
 
 
@@ -42,3 +46,24 @@ def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return None
+
+
+def cpu_description() -> str:
+    """The CPU's name and the features that decide its speed here, for every figure a benchmark prints."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next(
+        (line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+        platform.processor() or "unknown CPU",
+    )
+    flags = set(info.split())
+    features = [
+        label
+        for flag, label in (
+            ("amx_tile", "AMX"),
+            ("avx512_bf16", "AVX-512 bf16"),
+            ("avx512f", "AVX-512"),
+            ("avx2", "AVX2"),
+        )
+        if flag in flags
+    ]
+    return f"{name} ({', '.join(features[:2]) or 'no AVX2'}; {os.cpu_count()} logical CPUs)"

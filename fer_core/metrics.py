@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import (accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support,
-                             roc_auc_score)
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
 from .classes import CLASSES, NUM_CLASSES
 
@@ -31,6 +30,7 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
 
 def macro_ovr_auc(labels: np.ndarray, probs: np.ndarray) -> float:
     """Mean one-vs-rest ROC AUC over the classes that occur (and do not fill the whole split)."""
-    aucs = [roc_auc_score(labels == c, probs[:, c]) for c in range(NUM_CLASSES)
-            if 0 < (labels == c).sum() < len(labels)]
+    aucs = [
+        roc_auc_score(labels == c, probs[:, c]) for c in range(NUM_CLASSES) if 0 < (labels == c).sum() < len(labels)
+    ]
     return float(np.mean(aucs)) if aucs else float("nan")

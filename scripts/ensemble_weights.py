@@ -22,7 +22,9 @@ import numpy as np
 import torch
 
 from fer_core.data import load_dataset
-from fer_core.inference import ENSEMBLE, load_named_model, predict_probs
+from fer_core.inference import predict_probs
+from fer_core.loading import load_named_model
+from fer_core.registry import ENSEMBLE
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
 
@@ -39,8 +41,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--tta", nargs="+", default=["none", "flip"], choices=["none", "flip", "tencrop"])
-    parser.add_argument("--models", nargs="+", default=list(ENSEMBLE), metavar="MODEL",
-                        help="shipped names, run ids or checkpoint paths (default: the ensemble's members)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(ENSEMBLE),
+        metavar="MODEL",
+        help="shipped names, run ids or checkpoint paths (default: the ensemble's members)",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -53,15 +60,23 @@ def main() -> None:
     print("|---|" + "---|" * (len(args.models) + 4))
     agreement = []
     for tta in args.tta:
-        probs, log_probs = map(np.stack, zip(*(predict_probs(m, val.images, tta=tta) for m in models)))
+        probs, log_probs = map(np.stack, zip(*(predict_probs(m, val.images, tta=tta) for m in models), strict=True))
         best = max(weight_grid(len(args.models)), key=lambda w: accuracy(np.tensordot(w, probs, axes=1)))
         cells = [f"{accuracy(p):.4f}" for p in probs]
-        cells += [f"{accuracy(probs.mean(0)):.4f}", f"{accuracy(log_probs.mean(0)):.4f}",
-                  " / ".join(f"{w:.1f}" for w in best), f"{accuracy(np.tensordot(best, probs, axes=1)):.4f}"]
+        cells += [
+            f"{accuracy(probs.mean(0)):.4f}",
+            f"{accuracy(log_probs.mean(0)):.4f}",
+            " / ".join(f"{w:.1f}" for w in best),
+            f"{accuracy(np.tensordot(best, probs, axes=1)):.4f}",
+        ]
         print(f"| {tta} | " + " | ".join(cells) + " |")
         predictions = probs.argmax(2)
-        agreement.append(f"{tta}: " + ", ".join(f"{name} {(predictions[i] == predictions[0]).mean():.2f}"
-                                                for i, name in enumerate(args.models) if i))
+        agreement.append(
+            f"{tta}: "
+            + ", ".join(
+                f"{name} {(predictions[i] == predictions[0]).mean():.2f}" for i, name in enumerate(args.models) if i
+            )
+        )
     print(f"\nshare of val faces on which each member predicts what {args.models[0]} does: " + "; ".join(agreement))
 
 

@@ -23,6 +23,7 @@ def per_class(split: Split, n: int, seed: int) -> Split:
 if __name__ == "__main__":
     source, target = sys.argv[1], sys.argv[2]
     dataset = load_dataset(source)
-    write_csv({"train": per_class(dataset.splits["train"], 80, 0), "val": per_class(dataset.splits["val"], 20, 1)},
-              target)
+    write_csv(
+        {"train": per_class(dataset.splits["train"], 80, 0), "val": per_class(dataset.splits["val"], 20, 1)}, target
+    )
     print(f"wrote {target}")

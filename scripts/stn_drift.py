@@ -50,7 +50,7 @@ def main() -> None:
     start = time.time()
     print(f"localization lr scale {args.scale}: step, seconds, mean theta, spread across faces")
     for step in range(1, args.steps + 1):
-        index = order[(step - 1) * cfg.batch_size % len(labels):][:cfg.batch_size]
+        index = order[(step - 1) * cfg.batch_size % len(labels) :][: cfg.batch_size]
         x = augment_batch(to_model_input(images[index]), aug, generator)
         train_step(model, optimizer, criterion, x, labels[index], device, dtype, scaler)
         if step % 50 == 0:

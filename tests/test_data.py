@@ -11,8 +11,16 @@ import pandas as pd
 import pytest
 
 from fer_core.classes import CLASSES, class_index
-from fer_core.data import (FerDataError, Split, load_dataset, prepare_splits, read_csv, read_folder,
-                           stratified_indices, write_csv)
+from fer_core.data import (
+    FerDataError,
+    Split,
+    load_dataset,
+    prepare_splits,
+    read_csv,
+    read_folder,
+    stratified_indices,
+    write_csv,
+)
 from tests.conftest import SAMPLE_CSV
 
 
@@ -68,12 +76,13 @@ def test_bundled_sample_is_real_fer2013_csv():
 def test_fer_plus_majority_vote(tmp_path):
     images = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
     write_csv({"train": Split(images, np.array([0, 0, 0, 0]))}, tmp_path / "fer2013.csv")
-    columns = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
-               "unknown", "NF"]
-    votes = [[0, 9, 1, 0, 0, 0, 0, 0, 0, 0],   # happy
-             [5, 5, 0, 0, 0, 0, 0, 0, 0, 0],   # tie: dropped
-             [0, 0, 0, 0, 0, 0, 0, 8, 2, 0],   # contempt: dropped
-             [1, 0, 0, 0, 0, 0, 7, 0, 2, 0]]   # fear
+    columns = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF"]
+    votes = [
+        [0, 9, 1, 0, 0, 0, 0, 0, 0, 0],  # happy
+        [5, 5, 0, 0, 0, 0, 0, 0, 0, 0],  # tie: dropped
+        [0, 0, 0, 0, 0, 0, 0, 8, 2, 0],  # contempt: dropped
+        [1, 0, 0, 0, 0, 0, 7, 0, 2, 0],
+    ]  # fear
     frame = pd.DataFrame(votes, columns=columns)
     frame.insert(0, "Image name", [f"fer{i:07d}.png" for i in range(4)])
     frame.insert(0, "Usage", "Training")
@@ -95,7 +104,8 @@ def test_cache_makes_second_load_fast(small_folder, tmp_path):
     assert second_t < first_t
     # a changed source gets a new key, not the stale arrays
     (small_folder / "val" / "happy" / "extra.jpg").write_bytes(
-        next((small_folder / "val" / "happy").iterdir()).read_bytes())
+        next((small_folder / "val" / "happy").iterdir()).read_bytes()
+    )
     try:
         third = load_dataset(small_folder, cache_dir=tmp_path)
         assert third.fingerprint != first.fingerprint and len(third.splits["val"]) == 29
@@ -112,17 +122,22 @@ def _csv(tmp_path, text, name="bad.csv"):
 PIXELS = " ".join(["128"] * 2304)
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("emotion,pixels,Usage\n3," + " ".join(["1"] * 2303) + ",Training\n", r"row 1 \(line 2\): 2303 pixels"),
-    ("emotion,pixels,Usage\n3," + PIXELS + ",Training\n2," + PIXELS[:-3] + "abc,Training\n",
-     r"row 2 \(line 3\): pixel value 'abc' is not a number"),
-    ("emotion,pixels,Usage\n9," + PIXELS + ",Training\n", "row 1.*unknown label 9"),
-    ("emotion,pixels,Usage\nhappy," + PIXELS + ",Training\n", "row 1.*'happy' is not a class index"),
-    ("emotion,Usage\n3,Training\n", "missing column.*pixels"),
-    ("emotion,pixels,Usage\n3," + PIXELS.replace("128", "300", 1) + ",Training\n", "0-255"),
-    ("emotion,pixels,Usage\n3," + PIXELS + ",Holdout\n", "unknown Usage 'Holdout'"),
-    ("", "not a readable FER2013 CSV"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("emotion,pixels,Usage\n3," + " ".join(["1"] * 2303) + ",Training\n", r"row 1 \(line 2\): 2303 pixels"),
+        (
+            "emotion,pixels,Usage\n3," + PIXELS + ",Training\n2," + PIXELS[:-3] + "abc,Training\n",
+            r"row 2 \(line 3\): pixel value 'abc' is not a number",
+        ),
+        ("emotion,pixels,Usage\n9," + PIXELS + ",Training\n", "row 1.*unknown label 9"),
+        ("emotion,pixels,Usage\nhappy," + PIXELS + ",Training\n", "row 1.*'happy' is not a class index"),
+        ("emotion,Usage\n3,Training\n", "missing column.*pixels"),
+        ("emotion,pixels,Usage\n3," + PIXELS.replace("128", "300", 1) + ",Training\n", "0-255"),
+        ("emotion,pixels,Usage\n3," + PIXELS + ",Holdout\n", "unknown Usage 'Holdout'"),
+        ("", "not a readable FER2013 CSV"),
+    ],
+)
 def test_bad_csv_is_named(tmp_path, text, needle):
     path = _csv(tmp_path, text)
     with pytest.raises(FerDataError, match=needle) as e:

@@ -6,8 +6,8 @@ file - never a stray exception.
 from __future__ import annotations
 
 import gzip
-import os
 import io
+import os
 import shutil
 import tempfile
 import warnings
@@ -21,7 +21,11 @@ from PIL import Image
 from fer_core.classes import CLASSES
 from fer_core.data import FerDataError, load_dataset
 
-PROPERTY = settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 200)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 200)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 N_PIXELS = 48 * 48
 
 
@@ -42,33 +46,50 @@ def load_or_error(path: Path):
 # ----------------------------------------------------------------------------- CSV
 
 # 2304 pixels from a seed: drawing them one by one would exceed hypothesis's data budget
-good_pixels = st.integers(0, 2**32 - 1).map(lambda seed: np.random.default_rng(seed).integers(0, 256, N_PIXELS).tolist())
-odd_pixel = st.one_of(st.integers(-300, 600).map(str), st.sampled_from(["", "1.5", "abc", "²", "٣", "1e3", "-0",
-                                                                         "99999999999999999999999", "0x10", "NaN"]))
+good_pixels = st.integers(0, 2**32 - 1).map(
+    lambda seed: np.random.default_rng(seed).integers(0, 256, N_PIXELS).tolist()
+)
+odd_pixel = st.one_of(
+    st.integers(-300, 600).map(str),
+    st.sampled_from(["", "1.5", "abc", "²", "٣", "1e3", "-0", "99999999999999999999999", "0x10", "NaN"]),
+)
 
 
 @st.composite
 def csv_rows(draw):
     """(emotion, pixels, usage) text cells: mostly valid, sometimes broken in one of many ways."""
-    emotion = draw(st.one_of(st.integers(0, 6).map(str), st.integers(0, 6).map(str), st.integers(-3, 12).map(str),
-                             st.sampled_from(["", "happy", " 3 ", "1.0", "²", "1_0"]), st.text(max_size=4)))
+    emotion = draw(
+        st.one_of(
+            st.integers(0, 6).map(str),
+            st.integers(0, 6).map(str),
+            st.integers(-3, 12).map(str),
+            st.sampled_from(["", "happy", " 3 ", "1.0", "²", "1_0"]),
+            st.text(max_size=4),
+        )
+    )
     pixels = draw(good_pixels)
     kind = draw(st.sampled_from(["ok"] * 6 + ["short", "long", "odd"]))
     cells = [str(p) for p in pixels]
     if kind == "short":
-        cells = cells[:draw(st.integers(0, N_PIXELS - 1))]
+        cells = cells[: draw(st.integers(0, N_PIXELS - 1))]
     elif kind == "long":
         cells += ["0"] * draw(st.integers(1, 3))
     elif kind == "odd":
         cells[draw(st.integers(0, N_PIXELS - 1))] = draw(odd_pixel)
-    usage = draw(st.one_of(st.sampled_from(["Training", "PublicTest", "PrivateTest", " training "]),
-                           st.sampled_from(["Training", "PublicTest", "PrivateTest"]), st.text(max_size=6)))
+    usage = draw(
+        st.one_of(
+            st.sampled_from(["Training", "PublicTest", "PrivateTest", " training "]),
+            st.sampled_from(["Training", "PublicTest", "PrivateTest"]),
+            st.text(max_size=6),
+        )
+    )
     return emotion, " ".join(cells), usage
 
 
 def csv_text(header: list[str], rows: list[tuple]) -> str:
     out = io.StringIO()
     import csv
+
     writer = csv.writer(out)
     writer.writerow(header)
     for row in rows:
@@ -77,11 +98,16 @@ def csv_text(header: list[str], rows: list[tuple]) -> str:
 
 
 @PROPERTY
-@given(rows=st.lists(csv_rows(), min_size=0, max_size=4),
-       header=st.one_of(st.just(["emotion", "pixels", "Usage"]), st.just(["emotion", "pixels"]),
-                        st.permutations(["emotion", "pixels", "Usage", "emotion"]),
-                        st.lists(st.sampled_from(["emotion", "pixels", "Usage", " pixels", "pixels ", "x", ""]), max_size=4)),
-       gz=st.booleans())
+@given(
+    rows=st.lists(csv_rows(), min_size=0, max_size=4),
+    header=st.one_of(
+        st.just(["emotion", "pixels", "Usage"]),
+        st.just(["emotion", "pixels"]),
+        st.permutations(["emotion", "pixels", "Usage", "emotion"]),
+        st.lists(st.sampled_from(["emotion", "pixels", "Usage", " pixels", "pixels ", "x", ""]), max_size=4),
+    ),
+    gz=st.booleans(),
+)
 def test_any_csv_loads_correctly_or_is_refused(rows, header, gz):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / ("fer2013.csv.gz" if gz else "fer2013.csv")
@@ -112,10 +138,19 @@ def test_any_bytes_as_csv_load_or_are_refused(data, gz):
 
 # ----------------------------------------------------------------------------- folders
 
+
 def image_bytes(kind: str, size: tuple[int, int], value: int) -> bytes:
-    mode, fmt = {"jpg": ("L", "JPEG"), "png": ("L", "PNG"), "rgb-png": ("RGB", "PNG"), "rgba-png": ("RGBA", "PNG"),
-                 "16bit-png": ("I;16", "PNG"), "palette-png": ("P", "PNG"), "bmp": ("RGB", "BMP"),
-                 "gif": ("P", "GIF"), "webp": ("RGB", "WEBP")}[kind]
+    mode, fmt = {
+        "jpg": ("L", "JPEG"),
+        "png": ("L", "PNG"),
+        "rgb-png": ("RGB", "PNG"),
+        "rgba-png": ("RGBA", "PNG"),
+        "16bit-png": ("I;16", "PNG"),
+        "palette-png": ("P", "PNG"),
+        "bmp": ("RGB", "BMP"),
+        "gif": ("P", "GIF"),
+        "webp": ("RGB", "WEBP"),
+    }[kind]
     out = io.BytesIO()
     Image.new(mode, size, value if mode != "RGB" and mode != "RGBA" else (value,) * len(mode)).save(out, fmt)
     return out.getvalue()
@@ -124,8 +159,12 @@ def image_bytes(kind: str, size: tuple[int, int], value: int) -> bytes:
 @st.composite
 def image_file(draw):
     """(file name, bytes, is a valid image)."""
-    kind = draw(st.sampled_from(["jpg", "png", "rgb-png", "rgba-png", "16bit-png", "palette-png", "bmp", "gif", "webp"]
-                                * 3 + ["junk", "empty", "truncated", "text-file"]))
+    kind = draw(
+        st.sampled_from(
+            ["jpg", "png", "rgb-png", "rgba-png", "16bit-png", "palette-png", "bmp", "gif", "webp"] * 3
+            + ["junk", "empty", "truncated", "text-file"]
+        )
+    )
     stem = draw(st.text("abcXYZ019_- ", min_size=1, max_size=8)).strip() or "f"
     if kind == "junk":
         return f"{stem}.jpg", draw(st.binary(max_size=64)), False
@@ -141,15 +180,21 @@ def image_file(draw):
     return f"{stem}.{suffix}", data, True
 
 
-folder_names = st.one_of(st.sampled_from(list(CLASSES)), st.sampled_from(["Happiness", "ANGER", "surprised", "contempt", "sadness"]),
-                         st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8))
+folder_names = st.one_of(
+    st.sampled_from(list(CLASSES)),
+    st.sampled_from(["Happiness", "ANGER", "surprised", "contempt", "sadness"]),
+    st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8),
+)
 split_names = st.sampled_from(["train", "Training", "val", "PublicTest", "test", "whatever", "Train"])
 
 
 @PROPERTY
-@given(tree=st.dictionaries(split_names, st.dictionaries(folder_names, st.lists(image_file(), max_size=3),
-                                                         max_size=3), max_size=3),
-       flat=st.booleans())
+@given(
+    tree=st.dictionaries(
+        split_names, st.dictionaries(folder_names, st.lists(image_file(), max_size=3), max_size=3), max_size=3
+    ),
+    flat=st.booleans(),
+)
 def test_any_image_folder_loads_correctly_or_is_refused(tree, flat):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "data"
@@ -169,8 +214,24 @@ def test_any_image_folder_loads_correctly_or_is_refused(tree, flat):
             assert split.images.shape[1:] == (48, 48) and split.images.dtype == np.uint8
             assert split.labels.min() >= 0 and split.labels.max() < len(CLASSES)
         n_images = sum(len(s) for s in dataset.splits.values())
-        read_dirs = [d for d in root.rglob("*") if d.is_dir() and d.name.lower() in
-                     {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "happiness", "anger",
-                      "surprised", "sadness"}]
+        read_dirs = [
+            d
+            for d in root.rglob("*")
+            if d.is_dir()
+            and d.name.lower()
+            in {
+                "angry",
+                "disgust",
+                "fear",
+                "happy",
+                "sad",
+                "surprise",
+                "neutral",
+                "happiness",
+                "anger",
+                "surprised",
+                "sadness",
+            }
+        ]
         assert n_images == sum(1 for d in read_dirs for f in d.iterdir() if f.is_file() and not f.name.startswith("."))
         shutil.rmtree(root)

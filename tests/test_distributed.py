@@ -19,9 +19,24 @@ pytestmark = pytest.mark.slow
 
 def test_two_process_ddp_run_on_cpu(tmp_path):
     ddp_runs, single_runs = tmp_path / "ddp", tmp_path / "single"
-    result = subprocess.run([str(BIN / "torchrun"), "--nproc-per-node", "2", "--no-python", str(BIN / "fer-train"),
-                             "--data", str(SAMPLE_CSV), *ARGS, "--runs-dir", str(ddp_runs), "--no-progress"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            str(BIN / "torchrun"),
+            "--nproc-per-node",
+            "2",
+            "--no-python",
+            str(BIN / "fer-train"),
+            "--data",
+            str(SAMPLE_CSV),
+            *ARGS,
+            "--runs-dir",
+            str(ddp_runs),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("finished: best val accuracy") == 1  # rank 0 reports, rank 1 trains quietly
     fer_train(*ARGS, runs_dir=single_runs)
@@ -34,11 +49,15 @@ def test_two_process_ddp_run_on_cpu(tmp_path):
     for kind in ("metrics", "confusion"):
         a, b = getattr(ddp, kind)([run["run_id"]]), getattr(single, kind)([reference["run_id"]])
         assert list(a.columns) == list(b.columns) and len(a) == len(b)
-        assert sorted(map(tuple, a[["epoch", "split"]].values.tolist())) == \
-            sorted(map(tuple, b[["epoch", "split"]].values.tolist()))
+        assert sorted(map(tuple, a[["epoch", "split"]].values.tolist())) == sorted(
+            map(tuple, b[["epoch", "split"]].values.tolist())
+        )
     # the train metrics cover both processes' shares of every batch: as many images as one process sees
     train = ddp.metrics([run["run_id"]]).query("split == 'train'")
     assert train.n.tolist() == single.metrics([reference["run_id"]]).query("split == 'train'").n.tolist()
     assert sorted(p.name for p in (ddp_runs / run["run_id"] / "checkpoints").iterdir()) == [
-        "best.safetensors", "last.safetensors", "last_optimizer.safetensors"]
+        "best.safetensors",
+        "last.safetensors",
+        "last_optimizer.safetensors",
+    ]
     assert not list(ddp_runs.rglob(".*.tmp"))

@@ -7,7 +7,7 @@ import fsspec
 import pandas as pd
 import pytest
 
-from fer_core.inference import load_named_model
+from fer_core.loading import load_named_model
 from fer_core.runstore import RunStore
 from tests.conftest import PROJECT
 
@@ -21,9 +21,11 @@ def test_create_list_read_tail_update_delete_on_s3(s3_runs):
     reader = RunStore(s3_runs)  # a second client, as the dashboard would be
     assert writer.dir == f"{s3_runs}/{writer.run_id}"
     for epoch in (1, 2, 3):
-        writer.write_metrics(f"epoch_{epoch:04d}", epoch_rows(writer.run_id, epoch),
-                             [{"run_id": writer.run_id, "epoch": epoch, "split": "val", "true": "happy",
-                               "pred": "sad", "count": epoch}])
+        writer.write_metrics(
+            f"epoch_{epoch:04d}",
+            epoch_rows(writer.run_id, epoch),
+            [{"run_id": writer.run_id, "epoch": epoch, "split": "val", "true": "happy", "pred": "sad", "count": epoch}],
+        )
         # a reader polling while the trainer writes sees every new epoch at once (no stale listing)
         assert reader.metrics().epoch.max() == epoch and len(reader.tail(writer.run_id, after_epoch=epoch - 1)) == 2
     assert [r["run_id"] for r in reader.list_runs(sweep="s1")] == [writer.run_id]
@@ -70,6 +72,7 @@ def test_checkpoints_are_published_and_fetched_into_the_local_cache(s3_runs, tmp
 def test_dashboard_reads_runs_from_s3(finished_runs, s3_runs, tmp_path, monkeypatch):
     """FER_RUNS_DIR=s3://... : Compare runs shows the runs, Predict offers their checkpoints."""
     from streamlit.testing.v1 import AppTest
+
     fs, base = fsspec.core.url_to_fs(s3_runs, use_listings_cache=False)
     fs.put(str(finished_runs) + "/", base, recursive=True)
     monkeypatch.setenv("FER_RUNS_DIR", s3_runs)

@@ -15,9 +15,11 @@ def test_create_list_read_update_delete(tmp_path):
     store = RunStore(tmp_path)
     writer = store.create({"model": "stcnn", "preset": "stcnn"}, name="first try")
     assert "first-try" in writer.run_id
-    writer.write_metrics("epoch_0001", [{"run_id": writer.run_id, "epoch": 1, "split": "val", "accuracy": 0.5}],
-                         [{"run_id": writer.run_id, "epoch": 1, "split": "val", "true": "happy", "pred": "sad",
-                           "count": 3}])
+    writer.write_metrics(
+        "epoch_0001",
+        [{"run_id": writer.run_id, "epoch": 1, "split": "val", "accuracy": 0.5}],
+        [{"run_id": writer.run_id, "epoch": 1, "split": "val", "true": "happy", "pred": "sad", "count": 3}],
+    )
     assert [r["run_id"] for r in store.list_runs()] == [writer.run_id]
     assert store.metrics().accuracy.tolist() == [0.5]
     assert store.confusion([writer.run_id])["count"].tolist() == [3]
@@ -31,7 +33,7 @@ def test_create_list_read_update_delete(tmp_path):
 
 def test_parquet_readable_by_plain_pandas_glob(tmp_path):
     store = RunStore(tmp_path)
-    for i in range(2):
+    for _ in range(2):
         w = store.create({"model": "vit"})
         for epoch in (1, 2):
             w.write_metrics(f"epoch_{epoch:04d}", [{"run_id": w.run_id, "epoch": epoch, "split": "train"}], [])
@@ -46,7 +48,7 @@ def test_stale_or_dead_trainer_reads_as_failed(tmp_path):
     assert store.read_run(w.run_id)["status"] == "running"
     w.update(heartbeat_unix=time.time() - STALE_SECONDS - 1)
     assert store.read_run(w.run_id)["status"] == "failed"
-    w.update(heartbeat_unix=time.time(), pid=2 ** 22 + 12345)  # no such process
+    w.update(heartbeat_unix=time.time(), pid=2**22 + 12345)  # no such process
     info = store.read_run(w.run_id)
     assert info["status"] == "failed" and "heartbeat" in info["error"]
 

@@ -17,23 +17,32 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fer_core.checkpoint import load_model
-from fer_core.inference import autocast, file_sha256
+from fer_core.checkpoint import file_sha256, load_model
+from fer_core.inference import autocast
 
 
 class Distiller:
     """Frozen teachers (checkpoint paths) and the loss that mixes their soft targets in."""
 
-    def __init__(self, paths: list[str], weight: float, temperature: float, device: torch.device,
-                 dtype: torch.dtype | None, channels_last: bool = True):
+    def __init__(
+        self,
+        paths: list[str],
+        weight: float,
+        temperature: float,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        channels_last: bool = True,
+    ):
         self.weight, self.temperature = weight, temperature
         self.device, self.dtype, self.channels_last = device, dtype, channels_last
         self.teachers = []
         for path in paths:
             teacher = load_model(path, device).eval().requires_grad_(False)
             self.teachers.append(teacher.to(memory_format=torch.channels_last) if channels_last else teacher)
-        self.record = [{"checkpoint": p, "sha256": file_sha256(p), **t.checkpoint_info}
-                       for p, t in zip(paths, self.teachers)]
+        self.record = [
+            {"checkpoint": p, "sha256": file_sha256(p), **t.checkpoint_info}
+            for p, t in zip(paths, self.teachers, strict=True)
+        ]
 
     @torch.inference_mode()
     def soft_targets(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,4 +61,5 @@ class Distiller:
         def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             soft = F.kl_div(F.log_softmax(logits.float() / t, 1), targets, reduction="batchmean") * t * t
             return (1 - w) * base(logits, labels) + w * soft
+
         return loss

@@ -1,6 +1,6 @@
 """One run over several processes with PyTorch DDP, when launched by `torchrun`:
 
-    torchrun --nproc-per-node 2 --no-python .venv/bin/fer-train --model stcnn --data ... 
+    torchrun --nproc-per-node 2 --no-python .venv/bin/fer-train --model stcnn --data ...
 
 Each process trains on its share of every global batch (so `--batch-size` keeps meaning the
 batch the optimizer steps on, and the run's numbers compare with single-process runs); DDP
@@ -57,7 +57,7 @@ def broadcast(value):
 
 def shard(x: torch.Tensor) -> torch.Tensor:
     """This rank's rows of a global batch."""
-    return x[rank()::world_size()] if dist.is_initialized() else x
+    return x[rank() :: world_size()] if dist.is_initialized() else x
 
 
 def any_rank(flag: bool) -> bool:
@@ -82,6 +82,7 @@ def wrap(model: torch.nn.Module) -> torch.nn.Module:
     if not dist.is_initialized():
         return model
     from torch.nn.parallel import DistributedDataParallel
+
     device = model_device(model)
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 

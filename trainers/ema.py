@@ -33,7 +33,7 @@ class WeightEMA:
         self.decay = decay
         self.warmup = warmup
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
-        pairs = list(zip(self.module.state_dict().values(), model.state_dict().values()))
+        pairs = list(zip(self.module.state_dict().values(), model.state_dict().values(), strict=True))
         self._averages = [a for a, _ in pairs if a.is_floating_point()]
         self._currents = [c for a, c in pairs if a.is_floating_point()]
         self._copied = [(a, c) for a, c in pairs if not a.is_floating_point()]

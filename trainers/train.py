@@ -76,12 +76,23 @@ def make_optimizer(cfg: TrainConfig, model: torch.nn.Module, fused: bool = True)
     localization = getattr(model, "localization", None)
     if localization is not None and cfg.localization_lr_scale != 1.0:
         loc_ids = {id(p) for p in localization.parameters()}
-        params = [{"params": [p for p in params if id(p) not in loc_ids]},
-                  {"params": list(localization.parameters()), "lr": cfg.lr * cfg.localization_lr_scale,
-                   "lr_scale": cfg.localization_lr_scale}]
+        params = [
+            {"params": [p for p in params if id(p) not in loc_ids]},
+            {
+                "params": list(localization.parameters()),
+                "lr": cfg.lr * cfg.localization_lr_scale,
+                "lr_scale": cfg.localization_lr_scale,
+            },
+        ]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay, fused=fused)
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+            fused=fused,
+        )
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused)
@@ -97,17 +108,46 @@ def class_weights(cfg: TrainConfig, labels: np.ndarray) -> torch.Tensor | None:
     return torch.tensor(weights / weights.mean(), dtype=torch.float32)
 
 
-def split_rows(run_id: str, model_name: str, epoch: int, split: str, labels: np.ndarray, probs: np.ndarray,
-               lr: float, seconds: float, tta: str = "none") -> tuple[dict, list[dict]]:
+def split_rows(
+    run_id: str,
+    model_name: str,
+    epoch: int,
+    split: str,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    lr: float,
+    seconds: float,
+    tta: str = "none",
+) -> tuple[dict, list[dict]]:
     """One metrics row and the long-form confusion rows for one split."""
     m = classification_metrics(labels, probs)
     confusion = m.pop("confusion")
     loss = float(F.nll_loss(torch.log(torch.as_tensor(probs).clamp_min(1e-12)), torch.as_tensor(labels)))
-    row = {"run_id": run_id, "model": model_name, "epoch": epoch, "split": split, "tta": tta, "loss": loss,
-           **m, "lr": lr, "epoch_seconds": seconds, "images_per_second": len(labels) / max(seconds, 1e-9)}
-    cells = [{"run_id": run_id, "epoch": epoch, "split": split, "tta": tta, "true": CLASSES[t],
-              "pred": CLASSES[p], "count": int(confusion[t, p])}
-             for t in range(NUM_CLASSES) for p in range(NUM_CLASSES)]
+    row = {
+        "run_id": run_id,
+        "model": model_name,
+        "epoch": epoch,
+        "split": split,
+        "tta": tta,
+        "loss": loss,
+        **m,
+        "lr": lr,
+        "epoch_seconds": seconds,
+        "images_per_second": len(labels) / max(seconds, 1e-9),
+    }
+    cells = [
+        {
+            "run_id": run_id,
+            "epoch": epoch,
+            "split": split,
+            "tta": tta,
+            "true": CLASSES[t],
+            "pred": CLASSES[p],
+            "count": int(confusion[t, p]),
+        }
+        for t in range(NUM_CLASSES)
+        for p in range(NUM_CLASSES)
+    ]
     return row, cells
 
 
@@ -126,14 +166,26 @@ def train_step(model, optimizer, criterion, x, y, device, dtype, scaler, channel
     return logits, loss
 
 
-def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtype, writer, progress_base,
-                    ema: WeightEMA | None = None, distiller: Distiller | None = None):
+def train_one_epoch(
+    model,
+    optimizer,
+    criterion,
+    cfg,
+    split,
+    epoch,
+    device,
+    dtype,
+    writer,
+    progress_base,
+    ema: WeightEMA | None = None,
+    distiller: Distiller | None = None,
+):
     """One pass over the training split; returns (labels, probs) seen, for the train metrics."""
     torch.manual_seed(epoch_seed(cfg.seed, epoch))  # dropout
     generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
     images, labels = torch.from_numpy(split.images), torch.from_numpy(split.labels)
     order = torch.randperm(len(labels), generator=generator)
-    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     if len(batches) > 1 and len(batches[-1]) < 2 * distributed.world_size():
         batches.pop()  # BatchNorm cannot train on a batch of one (per process)
     aug = AugmentConfig(**cfg.augment)
@@ -141,13 +193,22 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and dtype == torch.float16)
     model.train()
     seen_labels, seen_probs = [], []
-    bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, mininterval=1.0,
-               disable=not progress_base["show_bar"], file=sys.stdout)
+    bar = tqdm(
+        batches,
+        desc=f"epoch {epoch}/{cfg.epochs}",
+        unit="batch",
+        leave=False,
+        mininterval=1.0,
+        disable=not progress_base["show_bar"],
+        file=sys.stdout,
+    )
     for i, index in enumerate(bar):
         if distributed.any_rank(_stop_requested):  # all processes of a DDP run stop at the same batch
             raise Cancelled()
         if INJECTED_OOM_EPOCH == epoch and i == 1:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected by FER_INJECT_FAULT)")
+            raise torch.OutOfMemoryError(
+                "CUDA out of memory. Tried to allocate 2.00 GiB (injected by FER_INJECT_FAULT)"
+            )
         if cfg.schedule != "plateau":
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch - 1 + i / len(batches)) * group.get("lr_scale", 1.0)
@@ -161,20 +222,35 @@ def train_one_epoch(model, optimizer, criterion, cfg, split, epoch, device, dtyp
         if ema is not None:
             ema.update(step=(epoch - 1) * len(batches) + i)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}, batch {i + 1}; "
-                                     "try a lower learning rate")
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at epoch {epoch}, batch {i + 1}; try a lower learning rate"
+            )
         seen_labels.append(y.numpy())
         seen_probs.append(torch.softmax(logits.detach().float(), 1).cpu().numpy())
         done = (epoch - 1 + (i + 1) / len(batches)) / cfg.epochs
         started, start_done = progress_base["started"], progress_base["done_at_start"]
         rate = (done - start_done) / max(time.time() - started, 1e-9)
-        writer.heartbeat({"epoch": epoch, "epochs": cfg.epochs, "batch": i + 1, "batches": len(batches),
-                          "fraction": done, "eta_seconds": (1 - done) / rate if rate > 0 else None})
+        writer.heartbeat(
+            {
+                "epoch": epoch,
+                "epochs": cfg.epochs,
+                "batch": i + 1,
+                "batches": len(batches),
+                "fraction": done,
+                "eta_seconds": (1 - done) / rate if rate > 0 else None,
+            }
+        )
     return distributed.gather(np.concatenate(seen_labels)), distributed.gather(np.concatenate(seen_probs))
 
 
-def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, show_bar: bool = True,
-                 run_id: str | None = None, epochs: int | None = None) -> str:
+def run_training(
+    cfg: TrainConfig,
+    store: RunStore,
+    resume: str | None = None,
+    show_bar: bool = True,
+    run_id: str | None = None,
+    epochs: int | None = None,
+) -> str:
     """Train (or resume) one run to the end; returns its run id. Raises on failure (run marked failed).
 
     `epochs` with `resume` moves the run's end: a cosine schedule then anneals to the new end from
@@ -199,14 +275,22 @@ def run_training(cfg: TrainConfig, store: RunStore, resume: str | None = None, s
     if resume:
         run_id = resume
     else:
-        run_id = distributed.broadcast(store.create(cfg.to_dict(), name=cfg.name, run_id=run_id).run_id
-                                       if lead else None)
+        run_id = distributed.broadcast(
+            store.create(cfg.to_dict(), name=cfg.name, run_id=run_id).run_id if lead else None
+        )
     writer = RunWriter(store, run_id) if lead else FollowerWriter(store, run_id)
     if lead:
         print(f"run {writer.run_id}\n{writer.dir}", flush=True)
     started = time.time()
-    writer.update(status="running", pid=os.getpid(), started=now_iso(), started_unix=started,
-                  heartbeat_unix=started, error=None, **changed)
+    writer.update(
+        status="running",
+        pid=os.getpid(),
+        started=now_iso(),
+        started_unix=started,
+        heartbeat_unix=started,
+        error=None,
+        **changed,
+    )
     writer.keep_alive()
     try:
         return _train(cfg, writer, resume is not None, show_bar, started - earlier.get("train_seconds", 0.0))
@@ -276,15 +360,23 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(cfg, model)
-    plateau = (torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=cfg.plateau_factor,
-                                                          patience=cfg.plateau_patience, min_lr=cfg.min_lr)
-               if cfg.schedule == "plateau" else None)
+    plateau = (
+        torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience, min_lr=cfg.min_lr
+        )
+        if cfg.schedule == "plateau"
+        else None
+    )
     ema = WeightEMA(model, cfg.ema_decay, warmup=not cfg.init_from) if cfg.ema_decay else None
     weights = class_weights(cfg, splits["train"].labels)
-    criterion = torch.nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device),
-                                          label_smoothing=cfg.label_smoothing)
-    distiller = (Distiller(cfg.distill_from, cfg.distill_weight, cfg.distill_temperature, device, dtype,
-                           cfg.channels_last) if cfg.distill_from else None)
+    criterion = torch.nn.CrossEntropyLoss(
+        weight=None if weights is None else weights.to(device), label_smoothing=cfg.label_smoothing
+    )
+    distiller = (
+        Distiller(cfg.distill_from, cfg.distill_weight, cfg.distill_temperature, device, dtype, cfg.channels_last)
+        if cfg.distill_from
+        else None
+    )
     state = {"epoch": 0, "best_accuracy": -1.0, "best_epoch": 0, "bad_epochs": 0}
     ckpt = writer.checkpoint_dir
     if resuming:
@@ -310,22 +402,41 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         writer.update(distill_from=distiller.record)
     writer.drop_epochs_after(state["epoch"])
     train_model = distributed.wrap(model)  # DDP under torchrun, else the model itself
-    writer.update(device=str(device), processes=distributed.world_size(), precision=str(dtype).replace("torch.", "") if dtype else "float32",
-                  parameters=count_parameters(model),
-                  dataset={"source": dataset.source, "fingerprint": dataset.fingerprint,
-                           "sizes": {n: len(s) for n, s in splits.items()}},
-                  versions={"python": platform.python_version(), "torch": torch.__version__,
-                            "numpy": np.__version__})
+    writer.update(
+        device=str(device),
+        processes=distributed.world_size(),
+        precision=str(dtype).replace("torch.", "") if dtype else "float32",
+        parameters=count_parameters(model),
+        dataset={
+            "source": dataset.source,
+            "fingerprint": dataset.fingerprint,
+            "sizes": {n: len(s) for n, s in splits.items()},
+        },
+        versions={"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+    )
     progress = {"show_bar": show_bar, "started": time.time(), "done_at_start": state["epoch"] / cfg.epochs}
 
     def val_probs_of(m: torch.nn.Module) -> np.ndarray:
-        return predict_probs(m, splits["val"].images, device, dtype, batch_size=cfg.eval_batch_size,
-                             channels_last=cfg.channels_last)[0]
+        return predict_probs(
+            m, splits["val"].images, device, dtype, batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last
+        )[0]
 
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         t0 = time.time()
-        train_labels, train_probs = train_one_epoch(train_model, optimizer, criterion, cfg, splits["train"], epoch,
-                                                    device, dtype, writer, progress, ema, distiller)
+        train_labels, train_probs = train_one_epoch(
+            train_model,
+            optimizer,
+            criterion,
+            cfg,
+            splits["train"],
+            epoch,
+            device,
+            dtype,
+            writer,
+            progress,
+            ema,
+            distiller,
+        )
         train_seconds = time.time() - t0
         distributed.sync_buffers(model)
         lr = optimizer.param_groups[0]["lr"]
@@ -334,8 +445,10 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         val_probs = val_probs_of(evaluated)
         val_seconds = time.time() - t0
         rows, cells = [], []
-        for split, labels, probs, seconds in (("train", train_labels, train_probs, train_seconds),
-                                              ("val", splits["val"].labels, val_probs, val_seconds)):
+        for split, labels, probs, seconds in (
+            ("train", train_labels, train_probs, train_seconds),
+            ("val", splits["val"].labels, val_probs, val_seconds),
+        ):
             row, conf = split_rows(writer.run_id, cfg.model, epoch, split, labels, probs, lr, seconds)
             rows.append(row)
             cells += conf
@@ -345,8 +458,13 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         if val["accuracy"] > state["best_accuracy"]:
             state.update(best_accuracy=val["accuracy"], best_epoch=epoch, bad_epochs=0)
             if lead:
-                save_checkpoint(evaluated, ckpt / "best.safetensors", epoch=epoch, val_accuracy=val["accuracy"],
-                                run_id=writer.run_id)
+                save_checkpoint(
+                    evaluated,
+                    ckpt / "best.safetensors",
+                    epoch=epoch,
+                    val_accuracy=val["accuracy"],
+                    run_id=writer.run_id,
+                )
                 writer.publish_checkpoints("best.safetensors")
         else:
             state["bad_epochs"] += 1
@@ -354,20 +472,31 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         writer.write_metrics(f"epoch_{epoch:04d}", rows, cells)
         if lead:
             save_checkpoint(model, ckpt / "last.safetensors", epoch=epoch, run_id=writer.run_id)
-            save_optimizer(optimizer, ckpt / "last_optimizer.safetensors",
-                           dict(state, **({"plateau": plateau.state_dict()} if plateau else {})))
+            save_optimizer(
+                optimizer,
+                ckpt / "last_optimizer.safetensors",
+                dict(state, **({"plateau": plateau.state_dict()} if plateau else {})),
+            )
             writer.publish_checkpoints("last.safetensors", "last_optimizer.safetensors")
             if ema is not None:
                 save_checkpoint(ema.module, ckpt / "last_ema.safetensors", epoch=epoch, run_id=writer.run_id)
                 writer.publish_checkpoints("last_ema.safetensors")
         summary = {k: val[k] for k in ("accuracy", "loss", "macro_f1", "auc")}
-        writer.update(epochs_completed=epoch, best_epoch=state["best_epoch"], best_val_accuracy=state["best_accuracy"],
-                      **({"best_val": dict(summary, epoch=epoch)} if state["best_epoch"] == epoch else {}),
-                      last_val=dict(summary, epoch=epoch), train_seconds=time.time() - started)
+        writer.update(
+            epochs_completed=epoch,
+            best_epoch=state["best_epoch"],
+            best_val_accuracy=state["best_accuracy"],
+            **({"best_val": dict(summary, epoch=epoch)} if state["best_epoch"] == epoch else {}),
+            last_val=dict(summary, epoch=epoch),
+            train_seconds=time.time() - started,
+        )
         if lead:
-            print(f"epoch {epoch}/{cfg.epochs}  train loss {rows[0]['loss']:.4f} acc {rows[0]['accuracy']:.4f}  "
-                  f"val loss {val['loss']:.4f} acc {val['accuracy']:.4f} f1 {val['macro_f1']:.4f}  "
-                  f"lr {lr:.2e}  {len(train_labels) / train_seconds:.0f} img/s", flush=True)
+            print(
+                f"epoch {epoch}/{cfg.epochs}  train loss {rows[0]['loss']:.4f} acc {rows[0]['accuracy']:.4f}  "
+                f"val loss {val['loss']:.4f} acc {val['accuracy']:.4f} f1 {val['macro_f1']:.4f}  "
+                f"lr {lr:.2e}  {len(train_labels) / train_seconds:.0f} img/s",
+                flush=True,
+            )
             if ema is not None:  # how much the average buys over the weights it averages
                 raw_accuracy = (val_probs_of(model).argmax(1) == splits["val"].labels).mean()
                 print(f"  val acc of the raw (not averaged) weights {raw_accuracy:.4f}", flush=True)
@@ -377,8 +506,12 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
     if not lead:
         return writer.run_id
     final = final_evaluation(cfg, writer, splits, device, dtype, state)
-    writer.update(status="finished", ended=now_iso(), final=final, progress={"fraction": 1.0, "epoch": state["epoch"],
-                                                                            "epochs": cfg.epochs})
+    writer.update(
+        status="finished",
+        ended=now_iso(),
+        final=final,
+        progress={"fraction": 1.0, "epoch": state["epoch"], "epochs": cfg.epochs},
+    )
     print(f"finished: best val accuracy {state['best_accuracy']:.4f} at epoch {state['best_epoch']}", flush=True)
     return writer.run_id
 
@@ -394,13 +527,35 @@ def final_evaluation(cfg, writer, splits, device, dtype, state) -> dict:
         evaluations += [("test", "none"), ("test", "flip"), ("test", "tencrop")]
     for split, tta in evaluations:
         t0 = time.time()
-        probs, _ = predict_probs(model, splits[split].images, device, dtype, tta=tta,
-                                 batch_size=cfg.eval_batch_size, channels_last=cfg.channels_last)
-        row, conf = split_rows(writer.run_id, cfg.model, state["best_epoch"], split, splits[split].labels, probs,
-                               0.0, time.time() - t0, tta=tta)
+        probs, _ = predict_probs(
+            model,
+            splits[split].images,
+            device,
+            dtype,
+            tta=tta,
+            batch_size=cfg.eval_batch_size,
+            channels_last=cfg.channels_last,
+        )
+        row, conf = split_rows(
+            writer.run_id,
+            cfg.model,
+            state["best_epoch"],
+            split,
+            splits[split].labels,
+            probs,
+            0.0,
+            time.time() - t0,
+            tta=tta,
+        )
         suffix = "" if tta == "none" else f"_{tta}"
-        final.update({f"{split}_accuracy{suffix}": row["accuracy"], f"{split}_macro_f1{suffix}": row["macro_f1"],
-                      f"{split}_auc{suffix}": row["auc"], f"{split}_loss{suffix}": row["loss"]})
+        final.update(
+            {
+                f"{split}_accuracy{suffix}": row["accuracy"],
+                f"{split}_macro_f1{suffix}": row["macro_f1"],
+                f"{split}_auc{suffix}": row["auc"],
+                f"{split}_loss{suffix}": row["loss"],
+            }
+        )
         if split == "test" or tta != "none":  # val/none at the best epoch is already an epoch row
             rows.append(row)
             cells += conf

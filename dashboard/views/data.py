@@ -12,8 +12,12 @@ from fer_core.classes import CLASSES
 from fer_core.data import FerDataError
 
 st.title("Data")
-path = st.text_input("Dataset (FER2013 CSV or image folder)", value=str(SAMPLE_DATA), key="data_path",
-                     help=f"for the full dataset, e.g. {data_path_hint()}")
+path = st.text_input(
+    "Dataset (FER2013 CSV or image folder)",
+    value=str(SAMPLE_DATA),
+    key="data_path",
+    help=f"for the full dataset, e.g. {data_path_hint()}",
+)
 try:
     info = dataset_summary(path.strip())
 except FerDataError as e:
@@ -23,14 +27,23 @@ except FerDataError as e:
 summary = info["summary"]
 st.caption(f"Source: {info['source']}")
 columns = st.columns(len(summary))
-for column, (split, s) in zip(columns, summary.items()):
+for column, (split, s) in zip(columns, summary.items(), strict=True):
     column.metric(f"{split} images", f"{s['n']:,}")
 
-counts = pd.DataFrame([{"split": split, "class": c, "images": n}
-                       for split, s in summary.items() for c, n in s["class_counts"].items()])
+counts = pd.DataFrame(
+    [{"split": split, "class": c, "images": n} for split, s in summary.items() for c, n in s["class_counts"].items()]
+)
 counts["share"] = counts.images / counts.groupby("split").images.transform("sum")
-fig = px.bar(counts, x="class", y="images", color="split", barmode="group", hover_data={"share": ":.1%"},
-             category_orders={"class": list(CLASSES)}, title="Class distribution")
+fig = px.bar(
+    counts,
+    x="class",
+    y="images",
+    color="split",
+    barmode="group",
+    hover_data={"share": ":.1%"},
+    category_orders={"class": list(CLASSES)},
+    title="Class distribution",
+)
 st.plotly_chart(fig, width="stretch")
 
 split = st.radio("Sample faces from", list(info["samples"]), horizontal=True, key="data_split")

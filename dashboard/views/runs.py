@@ -38,10 +38,34 @@ if text:
 table = table.sort_values("created", ascending=False).reset_index(drop=True)
 
 event = st.dataframe(
-    table, key="runs_table", on_select="rerun", selection_mode="multi-row", hide_index=True,
-    column_order=["name", "model", "preset", "status", "best_val_accuracy", "val_macro_f1", "val_auc",
-                  "test_accuracy", "progress", "minutes", "started_from", "distilled_from", "batch_size", "lr",
-                  "weight_decay", "model_config", "device", "sweep", "tags", "error", "run_id"],
+    table,
+    key="runs_table",
+    on_select="rerun",
+    selection_mode="multi-row",
+    hide_index=True,
+    column_order=[
+        "name",
+        "model",
+        "preset",
+        "status",
+        "best_val_accuracy",
+        "val_macro_f1",
+        "val_auc",
+        "test_accuracy",
+        "progress",
+        "minutes",
+        "started_from",
+        "distilled_from",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "model_config",
+        "device",
+        "sweep",
+        "tags",
+        "error",
+        "run_id",
+    ],
     column_config={
         "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.4f"),
         "val_macro_f1": st.column_config.NumberColumn("val macro-F1", format="%.4f"),
@@ -52,11 +76,14 @@ event = st.dataframe(
 )
 rows = [i for i in event.selection.rows if i < len(table)]  # a selection can outlive a deleted run
 selected = table.iloc[rows]["run_id"].tolist() if rows else table.run_id[:3].tolist()
-st.caption(f"{len(table)} runs; showing {len(selected)}: "
-           f"{'selected' if rows else 'the newest (select rows to choose)'}.")
+st.caption(
+    f"{len(table)} runs; showing {len(selected)}: {'selected' if rows else 'the newest (select rows to choose)'}."
+)
 for run in table[table.run_id.isin(selected) & (table.status == "failed")].itertuples():
-    st.error(f"**{run.name}** failed: {run.error or 'the trainer stopped answering (stale heartbeat)'}. "
-             "Resume it on the **Train** page or with `fer-train --resume`.")
+    st.error(
+        f"**{run.name}** failed: {run.error or 'the trainer stopped answering (stale heartbeat)'}. "
+        "Resume it on the **Train** page or with `fer-train --resume`."
+    )
 
 # -- tags, notes, delete -----------------------------------------------------------------
 with st.expander("Tags, notes and delete"):
@@ -81,7 +108,7 @@ def ema(series: pd.Series, alpha: float) -> pd.Series:
 
 
 def names_by_id() -> dict:
-    return dict(zip(table.run_id, table.name))
+    return dict(zip(table.run_id, table.name, strict=True))
 
 
 # -- learning curves (live while jobs run) ------------------------------------------------
@@ -106,11 +133,17 @@ def learning_curves(run_ids: list[str]) -> None:
         y = group[metric]
         if smoothing != "off":
             y = ema(y, float(smoothing.split()[1]))
-        fig.add_scatter(x=group.epoch, y=y, mode="lines+markers", name=f"{names.get(run_id, run_id)} {split}",
-                        line={"dash": "dot" if split == "train" else "solid"})
+        fig.add_scatter(
+            x=group.epoch,
+            y=y,
+            mode="lines+markers",
+            name=f"{names.get(run_id, run_id)} {split}",
+            line={"dash": "dot" if split == "train" else "solid"},
+        )
     fig.update_xaxes(dtick=1 if epochs.epoch.max() <= 20 else None)  # whole epochs
-    fig.update_layout(xaxis_title="epoch", yaxis_title=metric, height=420, margin={"t": 30},
-                      legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(
+        xaxis_title="epoch", yaxis_title=metric, height=420, margin={"t": 30}, legend={"orientation": "h", "y": -0.2}
+    )
     st.plotly_chart(fig, width="stretch")
 
 
@@ -132,19 +165,43 @@ if not confusion.empty:
         cells = of_run[of_run.epoch == (info[run_id].get("best_epoch") or of_run.epoch.max())]
         matrix = cells.pivot_table(index="true", columns="pred", values="count", aggfunc="sum")
         matrix = matrix.reindex(index=CLASSES, columns=CLASSES).fillna(0)
-        values = matrix.div(matrix.sum(axis=1).replace(0, np.nan), axis=0).fillna(0) if normalise != "counts" else matrix
-        fig.add_trace(go.Heatmap(z=values.values, x=list(CLASSES), y=list(CLASSES), coloraxis="coloraxis",
-                                 text=np.round(values.values, 2), texttemplate="%{text}"), 1, i)
+        values = (
+            matrix.div(matrix.sum(axis=1).replace(0, np.nan), axis=0).fillna(0) if normalise != "counts" else matrix
+        )
+        fig.add_trace(
+            go.Heatmap(
+                z=values.values,
+                x=list(CLASSES),
+                y=list(CLASSES),
+                coloraxis="coloraxis",
+                text=np.round(values.values, 2),
+                texttemplate="%{text}",
+            ),
+            1,
+            i,
+        )
         recall = np.diag(matrix.values) / matrix.sum(axis=1).replace(0, np.nan).values
-        recall_rows += [{"run": names_by_id().get(run_id, run_id), "class": c, "recall": r}
-                        for c, r in zip(CLASSES, recall)]
+        recall_rows += [
+            {"run": names_by_id().get(run_id, run_id), "class": c, "recall": r}
+            for c, r in zip(CLASSES, recall, strict=True)
+        ]
     fig.update_yaxes(autorange="reversed", title_text="true")
     fig.update_xaxes(title_text="predicted")
     fig.update_layout(height=380, coloraxis={"colorscale": "Purples"}, margin={"t": 40})
     st.plotly_chart(fig, width="stretch")
     if recall_rows:
-        st.plotly_chart(px.bar(pd.DataFrame(recall_rows), x="class", y="recall", color="run", barmode="group",
-                               height=320, title="Per-class recall (val, best epoch)"), width="stretch")
+        st.plotly_chart(
+            px.bar(
+                pd.DataFrame(recall_rows),
+                x="class",
+                y="recall",
+                color="run",
+                barmode="group",
+                height=320,
+                title="Per-class recall (val, best epoch)",
+            ),
+            width="stretch",
+        )
 
 # -- the paper's tables, generated from our runs ----------------------------------------------
 st.subheader("Hyperparameter tables (the shape of the paper's Tables 1 and 2)")
@@ -158,10 +215,18 @@ def ours(model: str, keys: list[str], defaults: dict | None = None) -> pd.DataFr
         if r.get("model") != model:
             continue
         cfg = {**(defaults or {}), **r["config"], **(r["config"].get("model_config") or {})}
-        rows.append({**{k: cfg.get(k) for k in keys}, "preset": r.get("preset"), "name": r.get("name"),
-                     "accuracy": r["best_val"]["accuracy"], "loss": r["best_val"]["loss"],
-                     "auc": r["best_val"]["auc"], "macro_f1": r["best_val"]["macro_f1"],
-                     "epochs": r.get("epochs_completed")})
+        rows.append(
+            {
+                **{k: cfg.get(k) for k in keys},
+                "preset": r.get("preset"),
+                "name": r.get("name"),
+                "accuracy": r["best_val"]["accuracy"],
+                "loss": r["best_val"]["loss"],
+                "auc": r["best_val"]["auc"],
+                "macro_f1": r["best_val"]["macro_f1"],
+                "epochs": r.get("epochs_completed"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -175,5 +240,11 @@ with c2:
     st.markdown("**Table 2 - ViT configurations** (paper)")
     st.dataframe(pd.DataFrame(TABLE2_VIT), hide_index=True)
     st.markdown("**Ours**")
-    st.dataframe(ours("vit", ["layers", "patch_size", "hidden_size", "heads", "mlp_dim", "kernel_init", "stem"],
-                      defaults={"stem": "patch"}), hide_index=True)
+    st.dataframe(
+        ours(
+            "vit",
+            ["layers", "patch_size", "hidden_size", "heads", "mlp_dim", "kernel_init", "stem"],
+            defaults={"stem": "patch"},
+        ),
+        hide_index=True,
+    )

@@ -6,11 +6,11 @@ checkpoint saved with them rebuilds the same network with no other information.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch.nn as nn
 
-from .cnn import DeepCNN, STCNN
+from .cnn import STCNN, DeepCNN
 from .resnet import ResNet50
 from .vit import ViT
 

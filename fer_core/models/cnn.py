@@ -23,8 +23,12 @@ from ..classes import NUM_CLASSES
 
 def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
-        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
         nn.MaxPool2d(2),
     )
 
@@ -32,14 +36,21 @@ def _double_conv(c_in: int, c_out: int) -> nn.Sequential:
 class DeepCNN(nn.Module):
     """Double-conv blocks (48 -> 24 -> 12 -> 6 -> 3), global average pool, dropout, linear."""
 
-    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512), dropout: float = 0.4,
-                 num_classes: int = NUM_CLASSES, in_channels: int = 1):
+    def __init__(
+        self,
+        widths: tuple[int, ...] = (64, 128, 256, 512),
+        dropout: float = 0.4,
+        num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
+    ):
         super().__init__()
         widths = tuple(widths)
-        self.features = nn.Sequential(*[_double_conv(c_in, c_out)
-                                        for c_in, c_out in zip((in_channels,) + widths[:-1], widths)])
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-                                  nn.Linear(widths[-1], num_classes))
+        self.features = nn.Sequential(
+            *[_double_conv(c_in, c_out) for c_in, c_out in zip((in_channels,) + widths[:-1], widths, strict=True)]
+        )
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(widths[-1], num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
@@ -48,17 +59,29 @@ class DeepCNN(nn.Module):
 class STCNN(nn.Module):
     """Spatial transformer (localisation net -> theta -> grid -> bilinear sampler) + DeepCNN."""
 
-    def __init__(self, widths: tuple[int, ...] = (64, 128, 256, 512), dropout: float = 0.4,
-                 num_classes: int = NUM_CLASSES, in_channels: int = 1, loc_channels: tuple[int, int] = (8, 16),
-                 theta_limit: float | None = None):
+    def __init__(
+        self,
+        widths: tuple[int, ...] = (64, 128, 256, 512),
+        dropout: float = 0.4,
+        num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
+        loc_channels: tuple[int, int] = (8, 16),
+        theta_limit: float | None = None,
+    ):
         super().__init__()
         self.theta_limit = theta_limit
         c1, c2 = loc_channels
         self.localization = nn.Sequential(
-            nn.Conv2d(in_channels, c1, 7), nn.MaxPool2d(2), nn.ReLU(inplace=True),   # 48 -> 42 -> 21
-            nn.Conv2d(c1, c2, 5), nn.MaxPool2d(2), nn.ReLU(inplace=True),            # 21 -> 17 -> 8
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
-            nn.Linear(c2 * 16, 64), nn.ReLU(inplace=True),
+            nn.Conv2d(in_channels, c1, 7),
+            nn.MaxPool2d(2),
+            nn.ReLU(inplace=True),  # 48 -> 42 -> 21
+            nn.Conv2d(c1, c2, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(inplace=True),  # 21 -> 17 -> 8
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
+            nn.Linear(c2 * 16, 64),
+            nn.ReLU(inplace=True),
             nn.Linear(64, 6),
         )
         nn.init.zeros_(self.localization[-1].weight)
@@ -76,8 +99,11 @@ class STCNN(nn.Module):
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """The spatially transformed input that the CNN classifies (shown in the dashboard)."""
         grid = F.affine_grid(self.theta(x), list(x.shape), align_corners=False)
-        return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros",
-                             align_corners=False).to(x.dtype).contiguous(memory_format=torch.channels_last)
+        return (
+            F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            .to(x.dtype)
+            .contiguous(memory_format=torch.channels_last)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.transform(x))

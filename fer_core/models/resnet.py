@@ -15,8 +15,9 @@ from ..classes import NUM_CLASSES
 
 
 class ResNet50(nn.Module):
-    def __init__(self, stem: str = "imagenet", dropout: float = 0.0, num_classes: int = NUM_CLASSES,
-                 in_channels: int = 1):
+    def __init__(
+        self, stem: str = "imagenet", dropout: float = 0.0, num_classes: int = NUM_CLASSES, in_channels: int = 1
+    ):
         super().__init__()
         if stem not in ("imagenet", "small"):
             raise ValueError(f"unknown ResNet-50 stem {stem!r} (imagenet, small)")

@@ -33,8 +33,9 @@ class EncoderBlock(nn.Module):
         self.attention = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.drop = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(mlp_dim, dim), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_dim, dim), nn.Dropout(dropout)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm1(x)
@@ -50,18 +51,31 @@ def conv_stem(in_channels: int, hidden_size: int, patch_size: int) -> nn.Sequent
     layers: list[nn.Module] = []
     channels = in_channels
     for i in reversed(range(halvings)):
-        width = max(hidden_size // (2 ** i), 16)
-        layers += [nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
-                   nn.ReLU(inplace=True)]
+        width = max(hidden_size // (2**i), 16)
+        layers += [
+            nn.Conv2d(channels, width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        ]
         channels = width
     return nn.Sequential(*layers, nn.Conv2d(channels, hidden_size, 1))
 
 
 class ViT(nn.Module):
-    def __init__(self, layers: int = 6, patch_size: int = 6, hidden_size: int = 192, heads: int = 6,
-                 mlp_dim: int = 384, kernel_init: str = "trunc_normal", dropout: float = 0.1,
-                 stem: str = "patch", image_size: int = 48, num_classes: int = NUM_CLASSES,
-                 in_channels: int = 1):
+    def __init__(
+        self,
+        layers: int = 6,
+        patch_size: int = 6,
+        hidden_size: int = 192,
+        heads: int = 6,
+        mlp_dim: int = 384,
+        kernel_init: str = "trunc_normal",
+        dropout: float = 0.1,
+        stem: str = "patch",
+        image_size: int = 48,
+        num_classes: int = NUM_CLASSES,
+        in_channels: int = 1,
+    ):
         super().__init__()
         if hidden_size % heads:
             raise ValueError(f"hidden_size {hidden_size} is not divisible by heads {heads}")
@@ -100,7 +114,7 @@ class ViT(nn.Module):
             nn.init.trunc_normal_(self.patch_embed.weight, std=math.sqrt(1 / fan_in))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)             # [B, patches, dim]
+        tokens = self.patch_embed(x).flatten(2).transpose(1, 2)  # [B, patches, dim]
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         tokens = self.drop(torch.cat([cls, tokens], dim=1) + self.pos_embed)
         return self.head(self.norm(self.blocks(tokens))[:, 0])
