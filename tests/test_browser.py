@@ -148,10 +148,10 @@ def test_train_from_the_sidebar_then_cancel_another(page, dashboard):
 
     def submit(epochs: int, name: str) -> None:
         for label, value in (("Epochs", epochs), ("Use at most N images per split (0 = all)", 70)):
-            field = sidebar.get_by_label(label)
+            field = sidebar.get_by_role("spinbutton", name=label)  # not the "Help for ..." button
             field.fill(str(value))
             field.press("Tab")
-        sidebar.get_by_label("Run name (optional)").fill(name)
+        sidebar.get_by_role("textbox", name="Run name (optional)").fill(name)
         sidebar.get_by_role("button", name="Start training").click()
         sidebar.get_by_text("Queued").wait_for()
 
