@@ -35,6 +35,7 @@ MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # PIL's decompression-bomb limit (~179 
 DETECTORS: tuple[str, ...] = ("mtcnn", "haar")
 DEFAULT_DETECTOR = "mtcnn"
 DEFAULT_MIN_CONFIDENCE = 0.5
+MIN_FACE_PIXELS = 12  # no detector finds a face smaller than this in its working image
 
 
 class ImageError(ValueError):
@@ -138,6 +139,8 @@ def detect_faces(
     if detector not in _BACKENDS:
         raise ValueError(f"unknown face detector {detector!r}; choose from {', '.join(DETECTORS)}")
     scale = min(1.0, max_side / max(image.shape[:2]))
+    if min(image.shape[:2]) * scale < MIN_FACE_PIXELS:  # too thin to hold a face (and to shrink)
+        return []
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
     found = []
     for d in _BACKENDS[detector](np.ascontiguousarray(small), scale):

@@ -126,3 +126,9 @@ def test_fer2013_faces_pasted_into_a_photo_are_found(fer2013):
     assert found >= 17, f"{found} of {len(files)}"
     two = detect_faces(np.asarray(make_photo(files[:2])))
     assert len(two) >= 1 and all(f.box[0] >= 0 and f.box[1] >= 0 for f in two)
+
+
+@pytest.mark.parametrize("shape", [(1, 5000, 3), (5000, 1), (8, 8, 3)])
+@pytest.mark.parametrize("detector", DETECTORS)
+def test_an_image_too_thin_for_a_face_has_none(shape, detector):
+    assert detect_faces(np.zeros(shape, np.uint8), detector) == []
