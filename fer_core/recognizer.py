@@ -69,7 +69,7 @@ class Recognizer:
         runs and checkpoints); "none", "flip" or "tencrop" choose one. `whole_image` classifies the
         whole image as one face when none is found; a dict gives each spec of a list its own view.
         `int8` runs the shipped int8 versions on ONNX Runtime; `backend="onnx"` runs full precision
-        there too (fer_core/registry.py)."""
+        there too (fer_core/loading.py)."""
         self.model = model
         if isinstance(model, str):
             models = load_models(model, "cpu", runs_dir, int8=int8, backend=backend)
