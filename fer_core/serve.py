@@ -280,7 +280,7 @@ def measure(name: str, data: bytes, max_pixels: int) -> tuple[int, str]:
     if width * height > max_pixels:
         raise ClientError(413, f"{name}: {width}x{height} is {width * height:,} pixels; the limit is {max_pixels:,}")
     if min(width, height) * min(1.0, DETECT_MAX_SIDE / max(width, height)) < 1:
-        # shrunk for the detector, a side would be 0 pixels (and OpenCV would fail on it)
+        # shrunk for the detector a side would be 0 pixels: no face can be found, so say why
         raise ClientError(422, f"{name}: {width}x{height} is too narrow to search for faces")
     return width * height, kind
 
