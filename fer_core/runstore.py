@@ -3,6 +3,7 @@
     run.json                   config, status, progress, heartbeat, final metrics
     metrics/epoch_0001.parquet one row per split for that epoch (final.parquet at the end)
     confusion/epoch_0001.parquet  long-form confusion matrices (run_id, epoch, split, true, pred, count)
+    predictions/val-none.parquet  each face's label and probabilities at the best epoch (per split, view)
     checkpoints/               best.safetensors, last.safetensors (+ optimizer state)
 
 The root is a local folder or any fsspec URI (`s3://bucket/runs`, `gs://...`, `memory://`
@@ -234,6 +235,17 @@ class RunStore:
 
     def confusion(self, run_ids: list[str] | None = None) -> pd.DataFrame:
         return self._frames("confusion", run_ids)
+
+    def predictions(self, run_ids: list[str] | None = None) -> pd.DataFrame:
+        """Per-face rows (fer_core/predictions.py) of the runs' best checkpoints, every split and view."""
+        return self._frames("predictions", run_ids)
+
+    def write_predictions(self, run_id: str, frame: pd.DataFrame) -> None:
+        """Replace the run's rows for each (split, view) in `frame`."""
+        from .predictions import file_name
+
+        for (split, tta), rows in frame.groupby(["split", "tta"]):
+            self._write(self._path(run_id, "predictions", file_name(split, tta)), rows.to_parquet(index=False))
 
     def tail(self, run_id: str, after_epoch: int = 0) -> pd.DataFrame:
         """Metric rows of epochs after `after_epoch` (for following a running job)."""

@@ -13,6 +13,7 @@ from fer_core.device import autocast_dtype, select_device
 from fer_core.inference import ensemble_probs
 from fer_core.loading import add_runtime_options, load_models
 from fer_core.metrics import classification_metrics
+from fer_core.predictions import predictions_frame, write_shipped_predictions
 from fer_core.presets import DEFAULT_PRESET, NO_AUGMENT, PRESETS, Option, TrainConfig, preset_config, user_options
 from fer_core.registry import resolve_tta
 from fer_core.runstore import RunStore
@@ -189,6 +190,24 @@ def train_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def predictions_target(spec: str, runs_dir):
+    """Where `fer-eval --save` keeps per-face rows: a function taking the frame, or a ValueError
+    before any work for a spec that is neither a run nor a shipped model."""
+    from fer_core.registry import shipped_names
+
+    if spec in [*shipped_names(), "ensemble"]:
+        return lambda frame: write_shipped_predictions(frame.assign(model=spec))
+    store, run_id = RunStore(runs_dir), spec
+    if Path(spec).is_dir() and (Path(spec) / "run.json").is_file():
+        store, run_id = RunStore(Path(spec).resolve().parent), Path(spec).resolve().name
+    try:
+        if store.exists(run_id):
+            return lambda frame: store.write_predictions(run_id, frame.assign(run_id=run_id))
+    except ValueError:
+        pass
+    raise ValueError(f"--save keeps predictions in a run or beside a shipped model; {spec!r} is neither")
+
+
 def eval_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fer-eval", description="Evaluate a model on a FER2013-style dataset.")
     p.add_argument(
@@ -212,6 +231,12 @@ def eval_main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     add_runtime_options(p)
     p.add_argument("--runs-dir", help="run store for a run id given as --model (folder or URI)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 where fast")
+    p.add_argument(
+        "--save",
+        action="store_true",
+        help="keep each face's label and probabilities: in the run (a run id or folder) or beside a shipped model",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     try:
@@ -220,12 +245,16 @@ def eval_main(argv: list[str] | None = None) -> int:
         if split not in dataset.splits:
             raise ValueError(f"{args.data} has no split {split!r} (found: {', '.join(dataset.splits)})")
         data = dataset.splits[split]
-        if args.limit:
-            data = data.subset(stratified_indices(data.labels, args.limit, seed=0))
+        index = stratified_indices(data.labels, args.limit, seed=0) if args.limit else None
+        if index is not None:
+            data = data.subset(index)
+        save = predictions_target(args.model, args.runs_dir) if args.save else None
         device = select_device("cpu" if args.int8 or args.backend == "onnx" else args.device)
         models = load_models(args.model, device, args.runs_dir, int8=args.int8, backend=args.backend)
         args.tta = resolve_tta(args.tta, args.model)
-        probs = ensemble_probs(models, data.images, device, autocast_dtype(device), tta=args.tta)
+        probs = ensemble_probs(models, data.images, device, autocast_dtype(device, args.precision), tta=args.tta)
+        if save:
+            save(predictions_frame(data.labels, probs, split, args.tta, index))
     except (ValueError, FileNotFoundError) as e:
         print(f"fer-eval: error: {e}", file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -30,6 +31,7 @@ from fer_core.device import autocast_dtype, select_device
 from fer_core.inference import autocast, predict_probs
 from fer_core.metrics import classification_metrics
 from fer_core.models import count_parameters, create_model
+from fer_core.predictions import predictions_frame
 from fer_core.presets import TrainConfig
 from fer_core.runstore import RunStore, RunWriter, now_iso
 from trainers import distributed
@@ -521,7 +523,7 @@ def final_evaluation(cfg, writer, splits, device, dtype, state) -> dict:
     model = load_model(writer.checkpoint_dir / "best.safetensors", device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    rows, cells, final = [], [], {"best_epoch": state["best_epoch"], "epochs_completed": state["epoch"]}
+    rows, cells, faces, final = [], [], [], {"best_epoch": state["best_epoch"], "epochs_completed": state["epoch"]}
     evaluations = [("val", "none"), ("val", "flip"), ("val", "tencrop")]
     if "test" in splits:
         evaluations += [("test", "none"), ("test", "flip"), ("test", "tencrop")]
@@ -559,5 +561,7 @@ def final_evaluation(cfg, writer, splits, device, dtype, state) -> dict:
         if split == "test" or tta != "none":  # val/none at the best epoch is already an epoch row
             rows.append(row)
             cells += conf
+        faces.append(predictions_frame(splits[split].labels, probs, split, tta, run_id=writer.run_id))
     writer.write_metrics("final", rows, cells)
+    writer.store.write_predictions(writer.run_id, pd.concat(faces, ignore_index=True))
     return final

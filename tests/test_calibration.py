@@ -1,0 +1,128 @@
+"""Per-face predictions (runs, fer-eval --save) and calibration: ECE, temperature, ensemble fitting."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_core.calibration import (
+    combine,
+    cross_validate_ensemble,
+    expected_calibration_error,
+    fit_ensemble,
+    fit_temperature,
+    reliability,
+    with_temperature,
+)
+from fer_core.classes import CLASSES
+from fer_core.data import load_dataset
+from fer_core.predictions import PROB_COLUMNS, probabilities
+from fer_core.runstore import RunStore
+from tests.conftest import SAMPLE_CSV
+
+BIN = Path(sys.executable).parent
+
+
+def softmax(z):
+    z = z - z.max(1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(1, keepdims=True)
+
+
+def drawn_labels(probs, rng):
+    """Labels drawn from `probs`: a perfectly calibrated model by construction."""
+    return np.array([rng.choice(7, p=p) for p in probs])
+
+
+def test_calibrated_probabilities_have_small_ece_and_overconfident_ones_large():
+    rng = np.random.default_rng(0)
+    probs = softmax(rng.normal(scale=2.0, size=(4000, 7)))
+    labels = drawn_labels(probs, rng)
+    assert expected_calibration_error(labels, probs) < 0.03
+    overconfident = with_temperature(probs, 0.4)
+    assert expected_calibration_error(labels, overconfident) > 0.10
+    table = reliability(labels, overconfident)
+    assert table.faces.sum() == 4000 and (table.confidence > table.accuracy).mean() > 0.8
+
+
+def test_fitted_temperature_undoes_a_known_one_and_keeps_every_prediction():
+    rng = np.random.default_rng(1)
+    truth = softmax(rng.normal(scale=2.0, size=(4000, 7)))
+    labels = drawn_labels(truth, rng)
+    sharpened = with_temperature(truth, 0.5)  # a model twice as sure as it should be
+    t = fit_temperature(labels, sharpened)
+    assert 1.7 < t < 2.3
+    fixed = with_temperature(sharpened, t)
+    assert (fixed.argmax(1) == sharpened.argmax(1)).all()
+    assert expected_calibration_error(labels, fixed) < expected_calibration_error(labels, sharpened) / 3
+
+
+def test_ensemble_silences_a_member_that_knows_nothing_and_cv_is_honest():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 7, 3000)
+    good = softmax(rng.normal(size=(3000, 7)) + 3.0 * np.eye(7)[labels])
+    noise = softmax(rng.normal(scale=3.0, size=(3000, 7)))  # knows nothing
+    fitted = fit_ensemble(labels, [good, noise])
+    assert fitted["temperatures"][1] > 5  # flattened towards uniform: whatever its weight, it cannot sway a vote
+    in_sample = (combine([good, noise], **fitted).argmax(1) == labels).mean()
+    assert in_sample >= (good.argmax(1) == labels).mean()
+    out_of_fold = (cross_validate_ensemble(labels, [good, noise]).argmax(1) == labels).mean()
+    assert abs(out_of_fold - (good.argmax(1) == labels).mean()) < 0.02
+    assert out_of_fold <= in_sample + 1e-9  # never better than scoring on the faces it was fitted on
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from tests.conftest import TINY_STCNN, fer_train
+
+    runs = tmp_path_factory.mktemp("preds") / "runs"
+    fer_train("--model", "stcnn", *TINY_STCNN, "--epochs", 1, "--limit", 140, runs_dir=runs)
+    return runs
+
+
+def test_training_keeps_each_val_face_of_its_best_checkpoint(tiny_run):
+    store = RunStore(tiny_run)
+    run = store.list_runs()[0]
+    faces = store.predictions([run["run_id"]])
+    val = load_dataset(SAMPLE_CSV).splits["val"]
+    assert sorted(faces.tta.unique()) == ["flip", "none", "tencrop"]
+    rows = faces[(faces.split == "val") & (faces.tta == "none")].sort_values("index")
+    assert list(rows["index"]) == list(range(len(val)))
+    assert (rows.label.to_numpy() == val.labels).all()
+    assert np.allclose(probabilities(rows).sum(1), 1, atol=1e-6)
+    accuracy = (probabilities(rows).argmax(1) == rows.label.to_numpy()).mean()
+    assert accuracy == pytest.approx(run["final"]["val_accuracy"], abs=2 / len(val))  # float16 storage
+    size = sum(p.stat().st_size for p in (tiny_run / run["run_id"] / "predictions").iterdir())
+    assert size < 60_000 * 3  # small enough to commit with a reference run
+
+
+def test_fer_eval_save_writes_a_subset_with_its_face_indices(tiny_run):
+    run_id = RunStore(tiny_run).list_runs()[0]["run_id"]
+    command = [BIN / "fer-eval", "--model", run_id, "--runs-dir", tiny_run, "--data", SAMPLE_CSV]
+    out = subprocess.run(
+        [*map(str, command), "--split", "train", "--limit", "70", "--save", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(out.stdout)
+    rows = RunStore(tiny_run).predictions([run_id]).query("split == 'train'")
+    train = load_dataset(SAMPLE_CSV).splits["train"]
+    assert len(rows) == 70 == result["n"] and rows["index"].is_unique
+    assert (train.labels[rows["index"].to_numpy()] == rows.label.to_numpy()).all()
+    assert list(rows.columns[-len(CLASSES) - 1 : -1]) == PROB_COLUMNS
+
+
+def test_fer_eval_save_refuses_a_bare_checkpoint_before_any_work(tiny_run, tmp_path):
+    run_id = RunStore(tiny_run).list_runs()[0]["run_id"]
+    checkpoint = tiny_run / run_id / "checkpoints" / "best.safetensors"
+    out = subprocess.run(
+        [str(BIN / "fer-eval"), "--model", str(checkpoint), "--data", str(SAMPLE_CSV), "--save"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1 and "neither" in out.stderr and "Traceback" not in out.stderr
