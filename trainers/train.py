@@ -153,6 +153,14 @@ def split_rows(
     return row, cells
 
 
+def report_phase(writer, phase: str, epoch: int, epochs: int) -> None:
+    """What the trainer does between batches (loading, evaluating, saving), for the jobs panel:
+    without it the panel shows the last batch's numbers through long silent steps."""
+    writer.heartbeat(
+        {"phase": phase, "epoch": epoch, "epochs": epochs, "fraction": min(epoch / epochs, 1.0)}, force=True
+    )
+
+
 def train_step(model, optimizer, criterion, x, y, device, dtype, scaler, channels_last=True):
     """Forward (autocast, channels-last), backward, step; returns (logits, loss)."""
     x, y = x.to(device), y.to(device)
@@ -234,13 +242,15 @@ def train_one_epoch(
         rate = (done - start_done) / max(time.time() - started, 1e-9)
         writer.heartbeat(
             {
+                "phase": "training",
                 "epoch": epoch,
                 "epochs": cfg.epochs,
                 "batch": i + 1,
                 "batches": len(batches),
                 "fraction": done,
                 "eta_seconds": (1 - done) / rate if rate > 0 else None,
-            }
+            },
+            force=i == 0,  # at once, not 2 s after the phase that came before
         )
     return distributed.gather(np.concatenate(seen_labels)), distributed.gather(np.concatenate(seen_probs))
 
@@ -294,8 +304,10 @@ def run_training(
         **changed,
     )
     writer.keep_alive()
+    done = earlier.get("epochs_completed") or 0
+    report_phase(writer, "loading data", done, cfg.epochs)
     try:
-        return _train(cfg, writer, resume is not None, show_bar, started - earlier.get("train_seconds", 0.0))
+        return _train(cfg, writer, resume is not None, show_bar, started - earlier.get("train_seconds", 0.0), done)
     except (Cancelled, KeyboardInterrupt):
         _record_end(writer, status="cancelled", ended=now_iso())
         print(f"run {writer.run_id} cancelled; metrics so far are kept", flush=True)
@@ -350,13 +362,15 @@ def _record_end(writer: RunWriter, **fields) -> None:
         print(f"fer-train: could not record the end of the run: {e}", file=sys.stderr, flush=True)
 
 
-def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, started: float) -> str:
-    """`started` is when the run would have started had it never stopped (train_seconds count on)."""
+def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, started: float, done: int = 0) -> str:
+    """`started` is when the run would have started had it never stopped (train_seconds count on);
+    `done` the epochs it had finished then."""
     device = distributed.device_for_rank(select_device(cfg.device))
     lead = not isinstance(writer, FollowerWriter)
     dtype = autocast_dtype(device, cfg.precision)
     dataset = load_dataset(cfg.data, cfg.fer_plus)
     splits = prepare_splits(dataset, cfg.limit, cfg.val_fraction, cfg.seed)
+    report_phase(writer, "building model", done, cfg.epochs)
     torch.manual_seed(cfg.seed)
     model = create_model(cfg.model, **cfg.model_config).to(device)
     if cfg.channels_last:
@@ -443,6 +457,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         distributed.sync_buffers(model)
         lr = optimizer.param_groups[0]["lr"]
         evaluated = model if ema is None else ema.module  # what val measures and `best` keeps
+        report_phase(writer, "evaluating val", epoch, cfg.epochs)
         t0 = time.time()
         val_probs = val_probs_of(evaluated)
         val_seconds = time.time() - t0
@@ -471,6 +486,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
+        report_phase(writer, "saving", epoch, cfg.epochs)
         writer.write_metrics(f"epoch_{epoch:04d}", rows, cells)
         if lead:
             save_checkpoint(model, ckpt / "last.safetensors", epoch=epoch, run_id=writer.run_id)
@@ -507,6 +523,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
             break
     if not lead:
         return writer.run_id
+    report_phase(writer, "final evaluation", state["epoch"], cfg.epochs)
     final = final_evaluation(cfg, writer, splits, device, dtype, state)
     writer.update(
         status="finished",
