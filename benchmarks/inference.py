@@ -39,7 +39,7 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer201
 
 def model_for(name: str) -> tuple[torch.nn.Module, str]:
     if (SHIPPED_MODELS_DIR / f"{name}.safetensors").exists():
-        return load_named_model(name), "shipped"
+        return load_named_model(name, backend="torch"), "shipped"
     cfg = preset_config(name)
     model = create_model(cfg.model, **cfg.model_config).eval().to(memory_format=torch.channels_last)
     return model, "untrained"

@@ -49,7 +49,8 @@ def median_ms(fn, seconds: float, per: int = 1) -> float:
 def variants(
     name: str, threads: int, candidates: dict[str, Path]
 ) -> dict[str, tuple[torch.nn.Module, torch.dtype | None]]:
-    out = {"torch fp32": (load_named_model(name), None), "torch bf16": (load_named_model(name), torch.bfloat16)}
+    torch_model = load_named_model(name, backend="torch")
+    out = {"torch fp32": (torch_model, None), "torch bf16": (torch_model, torch.bfloat16)}
     out["onnx fp32"] = (load_onnx_model(name, threads=threads), None)
     if int8_path(name).is_file():
         out["onnx int8"] = (OnnxModel(int8_path(name), threads=threads), None)

@@ -12,11 +12,10 @@ softmax(logit / T).
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize_scalar
-from sklearn.model_selection import StratifiedKFold
 
 ECE_BINS = 15
 
@@ -35,6 +34,8 @@ def nll(labels: np.ndarray, probs: np.ndarray) -> float:
 
 def fit_temperature(labels: np.ndarray, probs: np.ndarray) -> float:
     """The T in [0.05, 20] that minimises the negative log-likelihood of `labels`."""
+    from scipy.optimize import minimize_scalar  # scipy and scikit-learn only when fitting
+
     result = minimize_scalar(
         lambda log_t: nll(labels, with_temperature(probs, float(np.exp(log_t)))),
         bounds=(np.log(0.05), np.log(20.0)),
@@ -109,8 +110,30 @@ def cross_validate_ensemble(
     """Out-of-fold probabilities: each fold of val is predicted by an ensemble fitted on the
     other folds, so the accuracy of the result estimates what fitting on all of val gives on
     faces it has not seen (fitting and scoring on the same faces flatters the weights)."""
+    from sklearn.model_selection import StratifiedKFold
+
     out = np.zeros_like(member_probs[0], dtype=np.float64)
     for fit_rows, held_out in StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels):
         fitted = fit_ensemble(labels[fit_rows], [p[fit_rows] for p in member_probs], step)
         out[held_out] = combine([p[held_out] for p in member_probs], **fitted)
     return out
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How named members' probabilities become one answer: each scaled by its temperature, the
+    weighted mean, the mean scaled by `temperature`. The shipped ensemble's comes from its
+    record (registry.ensemble_blend); a shipped model alone is a blend of one (its temperature)."""
+
+    weights: dict[str, float]
+    temperatures: dict[str, float]
+    temperature: float = 1.0
+
+    def __call__(self, probs: dict[str, np.ndarray]) -> np.ndarray:
+        names = list(self.weights)
+        return combine(
+            [np.atleast_2d(probs[n]) for n in names],
+            [self.weights[n] for n in names],
+            [self.temperatures.get(n, 1.0) for n in names],
+            self.temperature,
+        ).reshape(np.shape(probs[names[0]]))

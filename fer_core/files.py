@@ -84,6 +84,7 @@ def predict_file(recognizer, path: str, args: argparse.Namespace) -> dict:
         every=args.every,
         smooth=args.smooth,
         progress=args.progress,
+        blend=recognizer.blend,
     )
 
 

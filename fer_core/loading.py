@@ -7,27 +7,40 @@ runs them): `fer-eval`, `fer-predict`, the Recognizer and the dashboard load mod
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
 import torch
 
 from .checkpoint import load_model
-from .registry import int8_names, int8_path, model_names, resolve_model_path
+from .registry import int8_names, int8_path, model_names, resolve_model_path, shipped_names
 
-# auto: ONNX Runtime for int8 (the shipped QDQ models), PyTorch for full precision - it needs no
-# export on first use and is faster on batches; `onnx` runs full precision on ONNX Runtime too,
-# exported once into the cache (fer_core/onnx_export.py; the speeds are in the README).
 BACKENDS = ("auto", "torch", "onnx")
+
+
+def resolve_backend(spec: str, device: torch.device | str = "cpu", int8: bool = False, backend: str = "auto") -> str:
+    """`auto` is the runtime measured faster for the model (benchmarks/onnx_inference.py): ONNX
+    Runtime for every shipped model on the CPU - per face at batch 1, 1.5-2.2x faster than
+    PyTorch for stcnn, resnet50 and vit on one and two threads - exported once into the cache on
+    first use (5-20 s); int8 runs there too. PyTorch for runs and checkpoints (not measured, and
+    they change), on GPUs, and where onnxruntime is not installed."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
+    if backend != "auto":
+        return backend
+    if int8:
+        return "onnx"
+    if torch.device(device).type == "cpu" and str(spec) in shipped_names() and importlib.util.find_spec("onnxruntime"):
+        return "onnx"
+    return "torch"
 
 
 def load_named_model(
     spec: str, device: torch.device | str = "cpu", runs_dir=None, int8: bool = False, backend: str = "auto"
 ) -> torch.nn.Module:
     """A model in eval mode: PyTorch, or an ONNX Runtime session behind the same interface."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
     if int8 and backend == "torch":
         raise ValueError("int8 runs on ONNX Runtime: use --backend onnx (or auto)")
-    if not (int8 or backend == "onnx"):
+    if resolve_backend(spec, device, int8, backend) == "torch":
         return load_model(resolve_model_path(spec, runs_dir), device).to(memory_format=torch.channels_last)
     if torch.device(device).type != "cpu":
         raise ValueError(f"ONNX Runtime runs here on the CPU only (asked for {device})")
@@ -70,5 +83,6 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         "--backend",
         default="auto",
         choices=BACKENDS,
-        help="torch or onnx (ONNX Runtime, exported once into the cache); auto: onnx for int8, else torch",
+        help="torch or onnx (ONNX Runtime, exported once into the cache); auto: the faster one, onnx for the "
+        "shipped models on a CPU, torch for runs and checkpoints",
     )

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .calibration import Blend
 from .classes import CLASSES
 from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, crop_face, detect_faces, to_gray
 from .inference import ensemble_probs
@@ -23,9 +24,12 @@ class Face:
     crop: np.ndarray  # 48x48 uint8
     confidence: float = 1.0  # the detector's; 0 for a whole-image fallback
     probabilities: dict[str, np.ndarray] = field(default_factory=dict)  # model name -> [7]
+    blend: Blend | None = None  # how the models' answers combine (calibrated); None: their mean
 
     def combined(self) -> np.ndarray:
-        """The ensemble: mean of the models' probabilities."""
+        """The answer: the blend of the models' probabilities, or their mean."""
+        if self.blend is not None:
+            return self.blend(self.probabilities)
         return np.mean(list(self.probabilities.values()), axis=0)
 
     def label(self) -> tuple[str, float]:
@@ -59,16 +63,18 @@ def classify_faces(
     models: dict[str, torch.nn.Module],
     tta: dict[str, str] | None = None,
     dtype: torch.dtype | None = None,
+    blend: Blend | None = None,
 ) -> list[Face]:
     """Each model's probabilities for each face; `tta` maps a model name to its test-time
     augmentation (none when missing: Live has a frame budget, ten views cost ten times one);
-    `dtype` an autocast dtype (None: fp32, as photos are classified)."""
+    `dtype` an autocast dtype (None: fp32, as photos are classified); `blend` how they combine."""
     if faces:
         crops = np.stack([f.crop for f in faces])
         for name, model in models.items():
             probs = ensemble_probs([model], crops, dtype=dtype, tta=(tta or {}).get(name, "none"))
             for face, p in zip(faces, probs, strict=True):
                 face.probabilities[name] = p
+                face.blend = blend
     return faces
 
 

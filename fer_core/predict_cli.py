@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, detect_faces  # noqa: E402
 from .files import OUT_SUFFIXES, expand_inputs, predict_one, write_out  # noqa: E402
 from .loading import add_runtime_options  # noqa: E402
+from .registry import default_model  # noqa: E402
 
 PROGRESS_MIN_FILES = 10  # fewer files finish before a bar over them would tell anything
 
@@ -38,9 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--model",
-        default="ensemble",
+        default=default_model(),
         help="shipped name (stcnn, resnet50, vit, ensemble), run id, run folder or checkpoint; "
-        "several joined by commas are averaged (default: ensemble)",
+        "several joined by commas are averaged (default: %(default)s, the best on val as its card says)",
     )
     p.add_argument("--whole-image", action="store_true", help="classify the whole image when no face is found")
     p.add_argument("--json", action="store_true", help="print JSON (a list when several inputs or a folder)")

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps
 from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, load_photo
 from .loading import load_models
 from .predict import Face, FaceResult, classify_faces, face_result, find_faces
-from .registry import resolve_tta
+from .registry import default_model, ensemble_members, member_views, model_names, resolve_tta, shipped_blend
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -54,7 +54,7 @@ class Recognizer:
 
     def __init__(
         self,
-        model: str | list[str] = "ensemble",
+        model: str | list[str] | None = None,
         *,
         tta: str | dict[str, str] = "auto",
         int8: bool = False,
@@ -63,27 +63,40 @@ class Recognizer:
         min_face_confidence: float = DEFAULT_MIN_CONFIDENCE,
         whole_image: bool = False,
         max_side: int = DETECT_MAX_SIDE,
+        calibrated: bool = True,
         runs_dir=None,
     ):
-        """`tta="auto"` uses the test-time view a shipped model's record chose on val (none for
-        runs and checkpoints); "none", "flip" or "tencrop" choose one. `whole_image` classifies the
-        whole image as one face when none is found; a dict gives each spec of a list its own view.
-        `int8` runs the shipped int8 versions on ONNX Runtime; `backend="onnx"` runs full precision
-        there too (fer_core/loading.py)."""
-        self.model = model
+        """`model` defaults to the best shipped thing on val (registry.default_model). `tta="auto"`
+        uses the test-time view a shipped model's record chose on val (none for runs and
+        checkpoints); "none", "flip" or "tencrop" choose one. `whole_image` classifies the whole
+        image as one face when none is found; a dict gives each spec of a list its own view.
+        `int8` runs the shipped int8 versions on ONNX Runtime; `backend="onnx"` runs full
+        precision there too (fer_core/loading.py). `calibrated` applies the temperatures and
+        ensemble weights the records hold (fitted on val); probabilities then mean what they say,
+        and the ensemble's label is the weighted one its card reports."""
+        model = default_model() if model is None else model
+        self.model, self.calibrated = model, calibrated
         if isinstance(model, str):
             models = load_models(model, "cpu", runs_dir, int8=int8, backend=backend)
-            self.models = {f"m{i}": m for i, m in enumerate(models)}
-            self.tta = resolve_tta(tta, model)
-            self.views = dict.fromkeys(self.models, self.tta)
+            self.models = dict(zip(model_names(model), models, strict=True))
+            self.views = member_views(model, tta)
         else:
             self.models = {spec: load_models(spec, "cpu", runs_dir, int8=int8, backend=backend)[0] for spec in model}
             self.views = {
                 spec: resolve_tta(tta.get(spec, "auto") if isinstance(tta, dict) else tta, spec) for spec in model
             }
-            self.tta = None
+        self._blend()
         self.detector, self.min_face_confidence = detector, min_face_confidence
         self.whole_image, self.max_side = whole_image, max_side
+
+    def _blend(self) -> None:
+        """The blend for the current views, and the view to report (one, or "auto" for each card's)."""
+        views = set(self.views.values())
+        self.tta = views.pop() if len(views) == 1 else "auto"
+        spec = self.model
+        if not isinstance(spec, str):  # models side by side: the ensemble's blend when they are its members
+            spec = "ensemble" if sorted(spec) == sorted(ensemble_members()) else ",".join(spec)
+        self.blend = shipped_blend(spec, self.views) if self.calibrated else None
 
     def faces(self, images: list[ImageInput], color: str = "rgb") -> list[list[Face]]:
         """The pipeline's own Face objects (with their 48x48 crops), classified in one pass."""
@@ -91,7 +104,7 @@ class Recognizer:
             find_faces(as_rgb(image, color), self.whole_image, self.max_side, self.detector, self.min_face_confidence)
             for image in images
         ]
-        classify_faces([face for faces in found for face in faces], self.models, self.views)
+        classify_faces([face for faces in found for face in faces], self.models, self.views, blend=self.blend)
         return found
 
     def with_options(self, *, tta: str | None = None, **detection) -> Recognizer:
@@ -106,8 +119,8 @@ class Recognizer:
         if tta is not None:
             if not isinstance(self.model, str):
                 raise ValueError("tta applies to a one-spec recognizer; give a list's views when making it")
-            other.tta = resolve_tta(tta, self.model)
-            other.views = dict.fromkeys(self.models, other.tta)
+            other.views = member_views(self.model, tta)
+            other._blend()
         return other
 
     def batch(self, images: list[ImageInput], color: str = "rgb") -> list[list[FaceResult]]:

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+from .calibration import Blend
 from .paths import SHIPPED_MODELS_DIR
 from .runstore import RunStore
 
@@ -75,6 +76,38 @@ def shipped_tta(name: str) -> str:
 def resolve_tta(tta: str, spec: str) -> str:
     """`auto` (the CLIs' default) is the view the shipped model's card chose; others stay as given."""
     return shipped_tta(spec) if tta == "auto" else tta
+
+
+def shipped_blend(spec: str, views: dict[str, str]) -> Blend | None:
+    """How the answer for `spec` is made from its members' probabilities, as the records say:
+    `ensemble` -> its fitted weights and temperatures (scripts/calibrate_models.py); a shipped
+    model -> its own temperature, when run in the view it was fitted for. None otherwise (a
+    plain mean, uncalibrated)."""
+    record = model_record(spec)
+    if spec == "ensemble" and record and "weights" in record:
+        return Blend(record["weights"], record["temperatures"], record["temperature"])
+    calibration = (record or {}).get("calibration")
+    if calibration and views.get(spec) == calibration["tta"]:
+        return Blend({spec: 1.0}, {spec: calibration["temperature"]})
+    return None
+
+
+def member_views(spec: str, tta: str) -> dict[str, str]:
+    """Each member's test-time view: `auto` is the one its record chose (the ensemble's record
+    may choose one per member); anything else applies to all."""
+    names = model_names(spec)
+    if tta != "auto":
+        return dict.fromkeys(names, tta)
+    chosen = (model_record(spec) or {}).get("views") or {}
+    return {name: chosen.get(name) or shipped_tta(name if len(names) > 1 else spec) for name in names}
+
+
+def default_model() -> str:
+    """What fer-predict, fer-serve, the Recognizer and Predict use unless told: the best thing on
+    val, which the ensemble's record names (the calibrated ensemble, or the best single model
+    when no ensemble beats it)."""
+    record = model_record("ensemble") or {}
+    return record.get("default_model", "ensemble")
 
 
 def shipped_names() -> list[str]:

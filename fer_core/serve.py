@@ -34,12 +34,13 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, DETECTORS, MAX_PIXELS
+from .registry import default_model
 
 log = logging.getLogger("fer_core.serve")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-DEFAULT_MODEL = "ensemble"  # Recognizer's default
+DEFAULT_MODEL = default_model()  # Recognizer's default: the best on val
 TTA_CHOICES = ("auto", "none", "flip", "tencrop")
 SERVER_MAX_PIXELS = min(40_000_000, MAX_PIXELS)  # a 40 MP photo decodes to 120 MB of RGB
 VARIANTS_CACHED = 64  # (model, options) recognizers kept; they share their model's weights

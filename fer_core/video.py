@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from .calibration import Blend
 from .classes import CLASSES
 from .device import autocast_dtype
 from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, VIDEO_DETECT_MAX_SIDE
@@ -180,15 +181,17 @@ def predict_video(
     every: int = 1,
     smooth: int = 0,
     progress: bool = False,
+    blend: Blend | None = None,
 ) -> dict:
     """Faces, tracks and emotions of every `every`-th frame of a video file (see fer-predict).
 
     `frames` lists the frames where a face was found (none: an empty list, not an error);
     `video.frames` counts all decoded frames and `processed_fps` is that count over the wall
     time, so processed_fps >= fps means faster than real time. `tta` maps a model name to its
-    test-time views, one view when missing. Raises VideoError for a file that is not a video,
-    has no decodable frame or an unsupported codec; ValueError for bad arguments. A file that
-    decodes only in part (truncated, damaged) gets a `warning` beside its results.
+    test-time views, one view when missing; `blend` combines the models (the recognizer's).
+    Raises VideoError for a file that is not a video, has no decodable frame or an unsupported
+    codec; ValueError for bad arguments. A file that decodes only in part (truncated, damaged)
+    gets a `warning` beside its results.
     """
     if every < 1:
         raise ValueError(f"every must be at least 1, not {every}")
@@ -203,11 +206,11 @@ def predict_video(
     pending: list[tuple[int, float, list[Face], list[int]]] = []
 
     def flush() -> None:
-        classify_faces([f for *_, faces, _ in pending for f in faces], models, tta, VIDEO_DTYPE)
+        classify_faces([f for *_, faces, _ in pending for f in faces], models, tta, VIDEO_DTYPE, blend)
         for index, t, faces, tracks in pending:
             entries = []
             for face, track in zip(faces, tracks, strict=True):
-                face.probabilities = {"smoothed": smoother(track, face.combined())}
+                face.probabilities, face.blend = {"smoothed": smoother(track, face.combined())}, None
                 entries.append({**face_json(face), "track": track})
             frames.append({"frame": index, "time": round(t, 3), "faces": entries})
         pending.clear()

@@ -126,3 +126,90 @@ def test_fer_eval_save_refuses_a_bare_checkpoint_before_any_work(tiny_run, tmp_p
         text=True,
     )
     assert out.returncode == 1 and "neither" in out.stderr and "Traceback" not in out.stderr
+
+
+# -- the shipped models' predictions, temperatures and the default model -------------------------
+
+SHIPPED = ["stcnn", "resnet50", "vit"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_predictions_agree_with_the_card_and_its_temperature(name):
+    from fer_core.predictions import shipped_predictions
+    from fer_core.registry import model_record
+
+    record, rows = model_record(name), shipped_predictions([name])
+    for view, metrics in record["val"]["metrics"].items():
+        faces = rows[rows.tta == view].sort_values("index")
+        assert len(faces) == record["val"]["faces"] and list(faces["index"]) == list(range(len(faces)))
+        accuracy = (probabilities(faces).argmax(1) == faces.label.to_numpy()).mean()
+        assert accuracy == pytest.approx(metrics["accuracy"], abs=0.0006)  # float16 storage may flip a tie
+    calibration = record["calibration"]
+    faces = rows[rows.tta == calibration["tta"]]
+    labels, probs = faces.label.to_numpy(np.int64), probabilities(faces)
+    assert fit_temperature(labels, probs) == pytest.approx(calibration["temperature"], abs=2e-3)
+    assert expected_calibration_error(labels, probs) == pytest.approx(calibration["ece"], abs=1e-4)
+    assert calibration["nll_calibrated"] < calibration["nll"]  # what the temperature minimises (ECE need not fall)
+
+
+def test_the_default_model_is_the_best_on_val_by_the_ensemble_card():
+    from fer_core.predict_cli import parse_args
+    from fer_core.recognizer import Recognizer
+    from fer_core.registry import default_model, model_record
+
+    record = model_record("ensemble")
+    out_of_fold = max(o["calibrated_out_of_fold"]["accuracy"] for o in record["calibration"]["options"])
+    singles = {n: model_record(n)["val"]["metrics"][model_record(n)["val"]["tta"]]["accuracy"] for n in SHIPPED}
+    expected = "ensemble" if out_of_fold > max(singles.values()) else max(singles, key=singles.get)
+    assert default_model() == record["default_model"] == expected
+    assert parse_args(["x.jpg"]).model == expected
+    assert Recognizer().model == expected
+
+
+def test_the_ensemble_recognizer_applies_the_fitted_blend(fer2013):
+    from fer_core.loading import load_named_model
+    from fer_core.predict import Face
+    from fer_core.recognizer import Recognizer
+    from fer_core.registry import model_record
+    from tests.conftest import make_photo
+
+    photo = make_photo([fer2013 / "val" / "happy" / sorted(p.name for p in (fer2013 / "val" / "happy").iterdir())[0]])
+    recognizer = Recognizer("ensemble", whole_image=True)
+    record = model_record("ensemble")
+    assert recognizer.views == record["views"] and recognizer.blend.weights == record["weights"]
+    [face] = recognizer.faces([photo])[0]
+    raw = {
+        name: predict_one_face(load_named_model(name, backend="torch"), face.crop, record["views"][name])
+        for name in SHIPPED
+    }
+    for name in SHIPPED:  # the members run on ONNX Runtime (auto), within float error of PyTorch
+        assert np.abs(face.probabilities[name] - raw[name]).max() < 1e-3
+    expected = combine(
+        [raw[n] for n in SHIPPED],
+        [record["weights"][n] for n in SHIPPED],
+        [record["temperatures"][n] for n in SHIPPED],
+        record["temperature"],
+    )[0]
+    assert np.abs(face.combined() - expected).max() < 2e-3
+    plain = Face(face.box, face.crop, probabilities=face.probabilities)  # no blend: the mean
+    assert np.abs(plain.combined() - np.mean(list(face.probabilities.values()), axis=0)).max() < 1e-6
+    uncalibrated = Recognizer("ensemble", whole_image=True, calibrated=False)
+    assert uncalibrated.blend is None
+
+
+def predict_one_face(model, crop, view):
+    from fer_core.inference import predict_probs
+
+    return predict_probs(model, crop[None], tta=view)[0]
+
+
+def test_auto_backend_is_onnx_for_shipped_models_and_torch_for_runs(tiny_run):
+    from fer_core.loading import load_named_model, resolve_backend
+    from fer_core.onnx_export import OnnxModel
+
+    run_id = RunStore(tiny_run).list_runs()[0]["run_id"]
+    assert resolve_backend("stcnn") == "onnx" and isinstance(load_named_model("vit"), OnnxModel)
+    assert resolve_backend("stcnn", backend="torch") == "torch" and resolve_backend("stcnn", int8=True) == "onnx"
+    assert resolve_backend(run_id) == "torch"
+    assert not isinstance(load_named_model(run_id, runs_dir=tiny_run), OnnxModel)
+    assert resolve_backend("stcnn", device="cuda") == "torch"

@@ -22,7 +22,7 @@ def real_faces(fer2013) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("name", ["vit", "stcnn", "resnet50"])
 def test_grad_cam_shows_where_the_evidence_is(name, real_faces):
-    model = load_named_model(name)
+    model = load_named_model(name, backend="torch")
     for face in real_faces:
         cam = grad_cam(model, face)  # the predicted class, as the Predict page asks (another class's
         assert cam.shape == (48, 48) and cam.dtype == np.float32  # map can be all zero: no evidence for it)
@@ -34,5 +34,5 @@ def test_grad_cam_shows_where_the_evidence_is(name, real_faces):
 
 
 def test_the_vit_map_comes_from_patch_tokens_that_reach_the_head():
-    vit = load_named_model("vit")
+    vit = load_named_model("vit", backend="torch")
     assert target_layer(vit) is not vit.blocks[-1]

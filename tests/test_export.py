@@ -61,14 +61,19 @@ def test_export_matches_pytorch_on_256_val_faces(name, exported, fer2013):
     line = next(row for row in stdout.splitlines() if row.startswith(f"{name}: wrote"))
     diff, same = re.search(r"max prob diff (\S+) .*same argmax (\d+)/256", line).groups()
     assert float(diff) <= 1e-4 and int(same) == 256, line
-    result = compare_with_torch(load_named_model(name), OnnxModel(out / f"{name}.onnx"), check_faces(fer2013))
+    result = compare_with_torch(
+        load_named_model(name, backend="torch"), OnnxModel(out / f"{name}.onnx"), check_faces(fer2013)
+    )
     assert result.faces == 256 and result.max_prob_diff <= 1e-4 and result.argmax_same == 256, str(result)
 
 
 @pytest.mark.parametrize("name", ENSEMBLE)
 def test_dynamic_batch(name, exported, fer2013):
     """Batch 1 and 7 (not the size it was traced with) run and match PyTorch's logits."""
-    onnx_model, model = OnnxModel(Path(exported[0]) / f"{name}.onnx", threads=2), load_named_model(name)
+    onnx_model, model = (
+        OnnxModel(Path(exported[0]) / f"{name}.onnx", threads=2),
+        load_named_model(name, backend="torch"),
+    )
     faces = torch.from_numpy(check_faces(fer2013)[:7])
     from fer_core.augment import to_model_input
 

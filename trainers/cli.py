@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from fer_core.calibration import expected_calibration_error
 from fer_core.classes import CLASSES
 from fer_core.data import load_dataset, stratified_indices
 from fer_core.device import autocast_dtype, select_device
@@ -15,7 +18,7 @@ from fer_core.loading import add_runtime_options, load_models
 from fer_core.metrics import classification_metrics
 from fer_core.predictions import predictions_frame, write_shipped_predictions
 from fer_core.presets import DEFAULT_PRESET, NO_AUGMENT, PRESETS, Option, TrainConfig, preset_config, user_options
-from fer_core.registry import resolve_tta
+from fer_core.registry import member_views, shipped_blend
 from fer_core.runstore import RunStore
 
 
@@ -237,6 +240,11 @@ def eval_main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep each face's label and probabilities: in the run (a run id or folder) or beside a shipped model",
     )
+    p.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="the plain mean of raw probabilities (default: the temperatures and ensemble weights the records hold)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     try:
@@ -251,8 +259,16 @@ def eval_main(argv: list[str] | None = None) -> int:
         save = predictions_target(args.model, args.runs_dir) if args.save else None
         device = select_device("cpu" if args.int8 or args.backend == "onnx" else args.device)
         models = load_models(args.model, device, args.runs_dir, int8=args.int8, backend=args.backend)
-        args.tta = resolve_tta(args.tta, args.model)
-        probs = ensemble_probs(models, data.images, device, autocast_dtype(device, args.precision), tta=args.tta)
+        views = member_views(args.model, args.tta)
+        dtype = autocast_dtype(device, args.precision)
+        member_probs = {
+            name: ensemble_probs([m], data.images, device, dtype, tta=views[name])
+            for name, m in zip(views, models, strict=True)
+        }
+        blend = None if args.uncalibrated else shipped_blend(args.model, views)
+        probs = blend(member_probs) if blend else np.mean(list(member_probs.values()), axis=0)
+        views = set(views.values())
+        args.tta = views.pop() if len(views) == 1 else "auto"
         if save:
             save(predictions_frame(data.labels, probs, split, args.tta, index))
     except (ValueError, FileNotFoundError) as e:
@@ -271,6 +287,8 @@ def eval_main(argv: list[str] | None = None) -> int:
         "macro_f1": m["macro_f1"],
         "weighted_f1": m["weighted_f1"],
         "auc": m["auc"],
+        "ece": expected_calibration_error(data.labels, probs),
+        "calibrated": blend is not None,
         "per_class_recall": {c: m[f"recall_{c}"] for c in CLASSES},
         "per_class_n": dict(zip(CLASSES, data.class_counts().tolist(), strict=True)),
     }
@@ -279,6 +297,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     else:
         print(f"{args.model}{' (int8)' if args.int8 else ''} on {split} of {args.data} (n={m['n']}, tta={args.tta})")
         print(f"accuracy  {m['accuracy']:.4f}\nmacro-F1  {m['macro_f1']:.4f}\nAUC       {m['auc']:.4f}")
+        print(f"ECE       {result['ece']:.4f}{'' if blend else ' (uncalibrated)'}")
         print("per-class recall:")
         for c in CLASSES:
             print(f"  {c:<9} {m[f'recall_{c}']:.4f}  (n={result['per_class_n'][c]})")

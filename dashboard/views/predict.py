@@ -13,6 +13,7 @@ import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 
 from dashboard.common import get_model, get_recognizer, model_choices
+from fer_core.calibration import Blend
 from fer_core.classes import CLASSES
 from fer_core.explain import grad_cam, overlay, spatial_transform
 from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, ImageError, load_photo
@@ -60,7 +61,8 @@ backend = c3.selectbox(
     "Runtime",
     BACKENDS,
     key="predict_backend",
-    help="auto: PyTorch; onnx: ONNX Runtime (each model is exported once, on first use)",
+    help="auto: the faster one - ONNX Runtime for the shipped models (each exported once, on first use), "
+    "PyTorch for runs",
 )
 explain = st.toggle("Explain (Grad-CAM, and the ST-CNN's transformed input)", value=False, key="explain")
 card_views = st.toggle(
@@ -185,7 +187,7 @@ def show_photo(upload) -> None:
                 columns = st.columns(len(models) + 1)
                 columns[0].image(face.crop, caption="face (48x48)", width=120)
                 for column, name in zip(columns[1:], models, strict=True):
-                    model = get_model(name)  # PyTorch, whatever the runtime: Grad-CAM needs gradients
+                    model = get_model(name, backend="torch")  # whatever the runtime: Grad-CAM needs gradients
                     cls = int(np.argmax(face.probabilities[name]))
                     column.image(
                         overlay(face.crop, grad_cam(model, face.crop, cls)),
@@ -199,7 +201,14 @@ def show_photo(upload) -> None:
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def video_result(
-    data: bytes, name: str, specs: tuple[str, ...], detector: str, min_confidence: float, every: int, _models: dict
+    data: bytes,
+    name: str,
+    specs: tuple[str, ...],
+    detector: str,
+    min_confidence: float,
+    every: int,
+    _models: dict,
+    _blend: Blend | None,
 ) -> dict:
     """predict_video on a temporary copy of the upload (cached per video, models and settings);
     messages and the result name the upload, not the temporary file."""
@@ -208,7 +217,13 @@ def video_result(
         with os.fdopen(fd, "wb") as out:
             out.write(data)
         result = predict_video(
-            path, _models, dict.fromkeys(_models, "none"), detector=detector, min_confidence=min_confidence, every=every
+            path,
+            _models,
+            dict.fromkeys(_models, "none"),
+            detector=detector,
+            min_confidence=min_confidence,
+            every=every,
+            blend=_blend,
         )
     except VideoError as e:
         raise VideoError(str(e).replace(path, name)) from None
@@ -246,7 +261,14 @@ def show_video(upload) -> None:
     with st.spinner(f"Reading {upload.name}: {sampled}..."):
         try:
             result = video_result(
-                upload.getvalue(), upload.name, (*models, backend), detector, float(min_confidence), int(every), models
+                upload.getvalue(),
+                upload.name,
+                (*models, backend, recognizer.blend),
+                detector,
+                float(min_confidence),
+                int(every),
+                models,
+                recognizer.blend,
             )
         except VideoError as e:
             st.error(str(e) if str(e).startswith(upload.name) else f"{upload.name}: {e}")
