@@ -6,6 +6,8 @@ st.set_page_config(page_title="facial-expression lab", page_icon=":performing_ar
 
 pages = [
     st.Page("views/runs.py", title="Compare runs", icon=":material/monitoring:", default=True),
+    st.Page("views/faces.py", title="Faces & errors", icon=":material/grid_view:"),
+    st.Page("views/report.py", title="Paper report", icon=":material/description:"),
     st.Page("views/sweeps.py", title="Sweeps", icon=":material/tune:"),
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),
     st.Page("views/predict.py", title="Predict", icon=":material/face:"),

@@ -156,3 +156,73 @@ def rtc_configuration() -> dict:
 
 def data_path_hint() -> str:
     return str(FULL_DATA_HINT) if Path(FULL_DATA_HINT).exists() else "/path/to/fer2013.csv or image folder"
+
+
+# -- per-face predictions: the Faces & errors and Report pages ------------------------------
+# (imports inside the functions keep the block appendable without touching the file's top)
+
+
+def predictions_version() -> tuple:
+    """Changes when shipped models' per-face rows or records are added or rewritten, which
+    happens after shipping (`fer-eval --save`, calibration), so caches keyed on it re-read them."""
+    from fer_core.predictions import SHIPPED_PREDICTIONS_DIR
+
+    files = [*SHIPPED_PREDICTIONS_DIR.glob("*.parquet"), *SHIPPED_MODELS_DIR.glob("*.json")]
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in files))
+
+
+@st.cache_data(max_entries=2, show_spinner="Reading per-face predictions...")
+def cached_shipped_rows(version: tuple) -> pd.DataFrame:
+    from fer_core.predictions import shipped_predictions
+
+    return shipped_predictions()
+
+
+def shipped_rows() -> pd.DataFrame:
+    """The shipped models' val rows in every view (fer_core/predictions.py); empty before any."""
+    return cached_shipped_rows(predictions_version())
+
+
+@st.cache_data(max_entries=3, show_spinner="Reading the faces...")
+def split_faces(data: str, split: str, limit: int | None = None, val_fraction: float = 0.1, seed: int = 0):
+    """(images, labels) of a split as a run made it (prepare_splits), None if there is no such split."""
+    from fer_core.data import prepare_splits
+
+    splits = prepare_splits(load_dataset(data), limit, val_fraction, seed)
+    return (splits[split].images, splits[split].labels) if split in splits else None
+
+
+def faces_of(rows: pd.DataFrame, config: dict | None = None) -> tuple:
+    """(images, labels, data path) of the faces that per-face rows of one split are about, which
+    their `index` counts: the split made again from the run's data, limit and seed (`config`),
+    or from the full FER2013 or the bundled sample. A candidate counts only if its labels are the
+    rows' labels, so a gallery never shows the wrong faces; (None, None, None) when none fits."""
+    config = config or {}
+    candidates = [PROJECT_ROOT / config["data"]] if config.get("data") else []
+    index, labels = rows["index"].to_numpy(), rows["label"].to_numpy()
+    for path in [*candidates, FULL_DATA_HINT, SAMPLE_DATA]:
+        if not path.exists():
+            continue
+        found = split_faces(
+            str(path), rows.split.iloc[0], config.get("limit"), config.get("val_fraction", 0.1), config.get("seed", 0)
+        )
+        if found and index.max() < len(found[1]) and (found[1][index] == labels).all():
+            return *found, str(path)
+    return None, None, None
+
+
+@st.cache_data(max_entries=4, show_spinner="Measuring calibration...")
+def calibration_of(rows: pd.DataFrame, name: str = "model") -> pd.DataFrame:
+    """dashboard.report_html.calibration_table, cached (it fits a temperature per model and view)."""
+    from dashboard.report_html import calibration_table
+
+    return calibration_table(rows, name)
+
+
+@st.cache_data(max_entries=2, show_spinner="Fitting the ensemble...")
+def ensemble_calibration(version: tuple) -> pd.DataFrame | None:
+    """dashboard.report_html.ensemble_table on the shipped rows, cached (it cross-validates)."""
+    from dashboard.report_html import ensemble_table
+    from fer_core.registry import model_record
+
+    return ensemble_table(shipped_rows(), model_record("ensemble"))

@@ -1,0 +1,405 @@
+"""The paper report as plain data: tables and plotly figures made from runs, model records and
+per-face rows, and one self-contained HTML file of them.
+
+No Streamlit here, so the Report page, its download and the tests read the same numbers; the
+Faces & errors page draws its confusion heatmaps and calibration tables with the same functions.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+
+from fer_core import calibration
+from fer_core.classes import CLASSES
+from fer_core.paper import HEADLINE, TABLE1_STCNN_BATCH, TABLE2_VIT
+from fer_core.predictions import probabilities
+from fer_core.registry import ENSEMBLE, model_record
+from fer_core.runstore import RunStore
+
+try:  # lines the paper's rows up with our runs (written alongside this module)
+    from fer_core import paper_compare
+except ImportError:
+    paper_compare = None
+
+PAPER = "the authors' own 80:20 split of FER2013 train, as they report it"
+COLOURS = px.colors.qualitative.Plotly
+TABLE2_KEYS = ["layers", "patch_size", "hidden_size", "heads", "mlp_dim", "kernel_init"]
+
+
+def ours_shipped(view: str, faces: int | None = None) -> str:
+    return f"FER2013 PublicTest as val ({faces or '?'} faces), the shipped weights, {view} view (its card's)"
+
+
+@dataclass
+class Section:
+    title: str
+    note: str = ""
+    items: list = field(default_factory=list)  # DataFrames and plotly figures, in order
+
+
+# -- per-face rows ----------------------------------------------------------------------------
+
+
+def card_views(rows: pd.DataFrame) -> dict[str, str]:
+    """Shipped model -> the view of its rows to show: its card's, or any while that one is missing."""
+    views = {}
+    for name, of_model in rows.groupby("model"):
+        have = sorted(set(of_model.tta))
+        card = (model_record(name) or {}).get("val", {}).get("tta", "none")
+        views[name] = card if card in have else have[0]
+    return views
+
+
+def confusion_counts(rows: pd.DataFrame) -> np.ndarray:
+    """7x7 face counts, true class down, predicted class across."""
+    cells = rows.label.to_numpy(int) * len(CLASSES) + rows.pred.to_numpy(int)
+    return np.bincount(cells, minlength=len(CLASSES) ** 2).reshape(len(CLASSES), len(CLASSES))
+
+
+def confusion_figure(counts: np.ndarray, title: str = "", height: int = 420) -> go.Figure:
+    """Counts in the cells, coloured by the share of the true class (so rare classes show too)."""
+    share = counts / counts.sum(1, keepdims=True).clip(1)
+    fig = go.Figure(
+        go.Heatmap(
+            z=share,
+            x=list(CLASSES),
+            y=list(CLASSES),
+            text=counts,
+            texttemplate="%{text}",
+            customdata=np.round(share * 100, 1),
+            hovertemplate="true %{y}, predicted %{x}: %{text} faces (%{customdata} % of %{y})<extra></extra>",
+            colorscale="Purples",
+            zmin=0,
+            zmax=1,
+            showscale=False,
+        )
+    )
+    fig.update_yaxes(autorange="reversed", title_text="true")
+    fig.update_xaxes(title_text="predicted")
+    fig.update_layout(title=title, height=height, margin={"t": 40 if title else 10, "b": 10})
+    return fig
+
+
+def calibration_table(rows: pd.DataFrame, name: str = "model") -> pd.DataFrame:
+    """Per model (or run) and view: accuracy, ECE, the temperature and ECE after it. A shipped
+    model's temperature comes from its record when the record fitted it for that view;
+    otherwise it is fitted here on the same val faces (so "after" is in-sample, as the record's)."""
+    out = []
+    for (who, view), r in rows.groupby([name, "tta"]):
+        labels, probs = r.label.to_numpy(int), probabilities(r)
+        stored = (model_record(str(who)) or {}).get("calibration") or {}
+        if stored.get("tta") == view:
+            temperature, source = float(stored["temperature"]), "record"
+        else:
+            temperature, source = calibration.fit_temperature(labels, probs), "fitted here on val"
+        out.append(
+            {
+                name: who,
+                "view": view,
+                "faces": len(r),
+                "accuracy": float((r.pred.to_numpy() == labels).mean()),  # as predicted (float16 can tie)
+                "ECE": calibration.expected_calibration_error(labels, probs),
+                "temperature": temperature,
+                "temperature from": source,
+                "ECE after": calibration.expected_calibration_error(
+                    labels, calibration.with_temperature(probs, temperature)
+                ),
+            }
+        )
+    return pd.DataFrame(out)
+
+
+def member_probs(rows: pd.DataFrame, views: dict[str, str]) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """Labels and each member's probabilities in its view, face by face; None if any are missing."""
+    members = []
+    for name, view in views.items():
+        r = rows[(rows.model == name) & (rows.tta == view)].sort_values("index")
+        if r.empty:
+            return None
+        members.append(r)
+    if any(not np.array_equal(m["index"].to_numpy(), members[0]["index"].to_numpy()) for m in members):
+        return None
+    return members[0].label.to_numpy(int), [probabilities(m) for m in members]
+
+
+def ensemble_views(record: dict | None) -> dict[str, str]:
+    """The members' views: the record's own choice per member, else its one view for all."""
+    record = record or {}
+    members = record.get("members") or list(ENSEMBLE)
+    chosen = record.get("views") or {}
+    return {m: chosen.get(m) or record.get("val", {}).get("tta", "none") for m in members}
+
+
+def ensemble_table(rows: pd.DataFrame, record: dict | None) -> pd.DataFrame | None:
+    """The plain mean of the members against the calibrated weighted blend (the record's fit
+    when it has one, else fitted here), both in-sample on val, and the blend cross-validated
+    on val (5 folds), which is the honest estimate of what the weights buy."""
+    views = ensemble_views(record)
+    found = member_probs(rows, views)
+    if found is None:
+        return None
+    labels, probs = found
+    record = record or {}
+    if "weights" in record:
+        pick = lambda v: [v[m] for m in views] if isinstance(v, dict) else list(v)  # noqa: E731
+        fitted = {
+            "weights": pick(record["weights"]),
+            "temperatures": pick(record["temperatures"]),
+            "temperature": float(record["temperature"]),
+        }
+        source = "the record's"
+    else:
+        fitted, source = calibration.fit_ensemble(labels, probs), "fitted here"
+    described = ", ".join(f"{m} {w:.1f}" for m, w in zip(views, fitted["weights"], strict=True))
+
+    def row(kind: str, p: np.ndarray, how: str) -> dict:
+        return {
+            "ensemble": kind,
+            "how": how,
+            "accuracy": float((p.argmax(1) == labels).mean()),
+            "ECE": calibration.expected_calibration_error(labels, p),
+        }
+
+    member_views = ", ".join(f"{m} {v}" for m, v in views.items())
+    return pd.DataFrame(
+        [
+            row("plain mean", np.mean(probs, 0), f"views: {member_views}"),
+            row(f"weighted, temperature-scaled ({source})", calibration.combine(probs, **fitted), described),
+            row(
+                "weighted, cross-validated",
+                calibration.cross_validate_ensemble(labels, probs),
+                "5 folds: each fifth of val predicted by a blend fitted on the rest",
+            ),
+        ]
+    )
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+def source_chain(record: dict) -> list[tuple[str, int]]:
+    """The runs a shipped model's weights came through, oldest first, each with the epoch taken
+    from it (warm restarts start from their parent's checkpoint of that epoch)."""
+    source = record["source"]
+    parents = [(s["run_id"], s["epoch"]) for s in reversed(source.get("started_from") or [])]
+    return [*parents, (source["run_id"], source["epoch"])]
+
+
+def learning_curves_figure(store: RunStore, record: dict, title: str = "") -> go.Figure:
+    """Train and val accuracy over the epochs of every run in the chain, joined end to end; a
+    star at the epoch shipped."""
+    chain = source_chain(record)
+    metrics = store.metrics([run_id for run_id, _ in chain if store.exists(run_id)])
+    fig = go.Figure()
+    offset = 0
+    for k, (run_id, epoch) in enumerate(chain):
+        last = k == len(chain) - 1
+        of_run = metrics[(metrics.run_id == run_id) & (metrics.tta == "none")] if not metrics.empty else metrics
+        if not last:
+            of_run = of_run[of_run.epoch <= epoch]
+        name = store.read_run(run_id).get("name", run_id) if store.exists(run_id) else run_id
+        colour = COLOURS[k % len(COLOURS)]
+        for split, dash in (("val", "solid"), ("train", "dot")):
+            curve = of_run[of_run.split == split].sort_values("epoch")
+            fig.add_scatter(
+                x=curve.epoch + offset,
+                y=curve.accuracy,
+                mode="lines",
+                name=name,
+                legendgroup=name,
+                showlegend=split == "val",
+                line={"dash": dash, "color": colour},
+                hovertemplate=f"{name} {split}, epoch %{{customdata}}: %{{y:.4f}}<extra></extra>",
+                customdata=curve.epoch,
+            )
+        if last:
+            shipped = of_run[(of_run.split == "val") & (of_run.epoch == epoch)]
+            fig.add_scatter(
+                x=shipped.epoch + offset,
+                y=shipped.accuracy,
+                mode="markers",
+                marker={"symbol": "star", "size": 14, "color": "black"},
+                name=f"shipped (epoch {epoch})",
+            )
+        offset += epoch
+    fig.update_layout(
+        title=title,
+        height=420,
+        xaxis_title="epoch (restarts joined)",
+        yaxis_title="accuracy (val solid, train dotted)",
+        margin={"t": 40, "b": 10},
+        legend={"orientation": "h", "y": -0.25, "font": {"size": 10}},
+    )
+    return fig
+
+
+# -- the paper beside ours ----------------------------------------------------------------------
+
+
+def percent(x) -> float | None:
+    return None if x is None or pd.isna(x) else round(100 * float(x), 2)
+
+
+def readable(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """paper_compare's columns as a reader wants them: the keys, then each accuracy beside the
+    split and protocol it was measured with, in percent, with plain names."""
+    first = [*keys, *(f"{who}_{c}" for who in ("paper", "our", "shipped") for c in ("accuracy", "protocol"))]
+    first = [c for c in first if c in frame.columns]
+    rest = [c for c in frame.columns if c not in first and not c.endswith("run_id")]
+    frame = frame[first + rest].copy()
+    for column in [c for c in frame.columns if c.endswith("accuracy") or c == "accuracy_gap"]:
+        frame[column] = frame[column].map(percent)
+    names = {c: c.replace("_accuracy", " accuracy %").replace("accuracy_gap", "gap (points)") for c in frame.columns}
+    return frame.rename(columns=names).rename(columns=lambda c: c.replace("_", " "))
+
+
+def paper_side_by_side(table: list[dict], keys: list[str], store: RunStore, rows_of: str) -> pd.DataFrame:
+    """The paper's rows with ours row for row (fer_core.paper_compare), or the paper's alone
+    until that module is there."""
+    if paper_compare is not None:
+        return getattr(paper_compare, rows_of)(store.list_runs())
+    frame = pd.DataFrame(table)
+    return frame[keys].assign(
+        **{f"paper_{m}": frame[m] for m in ("accuracy", "macro_f1", "loss", "auc") if m in frame}, paper_protocol=PAPER
+    )
+
+
+def shipped_columns(name: str) -> dict:
+    """A shipped model's val numbers in its card's view, as its record has them."""
+    record = model_record(name)
+    if not record:
+        return {}
+    val = record["val"]
+    metrics = val["metrics"][val["tta"]]
+    return {
+        "shipped_accuracy": metrics["accuracy"],
+        "shipped_macro_f1": metrics.get("macro_f1"),
+        "shipped_auc": metrics.get("auc"),
+        "shipped_protocol": ours_shipped(val["tta"], val.get("faces")),
+    }
+
+
+def headline_table(store: RunStore) -> pd.DataFrame:
+    """The paper's headline accuracy per architecture beside our best comparable run and the
+    shipped model (which may be a warm restart or distillation of it), and the shipped ensemble."""
+    paper = [{"model": m, "accuracy": a} for m, a in HEADLINE.items()]
+    frame = paper_side_by_side(paper, ["model"], store, "headline_rows")
+    shipped = pd.DataFrame([{"model": m, **shipped_columns(m)} for m in frame.model])
+    ensemble = pd.DataFrame([{"model": "ensemble", **shipped_columns("ensemble")}])
+    frame = pd.concat([frame.merge(shipped, on="model", how="left"), ensemble], ignore_index=True)
+    return readable(frame, ["model"])
+
+
+def paper_tables(store: RunStore) -> list[Section]:
+    """Tables 1 and 2 as the paper has them, ours row for row."""
+    ours = (
+        "then ours row for row" if paper_compare else "ours appear beside them once fer_core/paper_compare.py is there"
+    )
+    return [
+        Section(
+            "Table 1: ST-CNN, batch size",
+            f"The paper's rows ({PAPER}); {ours}: our best run with the paper's recipe at that batch size.",
+            [readable(paper_side_by_side(TABLE1_STCNN_BATCH, ["batch_size"], store, "table1_rows"), ["batch_size"])],
+        ),
+        Section(
+            "Table 2: ViT configurations",
+            f"The paper's rows ({PAPER}); {ours}: our best patch-embedding ViT of that shape.",
+            [readable(paper_side_by_side(TABLE2_VIT, TABLE2_KEYS, store, "table2_rows"), TABLE2_KEYS)],
+        ),
+    ]
+
+
+def paper_report(store: RunStore, rows: pd.DataFrame) -> list[Section]:
+    """Everything the Report page shows and its HTML file holds, in order."""
+    sections = [
+        Section(
+            "Headline accuracies",
+            "Every number says where it was measured: the paper's on their own split of FER2013 train, "
+            "ours on FER2013 PublicTest (3589 faces), which no model trained on.",
+            [headline_table(store)],
+        ),
+        *paper_tables(store),
+    ]
+    curves = [
+        learning_curves_figure(store, record, f"{arch}: accuracy per epoch")
+        for arch in ENSEMBLE
+        if (record := model_record(arch))
+    ]
+    sections.append(
+        Section(
+            "Learning curves",
+            "Each shipped model's runs (warm restarts joined end to end); val is FER2013 PublicTest, one view.",
+            curves,
+        )
+    )
+    if not rows.empty:
+        views = card_views(rows)
+        confusions = [
+            confusion_figure(confusion_counts(rows[(rows.model == arch) & (rows.tta == view)]), f"{arch} ({view})")
+            for arch in ENSEMBLE
+            if (view := views.get(arch))
+        ]
+        sections.append(
+            Section(
+                "Confusion matrices",
+                "The shipped models on FER2013 PublicTest in their cards' views; cells count faces, colour is "
+                "the share of the true class.",
+                confusions,
+            )
+        )
+        cards = rows[rows.tta == rows.model.map(views)]
+        items = [calibration_table(cards)]
+        ensemble = ensemble_table(rows, model_record("ensemble"))
+        if ensemble is not None:
+            items.append(ensemble)
+        sections.append(
+            Section(
+                "Calibration",
+                "Expected calibration error (15 bins) on val before and after temperature scaling; "
+                "the paper reports none.",
+                items,
+            )
+        )
+    return sections
+
+
+# -- one HTML file --------------------------------------------------------------------------------
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th { background: #f3eef8; }
+p.note { color: #555; }
+"""
+
+
+def number(value) -> str:
+    return f"{value:.4g}"
+
+
+def report_html(sections: list[Section], title: str = "facial-expression lab: the paper and ours") -> str:
+    """One HTML file that works offline: tables as HTML, plotly.js inlined once before the first
+    figure, no links to other hosts."""
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    plotly_js = True
+    for section in sections:
+        body.append(f"<h2>{html.escape(section.title)}</h2>")
+        if section.note:
+            body.append(f'<p class="note">{html.escape(section.note)}</p>')
+        for item in section.items:
+            if isinstance(item, pd.DataFrame):
+                body.append(item.to_html(index=False, na_rep="", float_format=number, border=0))
+            else:
+                body.append(item.to_html(full_html=False, include_plotlyjs=plotly_js, config={"displaylogo": False}))
+                plotly_js = False
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

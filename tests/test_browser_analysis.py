@@ -1,0 +1,115 @@
+"""Faces & errors and Paper report in a real browser: `streamlit run` on localhost driven by
+Playwright + Debian's Chromium. Clicking a confusion cell shows that cell's faces; the report
+downloads as one HTML file that renders its tables and plotly figures with the network off.
+
+Screenshots: results/screenshots/faces.png and report.png.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from fer_core.classes import CLASSES
+from fer_core.predictions import SHIPPED_PREDICTIONS_DIR
+from fer_core.registry import model_record
+from tests.conftest import PROJECT, chromium, streamlit_server, write_y4m
+
+SCREENSHOTS = PROJECT / "results" / "screenshots"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    """The dashboard on a copy of the committed runs (the report's learning curves come from them)."""
+    home = tmp_path_factory.mktemp("analysis")
+    shutil.copytree(PROJECT / "results" / "runs", home / "runs")
+    with streamlit_server(home) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    camera = write_y4m([Image.new("RGB", (64, 48), "grey")], tmp_path_factory.mktemp("camera") / "grey.y4m")
+    with chromium(camera) as browser:  # no camera is used here; the launcher wants one
+        yield browser
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    yield page
+    context.close()
+
+
+def wait_idle(page) -> None:
+    page.wait_for_timeout(500)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+
+
+def open_page(page, url: str) -> None:
+    page.goto(url)
+    page.get_by_test_id("stApp").wait_for()
+    wait_idle(page)
+
+
+def test_click_a_confusion_cell_to_see_its_faces(page, dashboard, fer2013):
+    view = model_record("stcnn")["val"]["tta"]
+    rows = pd.read_parquet(SHIPPED_PREDICTIONS_DIR / f"stcnn-val-{view}.parquet")
+    true, pred = "fear", "sad"
+    expected = int(((rows.label == CLASSES.index(true)) & (rows.pred == CLASSES.index(pred))).sum())
+    open_page(page, f"{dashboard}/faces")
+    page.get_by_role("heading", name="Faces & errors").wait_for()
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    cells = plot.locator(".nsewdrag").first.bounding_box()  # the plotting area: 7 x 7 cells
+    column, row = CLASSES.index(pred), CLASSES.index(true)
+    page.mouse.click(cells["x"] + (column + 0.5) * cells["width"] / 7, cells["y"] + (row + 0.5) * cells["height"] / 7)
+    wait_idle(page)
+    summary = page.get_by_text(f"{expected} faces of true class {true} that stcnn ({view}) predicts as {pred}")
+    summary.wait_for()
+    panel = page.get_by_role("tabpanel").first
+    images = panel.get_by_test_id("stImage").locator("img")
+    assert images.count() == min(expected, 32)
+    images.last.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('[role=tabpanel] [data-testid=stImage] img')]"
+        ".filter(i => i.complete && i.naturalWidth === 96).length >= n",
+        arg=min(expected, 32),
+    )
+    assert page.get_by_text(f"true {true}").count() >= min(expected, 32)  # the captions
+    plot.evaluate("e => e.scrollIntoView({block: 'start'})")  # the heatmap above the gallery's first rows
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "faces.png", full_page=True)
+
+
+def test_download_the_report_and_open_it_offline(page, browser, dashboard, tmp_path):
+    open_page(page, f"{dashboard}/report")
+    page.get_by_role("heading", name="Paper report").wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    page.screenshot(path=SCREENSHOTS / "report.png", full_page=True)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the report").click()
+    saved = tmp_path / "report.html"
+    download.value.save_as(saved)
+    assert saved.stat().st_size > 1_000_000  # plotly.js is inside
+
+    offline = browser.new_context(viewport={"width": 1400, "height": 900}, offline=True)
+    requests = []
+    offline.on("request", lambda r: requests.append(r.url))
+    report = offline.new_page()
+    report.goto(saved.as_uri())
+    report.get_by_role("heading", name="Headline accuracies").wait_for()
+    report.locator("table td", has_text="78.5").first.wait_for()
+    assert report.locator("table").count() >= 4
+    report.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)  # drawn by the inlined plotly.js
+    assert report.locator(".js-plotly-plot").count() >= 6
+    assert report.locator(".js-plotly-plot .heatmaplayer").count() >= 3  # the confusion matrices
+    assert all(url.startswith(("file:", "data:", "blob:")) for url in requests), requests
+    offline.close()
