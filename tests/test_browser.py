@@ -105,7 +105,7 @@ def test_sweeps_page(page, dashboard):
         if run.get("name") in ("b16", "b32"):  # the two batch-size runs as one sweep's trials
             runs.update(run["run_id"], sweep="paper-table1-demo")
     open_page(page, dashboard, "sweeps")
-    page.get_by_text("2 trials; varied: preset, batch_size.").wait_for()
+    page.get_by_text("2 trials; varied: preset, batch size.").wait_for()
     page.locator(".js-plotly-plot .parcoords").first.wait_for()  # the parallel-coordinates view
     shot(page, "sweeps")
 
@@ -144,7 +144,7 @@ def test_train_from_the_sidebar_then_cancel_another(page, dashboard):
     runs = RunStore(dashboard["runs"])
     before = {r["run_id"] for r in runs.list_runs()}
     open_page(page, dashboard, "train")
-    sidebar = page.get_by_test_id("stSidebar")
+    sidebar = page.get_by_test_id("stMain")  # the form moved out of the sidebar, to keep Start in view
 
     def submit(epochs: int, name: str) -> None:
         for label, value in (("Epochs", epochs), ("Use at most N images per split (0 = all)", 70)):

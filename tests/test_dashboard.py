@@ -89,7 +89,7 @@ def test_sweeps_page_groups_trials_and_plots_parallel_coordinates(runs_copy):
     assert at.selectbox(key="sweep").options == ["batch-sweep-1 (2 trials)"]
     [trials] = [df.value for df in at.dataframe]
     assert len(trials) == 2 and sorted(trials.batch_size) == [16, 32]
-    assert "varied: preset, batch_size." in at.caption[0].value  # categorical and numeric axes
+    assert "varied: preset, batch size." in at.caption[0].value  # categorical and numeric axes
     assert at.get("plotly_chart")  # the parallel-coordinates view
     at.selectbox(key="sweep_metric").set_value("val_macro_f1").run()
     assert not at.exception
@@ -125,15 +125,15 @@ def test_select_tag_and_delete_a_run(runs_copy):
 
 def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
     at = app("views/train.py")
-    at.radio(key="train_source").set_value("A path on this machine")
+    at.radio(key="train_source").set_value("A path on this machine").run()  # the path is greyed out till then
     at.text_input(key="train_path").set_value(str(tmp_path / "nowhere.csv"))
-    at.sidebar.button[0].click().run()
-    assert any("no such file or folder" in e.value for e in at.sidebar.error)
+    at.button[0].click().run()
+    assert any("no such file or folder" in e.value for e in at.error)
 
     (tmp_path / "not-data.csv").write_text("a,b\n1,2\n")
     at.text_input(key="train_path").set_value(str(tmp_path / "not-data.csv"))
-    at.sidebar.button[0].click().run()
-    assert any("Not a usable FER2013 dataset" in e.value for e in at.sidebar.error)
+    at.button[0].click().run()
+    assert any("Not a usable FER2013 dataset" in e.value for e in at.error)
     assert JobQueue().jobs() == []
 
     at.selectbox(key="train_model").set_value("cnn").run()
@@ -141,12 +141,10 @@ def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
     at.number_input(key="ep_cnn").set_value(1)
     at.number_input(key="train_limit").set_value(70)
     at.text_input(key="train_name").set_value("from-the-form")
-    at.sidebar.button[0].click().run()
-    assert any("Queued" in s.value for s in at.sidebar.success), [
-        e.value for e in [*at.sidebar.error, *at.sidebar.warning, *at.exception]
-    ]
-    at.sidebar.button[0].click().run()  # a double click: the same job, not a second one
-    assert any("already" in w.value for w in at.sidebar.warning)
+    at.button[0].click().run()
+    assert any("Queued" in s.value for s in at.success), [e.value for e in [*at.error, *at.warning, *at.exception]]
+    at.button[0].click().run()  # a double click: the same job, not a second one
+    assert any("already" in w.value for w in at.warning)
 
     jobs = JobQueue().jobs()
     assert len(jobs) == 1 and jobs[0]["name"] == "from-the-form"
@@ -168,10 +166,10 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
     at.selectbox(key="train_preset").set_value("paper-vit-1").run()
     assert at.selectbox(key="init_paper-vit-1").options == ["scratch (random weights)", "vit (shipped)"]
     at.selectbox(key="init_paper-vit-1").set_value("vit (shipped)")
-    at.sidebar.button[0].click().run()  # the paper's 16x16-patch ViT has other layers than ours
-    assert any(
-        "Cannot start paper-vit-1 from vit (shipped): its layers do not fit" in e.value for e in at.sidebar.error
-    ), [e.value for e in at.sidebar.error]
+    at.button[0].click().run()  # the paper's 16x16-patch ViT has other layers than ours
+    assert any("Cannot start paper-vit-1 from vit (shipped): its layers do not fit" in e.value for e in at.error), [
+        e.value for e in at.error
+    ]
     assert JobQueue().jobs() == []
 
     at.selectbox(key="train_model").set_value("stcnn").run()
@@ -186,8 +184,8 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
     assert at.selectbox(key="teacher_stcnn").options[-1] == "ensemble (shipped)"
     at.selectbox(key="teacher_stcnn").set_value("ensemble (shipped)")
     at.text_input(key="train_name").set_value("warm-restart")
-    at.sidebar.button[0].click().run()
-    assert any("Queued" in s.value for s in at.sidebar.success), [e.value for e in at.sidebar.error]
+    at.button[0].click().run()
+    assert any("Queued" in s.value for s in at.success), [e.value for e in at.error]
     [job] = JobQueue().jobs()
     assert job["args"][job["args"].index("--init-from") + 1] == "stcnn"
     deadline = time.time() + 300

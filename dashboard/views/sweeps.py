@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.common import runs_table, store
+from fer_core.presets import options
+
+METRICS = {"best_val_accuracy": "best val accuracy", "val_macro_f1": "val macro F1", "val_auc": "val AUC"}
+OPTIONS = options()
+
+
+def readable(column: str) -> str:
+    """A column's name for people: fer-train's own wording for an option, not its identifier."""
+    if column in METRICS:
+        return METRICS[column]
+    if column.startswith("model_config."):
+        return f"model {column.split('.', 1)[1].replace('_', ' ')}"
+    return OPTIONS[column].label if column in OPTIONS else column.replace("_", " ")
+
+
+def default_sweep(sweeps: dict[str, list[dict]]) -> str:
+    """The paper's Table 1 when it has been swept (what a newcomer comes to compare), else the sweep
+    with the most trials (the first id in the list was often a two-trial try-out)."""
+    return max(sweeps, key=lambda sid: (sid.startswith("paper-table1"), len(sweeps[sid]), sid))
+
 
 st.title("Sweeps")
 sweeps = store().sweeps()
@@ -18,7 +40,8 @@ if not sweeps:
     st.stop()
 
 labels = {f"{sid} ({len(trials)} trials)": sid for sid, trials in sorted(sweeps.items(), reverse=True)}
-sweep_id = labels[st.selectbox("Sweep", list(labels), key="sweep")]
+first = list(labels.values()).index(default_sweep(sweeps))
+sweep_id = labels[st.selectbox("Sweep", list(labels), index=first, key="sweep")]
 trials = sweeps[sweep_id]
 
 SKIP = {"name", "sweep", "data", "run_id", "runs_dir", "resume", "device"}
@@ -40,19 +63,20 @@ table = pd.concat(
     axis=1,
 )
 st.caption(
-    f"{len(trials)} trials; varied: {', '.join(varied) or 'nothing (repeats)'}. "
+    f"{len(trials)} trials; varied: {', '.join(map(readable, varied)) or 'nothing (repeats)'}. "
     f"Statuses: {table.status.value_counts().to_dict()}."
 )
 st.dataframe(
     table.sort_values("best_val_accuracy", ascending=False, na_position="last"),
     hide_index=True,
     column_config={
-        "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.4f"),
+        **{c: readable(c) for c in varied},
+        **{c: st.column_config.NumberColumn(label, format="%.4f") for c, label in METRICS.items()},
         "progress": st.column_config.TextColumn("epochs"),
     },
 )
 
-metric = st.selectbox("Metric", ["best_val_accuracy", "val_macro_f1", "val_auc"], key="sweep_metric")
+metric = st.selectbox("Metric", list(METRICS), format_func=readable, key="sweep_metric")
 scored = table.dropna(subset=[metric])
 if scored.empty or not varied:
     st.info(
@@ -62,14 +86,33 @@ if scored.empty or not varied:
     st.stop()
 
 
+def natural(text: str) -> list:
+    """Sort key that puts paper-stcnn-b16 before paper-stcnn-b128."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
 def axis(name: str, values: pd.Series) -> dict:
-    """A parcoords dimension; text values become evenly spaced ticks."""
+    """A parcoords dimension under a readable label. Text values become evenly spaced ticks; a
+    hyperparameter's few numbers are its ticks, as written (16, 0.0001); a metric gets 3 decimals
+    (plotly's default showed six)."""
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all():
-        return {"label": name, "values": numeric.tolist()}
-    categories = sorted(values.astype(str).unique())
+        steps = sorted(numeric.unique())
+        if name in METRICS or len(steps) > 8:
+            return {
+                "label": readable(name),
+                "values": numeric.tolist(),
+                "tickformat": ".3f" if name in METRICS else "~g",
+            }
+        return {
+            "label": readable(name),
+            "values": numeric.tolist(),
+            "tickvals": steps,
+            "ticktext": [f"{v:g}" for v in steps],
+        }
+    categories = sorted(values.astype(str).unique(), key=natural)
     return {
-        "label": name,
+        "label": readable(name),
         "values": [categories.index(v) for v in values.astype(str)],
         "tickvals": list(range(len(categories))),
         "ticktext": categories,
@@ -78,8 +121,18 @@ def axis(name: str, values: pd.Series) -> dict:
 
 dimensions = [axis(c, scored[c]) for c in varied] + [axis(metric, scored[metric])]
 fig = go.Figure(
-    go.Parcoords(line={"color": scored[metric], "colorscale": "Viridis", "showscale": True}, dimensions=dimensions)
+    go.Parcoords(
+        line={
+            "color": scored[metric],
+            "colorscale": "Viridis",
+            "showscale": scored[metric].nunique() > 1,  # one value got a made-up -0.2..0.6 scale
+            "colorbar": {"tickformat": ".3f"},
+        },
+        dimensions=dimensions,
+    )
 )
-fig.update_layout(height=420, margin={"t": 60, "l": 60, "r": 60})
+# the first axis's tick labels sit left of it: room for the longest, which was cut at 60 px ("er-stcnn-b64")
+longest = max(map(len, dimensions[0].get("ticktext", [])), default=0)
+fig.update_layout(height=420, margin={"t": 60, "l": max(60, 7 * longest + 20), "r": 60})
 st.subheader("Hyperparameters against the metric")
 st.plotly_chart(fig, width="stretch")

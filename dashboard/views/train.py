@@ -1,4 +1,7 @@
-"""Train: a sidebar form that queues `fer-train` jobs, and a live jobs panel."""
+"""Train: a form that queues `fer-train` jobs, and a live jobs panel.
+
+The form sits in the main area, four inputs to a row, so that Start and its message are in view
+on a 1400x900 window (in the sidebar, under the page list, Start was far below the fold)."""
 
 from __future__ import annotations
 
@@ -67,40 +70,63 @@ def field_input(name: str, base, where=st):
 
 
 @st.cache_data
-def sample_faces() -> int:
-    """Counted, not written down: the label said 980 when the file had 700."""
-    return sum(len(split) for split in load_dataset(SAMPLE_DATA).splits.values())
+def sample_facts() -> tuple[int, str]:
+    """The sample's size, counted rather than written down (the label once said 980 when the file
+    had 700), and its fingerprint, which tells the runs that trained on it."""
+    dataset = load_dataset(SAMPLE_DATA)
+    return sum(len(split) for split in dataset.splits.values()), dataset.fingerprint
 
+
+SAMPLE_FACES = sample_facts()[0]
+ON_A_PATH = "A path on this machine"
+FULL_DATA = (
+    f"For real training choose *{ON_A_PATH}* and give the full FER2013: the Kaggle `fer2013.csv` "
+    f"or image folders such as `{data_path_hint()}`."
+)
 
 # -- the form ------------------------------------------------------------------------------
-with st.sidebar:
-    st.header("New training")
-    model = st.selectbox("Architecture", list(MODELS), key="train_model")
+with st.container(border=True):
+    c1, c2, c3, c4 = st.columns(4)
+    model = c1.selectbox("Architecture", list(MODELS), key="train_model")
     presets = [p for p, cfg in PRESETS.items() if cfg["model"] == model]
-    preset = st.selectbox(
+    preset = c2.selectbox(
         "Preset",
         presets,
         index=presets.index(DEFAULT_PRESET[model]),
         key="train_preset",
         help="paper-* reproduce the paper's setups; the others are our recipes",
     )
+    sample = f"Bundled sample ({SAMPLE_FACES} faces)"
+    # outside the form, so that choosing the sample greys out the path at once: a path typed
+    # while the sample was chosen used to be dropped without a word
+    source = c3.radio("Dataset", [sample, ON_A_PATH], key="train_source")
+    path = c4.text_input(
+        "FER2013 CSV or image folder",
+        placeholder=data_path_hint(),
+        key="train_path",
+        disabled=source == sample,
+        help=f"used when the dataset is *{ON_A_PATH}*",
+    )
     base = preset_config(preset)
     with st.form("train_form", border=False):
-        values = {name: field_input(name, base) for name in ("epochs", "batch_size", "lr", "weight_decay", "ema_decay")}
-        augment = st.checkbox(
-            "Augmentation (crops, flips, small rotations)",
+        values = {}
+        row = st.columns(4, vertical_alignment="bottom")
+        for name, column in zip(("epochs", "batch_size", "lr", "weight_decay"), row, strict=True):
+            values[name] = field_input(name, base, column)
+        row = st.columns(4, vertical_alignment="bottom")
+        for name, column in zip(("ema_decay", "mixup_alpha", "cutmix_alpha"), row[:3], strict=True):
+            values[name] = field_input(name, base, column)
+        augment = row[3].checkbox(
+            "Augmentation",
+            help="random crops, flips and small rotations of the training faces",
             value=any(v for k, v in base.augment.items() if k != "erasing"),
             key=f"aug_{preset}",
         )
-        for name, column in zip(("mixup_alpha", "cutmix_alpha"), st.columns(2), strict=True):
-            values[name] = field_input(name, base, column)
-        values["device"] = field_input("device", base)
-        sample = f"Bundled sample ({sample_faces()} faces)"
-        source = st.radio("Dataset", [sample, "A path on this machine"], key="train_source")
-        path = st.text_input("FER2013 CSV or image folder", placeholder=data_path_hint(), key="train_path")
-        values["limit"] = field_input("limit", base)
+        row = st.columns(4, vertical_alignment="bottom")
+        values["device"] = field_input("device", base, row[0])
+        values["limit"] = field_input("limit", base, row[1])
         starts = {"scratch (random weights)": None, **model_choices(model)}
-        start = st.selectbox(
+        start = row[2].selectbox(
             "Start from",
             list(starts),
             key=f"init_{preset}",
@@ -112,19 +138,18 @@ with st.sidebar:
             **model_choices(),
             **({"ensemble (shipped)": "ensemble"} if ensemble_members() else {}),
         }
-        teacher = st.selectbox(
+        teacher = row[3].selectbox(
             "Distil from (teacher)",
             list(teachers),
             key=f"teacher_{preset}",
             help="train towards a trained model's soft predictions as well as the labels "
             "(knowledge distillation; any architecture)",
         )
-        values["name"] = field_input("name", base)
-        submitted = st.form_submit_button("Start training", type="primary")
-    st.caption(
-        "The bundled sample is for trying things out. For real training point the path at the full "
-        f"FER2013: the Kaggle `fer2013.csv` or image folders such as `{data_path_hint()}`."
-    )
+        row = st.columns([1, 1, 2], vertical_alignment="bottom")
+        values["name"] = field_input("name", base, row[0])
+        submitted = row[1].form_submit_button("Start training", type="primary", width="stretch")
+        feedback = row[2].empty()  # Start's message, beside it
+        feedback.caption(f"The bundled sample is for trying things out. {FULL_DATA}")
 
 
 def validate_dataset(data: str) -> str | None:
@@ -158,7 +183,7 @@ if submitted:
     data = str(SAMPLE_DATA) if source == sample else path.strip()
     problem = validate_dataset(data) or validate_start(starts[start])
     if problem:
-        st.sidebar.error(problem)
+        feedback.error(problem)
     else:
         args = to_argv(
             {
@@ -172,9 +197,9 @@ if submitted:
         )
         job, created = queue().submit(args, name=values["name"], model=model)
         if created:
-            st.sidebar.success(f"Queued {job['job_id']}.")
+            feedback.success(f"Queued {job['job_id']}: it shows under Jobs below.")
         else:
-            st.sidebar.warning(f"The same training is already {job['status']}: {job['job_id']}.")
+            feedback.warning(f"The same training is already {job['status']}: {job['job_id']}.")
 
 # -- the jobs panel ------------------------------------------------------------------------------
 st.subheader("Jobs")
@@ -200,30 +225,59 @@ def eta_text(seconds) -> str:
     return f"ETA {hours}h {minutes:02d}m" if hours else f"ETA {minutes}m {secs:02d}s"
 
 
+def planned_epochs(job: dict, run: dict):
+    """The epoch total before the trainer has reported one: the run's config, else the job's --epochs."""
+    args = job["args"]
+    from_args = args[args.index("--epochs") + 1] if "--epochs" in args[:-1] else None
+    return (run.get("config") or {}).get("epochs") or from_args or "?"
+
+
+def progress_text(progress: dict, epochs) -> str:
+    """Where a running trainer is: in an epoch's batches, or in one of the steps between them
+    (loading data, building the model, evaluating, saving, the final evaluation) that take
+    seconds to minutes on a CPU."""
+    phase, epoch = progress.get("phase"), progress.get("epoch") or 0
+    if "batch" in progress:
+        return (
+            f"epoch {epoch}/{epochs} batch {progress['batch']}/{progress.get('batches', '?')}  "
+            f"{eta_text(progress.get('eta_seconds'))}"
+        )
+    if phase in ("loading data", "building model"):
+        return f"{phase} ({epoch}/{epochs} epochs done)"
+    if phase:
+        return f"epoch {epoch}/{epochs}: {phase}"
+    return f"starting the trainer ({epoch}/{epochs} epochs done)"  # Python and torch loading
+
+
+def on_the_sample(run: dict) -> bool:
+    return (run.get("dataset") or {}).get("fingerprint") == sample_facts()[1]
+
+
 @st.fragment(run_every=2 if live else None)
 def jobs_panel() -> None:
     q = queue()
     q.tick()  # start queued jobs when a slot is free
     jobs = sorted(q.jobs(), key=lambda j: j["created"], reverse=True)
     if not jobs:
-        st.info("No jobs yet: fill in the form in the sidebar and press **Start training**.")
+        st.info("No jobs yet: fill in the form above and press **Start training**.")
         return
     for job in jobs:
         run = store().read_run(job["run_id"]) if store().exists(job["run_id"]) else {}
-        status = run.get("status", job["status"]) if job["status"] == "running" else job["status"]
-        progress = run.get("progress") or {}
+        # a resumed run's record tells of its last attempt until the new trainer writes to it
+        current = run.get("started", "") >= job.get("started", "~")
+        status = run.get("status", job["status"]) if job["status"] == "running" and current else job["status"]
+        progress = (run.get("progress") if current else None) or {"epoch": run.get("epochs_completed") or 0}
+        epochs = progress.get("epochs") or planned_epochs(job, run)
         with st.container(border=True):
             c1, c2, c3 = st.columns([4, 1, 1])
             c1.markdown(f"**{job['name']}** · {job['model']} · `{status}`")
             fraction = float(progress.get("fraction") or (1.0 if status == "finished" else 0.0))
             if status == "running":
-                label = (
-                    f"epoch {progress.get('epoch', 0)}/{progress.get('epochs', '?')} "
-                    f"batch {progress.get('batch', 0)}/{progress.get('batches', '?')}  "
-                    f"{eta_text(progress.get('eta_seconds'))}"
-                )
+                label = progress_text(progress, epochs)
             else:
-                label = f"{run.get('epochs_completed', 0)}/{progress.get('epochs', '?')} epochs done"
+                label = f"{run.get('epochs_completed', 0)}/{epochs} epochs done"
+                if run.get("best_val_accuracy") is not None and run["best_val_accuracy"] >= 0:
+                    label += f" · best val accuracy {run['best_val_accuracy']:.1%}"
             c1.progress(min(max(fraction, 0.0), 1.0), text=label)
             if job["status"] in ACTIVE:
                 if c2.button("Cancel", key=f"cancel_{job['job_id']}"):
@@ -242,6 +296,11 @@ def jobs_panel() -> None:
                     st.rerun(scope="fragment")
             if job.get("error") or run.get("error"):
                 st.error(run.get("error") or job.get("error"))
+            if status == "finished" and on_the_sample(run):
+                st.info(
+                    f"Trained on the bundled sample: {SAMPLE_FACES} faces for a few epochs give near-chance "
+                    "accuracy (1 in 7 classes, or the share of the commonest one), as expected. " + FULL_DATA
+                )
             with st.expander("Log"):
                 st.code(q.log_tail(job["job_id"], 15) or "(no output yet)", language=None)
 
