@@ -77,7 +77,7 @@ def predict_file(recognizer, path: str, args: argparse.Namespace) -> dict:
     video_tta = dict.fromkeys(recognizer.models, "none" if args.tta == "auto" else args.tta)
     return predict_video(
         path,
-        recognizer.models,
+        recognizer.batch_models(),
         video_tta,
         detector=args.detector,
         min_confidence=args.min_face_confidence,

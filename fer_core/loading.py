@@ -12,35 +12,46 @@ import importlib.util
 import torch
 
 from .checkpoint import load_model
+from .device import cpu_has_fast_bf16
 from .registry import int8_names, int8_path, model_names, resolve_model_path, shipped_names
 
 BACKENDS = ("auto", "torch", "onnx")
 
 
-def resolve_backend(spec: str, device: torch.device | str = "cpu", int8: bool = False, backend: str = "auto") -> str:
-    """`auto` is the runtime measured faster for the model (benchmarks/onnx_inference.py): ONNX
-    Runtime for every shipped model on the CPU - per face at batch 1, 1.5-2.2x faster than
-    PyTorch for stcnn, resnet50 and vit on one and two threads - exported once into the cache on
-    first use (5-20 s); int8 runs there too. PyTorch for runs and checkpoints (not measured, and
-    they change), on GPUs, and where onnxruntime is not installed."""
+def resolve_backend(
+    spec: str, device: torch.device | str = "cpu", int8: bool = False, backend: str = "auto", batched: bool = False
+) -> str:
+    """`auto` is the runtime measured faster for the work (benchmarks/onnx_inference.py, docs/performance.md):
+    ONNX Runtime for the shipped models on a CPU - per face at batch 1, 1.5-2.2x faster than PyTorch for
+    stcnn, resnet50 and vit - exported once into the cache on first use (5-20 s); but for `batched`
+    work (video frames, fer-eval) PyTorch in bf16 where the CPU has fast bf16 (stcnn at batch 64:
+    2.2 against ONNX Runtime's 5.3 ms per face). int8 runs on ONNX Runtime. PyTorch for runs and
+    checkpoints (not measured, and they change), on GPUs, and where onnxruntime is not installed."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
     if backend != "auto":
         return backend
     if int8:
         return "onnx"
-    if torch.device(device).type == "cpu" and str(spec) in shipped_names() and importlib.util.find_spec("onnxruntime"):
-        return "onnx"
-    return "torch"
+    if torch.device(device).type != "cpu" or str(spec) not in shipped_names():
+        return "torch"
+    if batched and cpu_has_fast_bf16():
+        return "torch"
+    return "onnx" if importlib.util.find_spec("onnxruntime") else "torch"
 
 
 def load_named_model(
-    spec: str, device: torch.device | str = "cpu", runs_dir=None, int8: bool = False, backend: str = "auto"
+    spec: str,
+    device: torch.device | str = "cpu",
+    runs_dir=None,
+    int8: bool = False,
+    backend: str = "auto",
+    batched: bool = False,
 ) -> torch.nn.Module:
     """A model in eval mode: PyTorch, or an ONNX Runtime session behind the same interface."""
     if int8 and backend == "torch":
         raise ValueError("int8 runs on ONNX Runtime: use --backend onnx (or auto)")
-    if resolve_backend(spec, device, int8, backend) == "torch":
+    if resolve_backend(spec, device, int8, backend, batched) == "torch":
         return load_model(resolve_model_path(spec, runs_dir), device).to(memory_format=torch.channels_last)
     if torch.device(device).type != "cpu":
         raise ValueError(f"ONNX Runtime runs here on the CPU only (asked for {device})")
@@ -55,7 +66,12 @@ def load_named_model(
 
 
 def load_models(
-    spec: str, device: torch.device | str = "cpu", runs_dir=None, int8: bool = False, backend: str = "auto"
+    spec: str,
+    device: torch.device | str = "cpu",
+    runs_dir=None,
+    int8: bool = False,
+    backend: str = "auto",
+    batched: bool = False,
 ) -> list[torch.nn.Module]:
     """One model, or several for an ensemble: "ensemble" or names/paths joined by commas.
 
@@ -69,7 +85,10 @@ def load_models(
         raise FileNotFoundError(
             f"none of {', '.join(names)} has an int8 model; shipped with one: {', '.join(sorted(calibrated)) or 'none'}"
         )
-    return [load_named_model(name, device, runs_dir, int8=name in calibrated, backend=backend) for name in names]
+    return [
+        load_named_model(name, device, runs_dir, int8=name in calibrated, backend=backend, batched=batched)
+        for name in names
+    ]
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:

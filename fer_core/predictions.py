@@ -5,8 +5,10 @@ how sure it was, and whether its confidence means anything (calibration). A run 
 rows of its best checkpoint in `predictions/<split>-<tta>.parquet` (written at the end of
 training and by `fer-eval --save`); a shipped model keeps its val rows in
 `results/models/predictions/<name>-<split>-<tta>.parquet`. A face is named by its split and
-its position in that split (`index`), in the order `fer_core.data.load_dataset` reads it, so
-a gallery can show the face itself from the dataset.
+its position in that split (`index`): for shipped models and `fer-eval --save`, the order
+`fer_core.data.load_dataset` reads it; for a run, the split as its training made it
+(`prepare_splits`: after `--limit`, or val carved from train), so a gallery can show the face
+itself from the dataset (and checks the labels match before it does).
 """
 
 from __future__ import annotations

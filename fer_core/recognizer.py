@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, load_photo
-from .loading import load_models
+from .loading import load_models, load_named_model, resolve_backend
 from .predict import Face, FaceResult, classify_faces, face_result, find_faces
 from .registry import default_model, ensemble_members, member_views, model_names, resolve_tta, shipped_blend
 
@@ -86,6 +86,8 @@ class Recognizer:
                 spec: resolve_tta(tta.get(spec, "auto") if isinstance(tta, dict) else tta, spec) for spec in model
             }
         self._blend()
+        self._options = {"runs_dir": runs_dir, "int8": int8, "backend": backend}
+        self._batch_models: dict = {}  # filled on first use; shared with with_options() copies
         self.detector, self.min_face_confidence = detector, min_face_confidence
         self.whole_image, self.max_side = whole_image, max_side
 
@@ -97,6 +99,22 @@ class Recognizer:
         if not isinstance(spec, str):  # models side by side: the ensemble's blend when they are its members
             spec = "ensemble" if sorted(spec) == sorted(ensemble_members()) else ",".join(spec)
         self.blend = shipped_blend(spec, self.views) if self.calibrated else None
+
+    def batch_models(self) -> dict:
+        """The models for batched work (a video's frames): where `auto` measures another runtime
+        faster on batches than on single faces (fer_core/loading.py), that one, loaded once."""
+        if not self._batch_models:
+            options = self._options
+            self._batch_models.update(
+                {
+                    name: model
+                    if resolve_backend(name, int8=options["int8"], backend=options["backend"], batched=True)
+                    == resolve_backend(name, int8=options["int8"], backend=options["backend"])
+                    else load_named_model(name, "cpu", options["runs_dir"], backend="torch")
+                    for name, model in self.models.items()
+                }
+            )
+        return self._batch_models
 
     def faces(self, images: list[ImageInput], color: str = "rgb") -> list[list[Face]]:
         """The pipeline's own Face objects (with their 48x48 crops), classified in one pass."""

@@ -213,3 +213,17 @@ def test_auto_backend_is_onnx_for_shipped_models_and_torch_for_runs(tiny_run):
     assert resolve_backend(run_id) == "torch"
     assert not isinstance(load_named_model(run_id, runs_dir=tiny_run), OnnxModel)
     assert resolve_backend("stcnn", device="cuda") == "torch"
+
+
+def test_batched_work_runs_where_batches_are_faster():
+    """Video frames go through batch_models(): PyTorch bf16 where the CPU has fast bf16 (faster
+    per face at batch 64), else the same ONNX Runtime sessions; loaded once, shared by copies."""
+    from fer_core.device import cpu_has_fast_bf16
+    from fer_core.onnx_export import OnnxModel
+    from fer_core.recognizer import Recognizer
+
+    recognizer = Recognizer("stcnn")
+    assert isinstance(recognizer.models["stcnn"], OnnxModel)
+    batch = recognizer.batch_models()
+    assert isinstance(batch["stcnn"], OnnxModel) != cpu_has_fast_bf16()
+    assert recognizer.with_options(detector="haar").batch_models() is batch

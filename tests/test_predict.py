@@ -11,13 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fer_core.calibration import with_temperature
 from fer_core.classes import CLASSES
 from fer_core.explain import grad_cam, spatial_transform
 from fer_core.faces import DEFAULT_MIN_CONFIDENCE, DETECTORS, ImageError, load_photo
 from fer_core.inference import ensemble_probs
 from fer_core.loading import load_named_model
 from fer_core.predict import find_faces
-from fer_core.registry import SHIPPED_MODELS_DIR, shipped_tta
+from fer_core.registry import SHIPPED_MODELS_DIR, model_record, shipped_tta
 from tests.conftest import detectable_faces, make_photo
 
 FER_PREDICT = Path(sys.executable).parent / "fer-predict"
@@ -69,13 +70,15 @@ def test_one_face(photos):
 
 
 def test_the_cards_views_by_default(photos):
-    """Like fer-eval, fer-predict averages the views the shipped model's card chose on val."""
+    """Like fer-eval, fer-predict averages the views the shipped model's card chose on val, and
+    there reports probabilities scaled by the temperature the card fitted for that view."""
     crops = np.stack([f.crop for f in find_faces(load_photo(photos["one"]))])
-    model = load_named_model(MODEL)
+    model = load_named_model(MODEL, backend="torch")
+    temperature = model_record(MODEL)["calibration"]["temperature"]
     seen = []
-    for flags, view in (((), shipped_tta(MODEL)), (("--tta", "none"), "none")):
+    for flags, view, t in (((), shipped_tta(MODEL), temperature), (("--tta", "none"), "none", 1.0)):
         code, out, _ = predict(photos["one"], *flags)
-        expected = ensemble_probs([model], crops, tta=view)[0]
+        expected = with_temperature(ensemble_probs([model], crops, tta=view), t)[0]
         assert code == 0 and out["tta"] == view
         seen.append(list(out["faces"][0]["probabilities"].values()))
         assert seen[-1] == pytest.approx(expected.tolist(), abs=2e-4)
@@ -141,7 +144,7 @@ def test_load_photo_honours_exif_orientation(photos, tmp_path):
 
 
 def test_grad_cam_and_spatial_transform(fer2013):
-    model = load_named_model(MODEL)
+    model = load_named_model(MODEL, backend="torch")
     face = np.asarray(Image.open(detectable_faces(fer2013, n=1)[0]).convert("L"))
     cam = grad_cam(model, face)
     assert cam.shape == (48, 48) and cam.min() >= 0 and cam.max() == pytest.approx(1)

@@ -258,7 +258,7 @@ def eval_main(argv: list[str] | None = None) -> int:
             data = data.subset(index)
         save = predictions_target(args.model, args.runs_dir) if args.save else None
         device = select_device("cpu" if args.int8 or args.backend == "onnx" else args.device)
-        models = load_models(args.model, device, args.runs_dir, int8=args.int8, backend=args.backend)
+        models = load_models(args.model, device, args.runs_dir, int8=args.int8, backend=args.backend, batched=True)
         views = member_views(args.model, args.tta)
         dtype = autocast_dtype(device, args.precision)
         member_probs = {

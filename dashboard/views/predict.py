@@ -267,7 +267,7 @@ def show_video(upload) -> None:
                 detector,
                 float(min_confidence),
                 int(every),
-                models,
+                recognizer.batch_models(),
                 recognizer.blend,
             )
         except VideoError as e:
