@@ -43,7 +43,8 @@ with settings:
             "Runtime",
             BACKENDS,
             key="live_backend",
-            help="auto: PyTorch; onnx: ONNX Runtime (exported once, on first use)",
+            help="auto: the faster one - ONNX Runtime for the shipped models (exported once, on first use), "
+            "PyTorch for runs",
         )
     )
     detector = st.selectbox(
