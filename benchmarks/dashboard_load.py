@@ -1,6 +1,7 @@
 """How fast the Compare-runs page is with many runs: 200 runs x 60 epochs on disk.
 
-    .venv/bin/python benchmarks/dashboard_load.py [--runs 200] [--epochs 60] [--keep DIR]
+    .venv/bin/python benchmarks/dashboard_load.py [--runs 200] [--epochs 60] [--keep DIR] [--browser]
+    .venv/bin/python benchmarks/dashboard_load.py --keep results/runs --browser   # the committed runs
 
 Writes the runs through the run store's own writer (one Parquet file per epoch, as the
 trainer does; the metric values are synthetic), then times the page's script with
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 PROJECT = Path(__file__).resolve().parents[1]
+PAGE_URL = ""  # set when the server starts
 
 
 def write_runs(root: Path, n_runs: int, epochs: int) -> None:
@@ -63,11 +65,64 @@ def write_runs(root: Path, n_runs: int, epochs: int) -> None:
         )
 
 
+def load(page, label: str) -> list[tuple[str, float]]:
+    """Navigate (or reload) and time until the runs table, then the first chart, are drawn."""
+    start = time.perf_counter()
+    page.goto(page.url if page.url.startswith("http") else PAGE_URL)
+    page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=120_000)
+    table = time.perf_counter() - start
+    page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+    return [(f"{label}: runs table", table), ("    ... first chart", time.perf_counter() - start)]
+
+
+def browser_timings(root: Path, visits: int = 3) -> list[tuple[str, float]]:
+    """Seconds until the runs table and the first chart show, per full page load in Chromium."""
+    import socket
+    import subprocess
+    import sys
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    global PAGE_URL
+    PAGE_URL = f"http://127.0.0.1:{port}/"
+    env = dict(os.environ, FER_RUNS_DIR=str(root), FER_JOBS_DIR=str(root.parent / "jobs"))
+    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)]
+    server = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    timings = []
+    try:
+        for _ in range(120):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path="/usr/bin/chromium",
+                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+            )
+            for visit in range(visits):  # a new browser context: nothing cached, as for a first-time visitor
+                page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+                label = "first visit to a fresh server" if visit == 0 else f"new visitor {visit}"
+                timings += load(page, f"browser, {label}")
+                timings += load(page, "  the same browser, reload (its cache warm)")
+                page.context.close()
+            browser.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--keep", type=Path, help="write the runs here and keep them (default: a temp dir)")
+    parser.add_argument("--browser", action="store_true", help="also time full page loads in Chromium")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="fer-dashboard-bench-")) / "runs"
     if not (root.exists() and any(root.iterdir())):
@@ -123,7 +178,12 @@ def main() -> None:
         store.metrics(newest)
         store.confusion(newest, epochs={r["run_id"]: r.get("best_epoch") for r in runs if r["run_id"] in newest})
         timings.append((label, time.perf_counter() - start))
-    print(f"\n{len(runs)} runs, {args.epochs} epochs each in the written ones\n\n| step | seconds |\n|---|---|")
+    if args.browser:
+        timings += browser_timings(root)
+    from fer_core.device import cpu_description
+
+    print(f"\nCPU: {cpu_description()}, load average {os.getloadavg()[0]:.2f}")
+    print(f"{len(runs)} runs, {args.epochs} epochs each in the written ones\n\n| step | seconds |\n|---|---|")
     for label, seconds in timings:
         print(f"| {label} | {seconds:.3f} |")
 

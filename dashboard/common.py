@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import streamlit as st
 
-from fer_core.checkpoint import read_checkpoint_metadata
 from fer_core.data import load_dataset
-from fer_core.loading import load_named_model
 from fer_core.paths import PROJECT_ROOT
-from fer_core.recognizer import Recognizer
 from fer_core.registry import SHIPPED_MODELS_DIR, int8_path, resolve_model_path
 from fer_core.runstore import COMPLETED, RunStore
 from trainers.jobs import JobQueue
+
+if TYPE_CHECKING:  # PyTorch is imported by the pages that run models, not by Compare runs
+    from fer_core.recognizer import Recognizer
 
 SAMPLE_DATA = PROJECT_ROOT / "data" / "fer2013_sample.csv.gz"
 FULL_DATA_HINT = PROJECT_ROOT.parent / "shared" / "data" / "fer2013"
@@ -107,6 +108,8 @@ def dataset_summary(path: str) -> dict:
 def model_choices(architecture: str | None = None) -> dict[str, str]:
     """Label -> model spec: shipped models first, then finished runs with a best checkpoint
     (only those of `architecture`, when given)."""
+    from fer_core.checkpoint import read_checkpoint_metadata
+
     shipped = sorted(SHIPPED_MODELS_DIR.glob("*.safetensors"))
     if architecture:  # read the checkpoint headers only when filtering (not on every Predict rerun)
         shipped = [p for p in shipped if read_checkpoint_metadata(p)["model"] == architecture]
@@ -129,6 +132,8 @@ def weights_version(spec: str, int8: bool = False) -> float:
 @st.cache_resource(max_entries=8, show_spinner="Loading model...")
 def cached_model(spec: str, version: float, int8: bool = False, backend: str = "auto"):
     """A model in eval mode, loaded once per version of its weights."""
+    from fer_core.loading import load_named_model
+
     return load_named_model(spec, int8=int8, backend=backend)
 
 
@@ -140,6 +145,8 @@ def get_model(spec: str, int8: bool = False, backend: str = "auto"):
     max_entries=4, show_spinner="Loading models (the first time on this machine each is exported to ONNX Runtime)..."
 )
 def cached_recognizer(specs: tuple[str, ...], versions: tuple[float, ...], card_views: bool, backend: str):
+    from fer_core.recognizer import Recognizer
+
     return Recognizer(list(specs), tta="auto" if card_views else "none", backend=backend)
 
 
