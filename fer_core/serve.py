@@ -5,7 +5,8 @@
     curl -F files=@photo.jpg 'http://127.0.0.1:8000/predict?tta=none'
 
 Endpoints: `POST /predict` (images as multipart files in the field `files`, or `file`),
-`GET /models`, `GET /health`, and the OpenAPI docs at `/docs` (schema at `/openapi.json`).
+`GET /models`, `GET /health`, and the OpenAPI docs at `/docs` (schema at `/openapi.json`; the
+Swagger UI's files come from the swagger-ui-bundle package, so the docs work offline).
 
 Every answer goes through `fer_core.Recognizer`, so a photo gets the same faces and labels as
 from `fer-predict --json` and the dashboard. Limits protect the one process: the request body
@@ -347,6 +348,15 @@ def model_info(name: str) -> dict:
     }
     if name == "ensemble":
         info["members"] = ensemble_members()
+        if "weights" in record:  # the calibrated, weighted ensemble: each member in its own view
+            chosen = next(o for o in record["calibration"]["options"] if o["option"] == record["calibration"]["chosen"])
+            info |= {
+                "tta": "auto",
+                "views": record["views"],
+                "weights": record["weights"],
+                "val_accuracy": record["calibration"]["in_sample"]["accuracy"],
+                "val_accuracy_out_of_fold": chosen["calibrated_out_of_fold"]["accuracy"],
+            }
     else:
         info["architecture"] = record.get("architecture")
     return info
@@ -383,9 +393,12 @@ image (the message names it), 422 a bad option, an unknown model or a corrupt im
 def create_app(settings: Settings | None = None):
     from fastapi import FastAPI, File, Form, Query, Request, UploadFile
     from fastapi.exceptions import RequestValidationError
+    from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel
     from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
 
     settings = settings or Settings()
     recognizers = Recognizers()
@@ -442,6 +455,9 @@ def create_app(settings: Settings | None = None):
         val_faces: int | None = None
         architecture: str | None = None
         members: list[str] | None = None
+        views: dict[str, str] | None = None  # the ensemble: each member's test-time view
+        weights: dict[str, float] | None = None  # ... and its weight (calibrated on val)
+        val_accuracy_out_of_fold: float | None = None
 
     class ModelsOut(BaseModel):
         default: str
@@ -463,7 +479,21 @@ def create_app(settings: Settings | None = None):
         lifespan=lifespan,
         description="Facial-expression recognition over HTTP: the faces in a photo and their emotions "
         '(FER2013 classes), from the lab\'s shipped models. Errors are JSON `{"detail": "..."}`.',
+        docs_url=None,  # served below from the swagger-ui-bundle package: FastAPI's would load it from a CDN
+        redoc_url=None,
     )
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="fer-serve - API docs",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
     app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes, idle_timeout=settings.body_timeout)
 
     @app.exception_handler(StarletteHTTPException)

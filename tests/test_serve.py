@@ -186,16 +186,21 @@ def test_models_lists_the_shipped_models_with_their_records(client):
     assert body["default"] == "stcnn"
     by_name = {m["name"]: m for m in body["models"]}
     assert set(MODELS) <= set(by_name)
-    for name in MODELS:
+    for name in set(MODELS) - {"ensemble"}:
         record = model_record(name)
         assert by_name[name]["tta"] == record["val"]["tta"]
         assert by_name[name]["val_accuracy"] == record["val"]["metrics"][record["val"]["tta"]]["accuracy"]
-    assert by_name["ensemble"]["members"] == ["stcnn", "resnet50", "vit"]
+    ensemble, record = by_name["ensemble"], model_record("ensemble")
+    assert ensemble["members"] == ["stcnn", "resnet50", "vit"] and ensemble["views"] == record["views"]
+    assert ensemble["val_accuracy"] == record["calibration"]["in_sample"]["accuracy"]
 
 
 def test_docs_and_openapi(client):
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert "http" not in docs.text.replace(str(client.base_url), "")  # offline: no CDN
+    for asset in ("/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"):
+        assert asset in docs.text and client.get(asset).status_code == 200
     spec = client.get("/openapi.json").json()
     assert {"/predict", "/models", "/health"} <= set(spec["paths"])
     predict = spec["paths"]["/predict"]["post"]
