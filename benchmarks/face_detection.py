@@ -1,6 +1,6 @@
 """Face detectors compared on synthetic scenes with real FER2013 faces: recall, false boxes, speed.
 
-    .venv/bin/python benchmarks/face_detection.py [--data ../shared/data/fer2013] [--scenes 200] [--seed 0]
+    .venv/bin/python benchmarks/face_detection.py [--data ../shared/data/fer2013] [--scenes 200] [--seed 0] [--easy]
 
 Measures every candidate that is installed; the others print as "not installed". Those outside
 the project's dependencies: `pip install yuface dlib-bin onnxruntime` and `pip install --no-deps
@@ -116,11 +116,14 @@ def background(rng: np.random.Generator, photos: list[np.ndarray]) -> np.ndarray
     return noise + (gx / W - 0.5) * rng.uniform(-80, 80) + (gy / H - 0.5) * rng.uniform(-80, 80)
 
 
-def face_patch(face48: np.ndarray, size: int, context: bool, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The face at `size` px (gain, offset, blur applied) and its alpha mask, before rotation."""
+def face_patch(
+    face48: np.ndarray, size: int, context: bool, rng: np.random.Generator, easy: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """The face at `size` px (gain, offset, blur applied unless `easy`) and its alpha mask, before rotation."""
     face = cv2.resize(face48, (size, size), interpolation=cv2.INTER_CUBIC).astype(np.float32)
-    face = face * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30)
-    sigma = rng.uniform(0, 1.5) * size / 100
+    if not easy:
+        face = face * rng.uniform(0.6, 1.3) + rng.uniform(-30, 30)
+    sigma = 0.0 if easy else rng.uniform(0, 1.5) * size / 100
     if sigma > 0.3:
         face = cv2.GaussianBlur(face, (0, 0), sigma)
     if not context:
@@ -137,16 +140,16 @@ def face_patch(face48: np.ndarray, size: int, context: bool, rng: np.random.Gene
     return patch, np.clip(ramp / max(1, o * 0.6), 0, 1).astype(np.float32)
 
 
-def scene(rng, photos, faces, n_faces: int, context: bool, max_angle: float = 30.0):
-    """(RGB uint8 frame, [(box, face index, angle)])."""
+def scene(rng, photos, faces, n_faces: int, context: bool, max_angle: float = 30.0, easy: bool = False):
+    """(RGB uint8 frame, [(box, face index, angle)]); `easy`: upright, sharp, 120-250 px faces."""
     img = background(rng, photos)
     placed, used = [], []
     for _ in range(n_faces):
         for _try in range(30):
-            size = int(rng.uniform(60, 250))
-            angle = float(rng.uniform(-max_angle, max_angle))
+            size = int(rng.uniform(120, 250) if easy else rng.uniform(60, 250))
+            angle = 0.0 if easy else float(rng.uniform(-max_angle, max_angle))
             idx = int(rng.integers(len(faces)))
-            patch, mask = face_patch(faces[idx][0], size, context, rng)
+            patch, mask = face_patch(faces[idx][0], size, context, rng, easy)
             side = patch.shape[0]
             diag = int(math.ceil(side * (abs(math.cos(math.radians(angle))) + abs(math.sin(math.radians(angle))))))
             if diag >= min(W, H):
@@ -410,6 +413,12 @@ def main() -> None:
         default=True,
         help="set each tight FER2013 crop in a blurred enlarged copy of itself (default on)",
     )
+    p.add_argument(
+        "--easy",
+        action="store_true",
+        help="faces upright, unblurred, unchanged in brightness and 120-250 px: how many FER2013 crops a "
+        "detector finds at all (the ceiling of the default scenes)",
+    )
     p.add_argument("--timing-scenes", type=int, default=30)
     p.add_argument("--level-faces", type=int, default=400, help="faces for the levelling test (0: skip it)")
     p.add_argument("--only", default="", help="comma-separated detector names to run (default all)")
@@ -421,15 +430,16 @@ def main() -> None:
     classes = list(CLASSES)  # the models' label order (not the folders' alphabetical one)
     photos = backgrounds()
     rng = np.random.default_rng(args.seed)
-    pos = [scene(rng, photos, faces, int(rng.integers(1, 4)), args.context) for _ in range(args.scenes)]
-    neg = [scene(rng, photos, faces, 0, args.context) for _ in range(args.scenes // 2)]
+    pos = [scene(rng, photos, faces, int(rng.integers(1, 4)), args.context, easy=args.easy) for _ in range(args.scenes)]
+    neg = [scene(rng, photos, faces, 0, args.context, easy=args.easy) for _ in range(args.scenes // 2)]
     frames, truths = [f for f, _ in pos + neg], [t for _, t in pos + neg]
     n_faces = sum(len(t) for t in truths)
     load0 = os.getloadavg()[0]
     print(f"CPU: {cpu_description()}, OpenCV {cv2.__version__}, load average {load0:.2f} at start")
     print(
         f"{len(pos)} scenes with {n_faces} faces + {len(neg)} face-free scenes, 640x480, seed {args.seed}, "
-        f"faces {'in a blurred context' if args.context else 'as bare crops'}; hit = IoU >= 0.3\n"
+        f"faces {'in a blurred context' if args.context else 'as bare crops'}"
+        f"{', easy (upright, sharp, 120-250 px)' if args.easy else ''}; hit = IoU >= 0.3\n"
     )
     rows, sweeps = [], []
     for factory, install in CANDIDATES:
