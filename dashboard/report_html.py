@@ -15,17 +15,11 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from fer_core import calibration
+from fer_core import calibration, paper_compare
 from fer_core.classes import CLASSES
-from fer_core.paper import HEADLINE, TABLE1_STCNN_BATCH, TABLE2_VIT
 from fer_core.predictions import probabilities
 from fer_core.registry import ENSEMBLE, model_record
 from fer_core.runstore import RunStore
-
-try:  # lines the paper's rows up with our runs (written alongside this module)
-    from fer_core import paper_compare
-except ImportError:
-    paper_compare = None
 
 PAPER = "the authors' own 80:20 split of FER2013 train, as they report it"
 COLOURS = px.colors.qualitative.Plotly
@@ -259,22 +253,20 @@ def readable(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return frame.rename(columns=names).rename(columns=lambda c: c.replace("_", " "))
 
 
-def paper_side_by_side(table: list[dict], keys: list[str], store: RunStore, rows_of: str) -> pd.DataFrame:
-    """The paper's rows with ours row for row (fer_core.paper_compare), or the paper's alone
-    until that module is there."""
-    if paper_compare is not None:
-        return getattr(paper_compare, rows_of)(store.list_runs())
-    frame = pd.DataFrame(table)
-    return frame[keys].assign(
-        **{f"paper_{m}": frame[m] for m in ("accuracy", "macro_f1", "loss", "auc") if m in frame}, paper_protocol=PAPER
-    )
-
-
 def shipped_columns(name: str) -> dict:
     """A shipped model's val numbers in its card's view, as its record has them."""
     record = model_record(name)
     if not record:
         return {}
+    if "members" in record and "weights" in record:  # the calibrated, weighted ensemble: each member in its own view
+        chosen = record["calibration"]["chosen"]
+        out_of_fold = next(o for o in record["calibration"]["options"] if o["option"] == chosen)
+        return {
+            "shipped_accuracy": record["calibration"]["in_sample"]["accuracy"],
+            "shipped_protocol": f"FER2013 PublicTest as val ({record['val']['faces']} faces), weights and "
+            f"temperatures fitted on it ({chosen}); "
+            f"{out_of_fold['calibrated_out_of_fold']['accuracy']:.4f} out of fold",
+        }
     val = record["val"]
     metrics = val["metrics"][val["tta"]]
     return {
@@ -288,8 +280,7 @@ def shipped_columns(name: str) -> dict:
 def headline_table(store: RunStore) -> pd.DataFrame:
     """The paper's headline accuracy per architecture beside our best comparable run and the
     shipped model (which may be a warm restart or distillation of it), and the shipped ensemble."""
-    paper = [{"model": m, "accuracy": a} for m, a in HEADLINE.items()]
-    frame = paper_side_by_side(paper, ["model"], store, "headline_rows")
+    frame = paper_compare.headline_rows(store.list_runs())
     shipped = pd.DataFrame([{"model": m, **shipped_columns(m)} for m in frame.model])
     ensemble = pd.DataFrame([{"model": "ensemble", **shipped_columns("ensemble")}])
     frame = pd.concat([frame.merge(shipped, on="model", how="left"), ensemble], ignore_index=True)
@@ -298,19 +289,18 @@ def headline_table(store: RunStore) -> pd.DataFrame:
 
 def paper_tables(store: RunStore) -> list[Section]:
     """Tables 1 and 2 as the paper has them, ours row for row."""
-    ours = (
-        "then ours row for row" if paper_compare else "ours appear beside them once fer_core/paper_compare.py is there"
-    )
+    runs = store.list_runs()
     return [
         Section(
             "Table 1: ST-CNN, batch size",
-            f"The paper's rows ({PAPER}); {ours}: our best run with the paper's recipe at that batch size.",
-            [readable(paper_side_by_side(TABLE1_STCNN_BATCH, ["batch_size"], store, "table1_rows"), ["batch_size"])],
+            f"The paper's rows ({PAPER}), then ours row for row: our best run with the paper's recipe at that "
+            "batch size.",
+            [readable(paper_compare.table1_rows(runs), ["batch_size"])],
         ),
         Section(
             "Table 2: ViT configurations",
-            f"The paper's rows ({PAPER}); {ours}: our best patch-embedding ViT of that shape.",
-            [readable(paper_side_by_side(TABLE2_VIT, TABLE2_KEYS, store, "table2_rows"), TABLE2_KEYS)],
+            f"The paper's rows ({PAPER}), then ours row for row: our best patch-embedding ViT of that shape.",
+            [readable(paper_compare.table2_rows(runs), TABLE2_KEYS)],
         ),
     ]
 

@@ -296,3 +296,40 @@ def chromium(camera: Path):
         )
         yield browser
         browser.close()
+
+
+def app_page(view: str, timeout: int = 300):
+    """Streamlit's AppTest of the whole app, switched to dashboard/views/VIEW.py and run once."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PROJECT / "dashboard" / "app.py"), default_timeout=timeout)
+    at.run()
+    at.switch_page(f"views/{view}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@contextlib.contextmanager
+def browser_page(browser, height: int = 900):
+    """One 1400-px-wide page in a fresh browser context (nothing cached; downloads accepted)."""
+    context = browser.new_context(viewport={"width": 1400, "height": height}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def wait_idle(page) -> None:
+    """Until Streamlit has finished the current script run and redrawn every element."""
+    page.wait_for_timeout(500)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
+    page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')", timeout=60_000)
+
+
+def open_in_browser(page, url: str) -> None:
+    page.goto(url)
+    page.get_by_test_id("stApp").wait_for()
+    wait_idle(page)

@@ -16,7 +16,7 @@ from PIL import Image
 from fer_core.classes import CLASSES
 from fer_core.predictions import SHIPPED_PREDICTIONS_DIR
 from fer_core.registry import model_record
-from tests.conftest import PROJECT, chromium, streamlit_server, write_y4m
+from tests.conftest import PROJECT, browser_page, chromium, open_in_browser, streamlit_server, wait_idle, write_y4m
 
 SCREENSHOTS = PROJECT / "results" / "screenshots"
 
@@ -41,22 +41,8 @@ def browser(tmp_path_factory):
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    yield page
-    context.close()
-
-
-def wait_idle(page) -> None:
-    page.wait_for_timeout(500)
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
-
-
-def open_page(page, url: str) -> None:
-    page.goto(url)
-    page.get_by_test_id("stApp").wait_for()
-    wait_idle(page)
+    with browser_page(browser) as page:
+        yield page
 
 
 def test_click_a_confusion_cell_to_see_its_faces(page, dashboard, fer2013):
@@ -64,7 +50,7 @@ def test_click_a_confusion_cell_to_see_its_faces(page, dashboard, fer2013):
     rows = pd.read_parquet(SHIPPED_PREDICTIONS_DIR / f"stcnn-val-{view}.parquet")
     true, pred = "fear", "sad"
     expected = int(((rows.label == CLASSES.index(true)) & (rows.pred == CLASSES.index(pred))).sum())
-    open_page(page, f"{dashboard}/faces")
+    open_in_browser(page, f"{dashboard}/faces")
     page.get_by_role("heading", name="Faces & errors").wait_for()
     plot = page.locator(".js-plotly-plot").first
     plot.wait_for()
@@ -90,7 +76,7 @@ def test_click_a_confusion_cell_to_see_its_faces(page, dashboard, fer2013):
 
 
 def test_download_the_report_and_open_it_offline(page, browser, dashboard, tmp_path):
-    open_page(page, f"{dashboard}/report")
+    open_in_browser(page, f"{dashboard}/report")
     page.get_by_role("heading", name="Paper report").wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
     page.screenshot(path=SCREENSHOTS / "report.png", full_page=True)

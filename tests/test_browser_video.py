@@ -20,7 +20,18 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from fer_core.classes import CLASSES
 from fer_core.faces import DEFAULT_DETECTOR, DETECTORS, VIDEO_DETECT_MAX_SIDE, detect_faces
-from tests.conftest import PROJECT, chromium, detectable_faces, make_photo, streamlit_server, write_video, write_y4m
+from tests.conftest import (
+    PROJECT,
+    browser_page,
+    chromium,
+    detectable_faces,
+    make_photo,
+    open_in_browser,
+    streamlit_server,
+    wait_idle,
+    write_video,
+    write_y4m,
+)
 
 SCREENSHOTS = PROJECT / "results" / "screenshots"
 PURPLE = np.array([123, 63, 160])
@@ -46,24 +57,8 @@ def browser(fer2013, tmp_path_factory):
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    yield page
-    context.close()
-
-
-def open_page(page, url: str) -> None:
-    page.goto(url)
-    page.get_by_test_id("stApp").wait_for()
-    wait_idle(page)
-
-
-def wait_idle(page) -> None:
-    """Until Streamlit has finished the current script run."""
-    page.wait_for_timeout(500)
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
-    page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')", timeout=60_000)  # all redrawn
+    with browser_page(browser) as page:
+        yield page
 
 
 def purple_mask(png: bytes) -> np.ndarray:
@@ -80,7 +75,7 @@ def shot(page, name: str) -> None:
 def test_predict_a_video_shows_an_emotion_timeline_and_a_csv(page, dashboard, fer2013, tmp_path):
     faces = detectable_faces(fer2013, cls="happy", n=1) + detectable_faces(fer2013, cls="surprise", n=1)
     video = write_video(tmp_path / "clip.mp4", faces, seconds=3, fps=10, size=(640, 360))
-    open_page(page, f"{dashboard}/predict")
+    open_in_browser(page, f"{dashboard}/predict")
     page.locator("input[type=file]").set_input_files(str(video))
     page.get_by_text("mostly").first.wait_for()  # "Track 0: mostly happy (2 frame(s), ...)"
     every = page.get_by_label("Videos: classify every Nth frame", exact=True)
@@ -116,7 +111,7 @@ def test_predict_labels_a_photo_legibly(page, dashboard, fer2013, tmp_path):
     """Each box's label is drawn large on a filled tag: as shown on the page it is at least
     ~13 px high (it used to be Pillow's 10 px bitmap font in purple on the photo)."""
     make_photo(detectable_faces(fer2013, n=2)).save(tmp_path / "two.jpg")
-    open_page(page, f"{dashboard}/predict")
+    open_in_browser(page, f"{dashboard}/predict")
     page.locator("input[type=file]").set_input_files(str(tmp_path / "two.jpg"))
     page.get_by_text("Face 2:").wait_for()
     wait_idle(page)
@@ -130,7 +125,7 @@ def test_live_settings_apply_to_the_running_stream_and_stop_stays_in_view(page, 
     """The fake camera shows one real face, which a CNN detector finds with a confidence below 1
     and Haar with 1.0: a 1.0 floor makes the boxes go, switching to Haar brings them back, all
     without pressing STOP. At 1400x900 the video sits in a column, so STOP stays above the fold."""
-    open_page(page, f"{dashboard}/live")
+    open_in_browser(page, f"{dashboard}/live")
     frame = page.frame_locator("iframe[title*='webrtc']").first
     frame.get_by_role("button", name="START").click()
     video = frame.locator("video")

@@ -17,7 +17,7 @@ from fer_core import calibration
 from fer_core.classes import CLASSES
 from fer_core.predictions import SHIPPED_PREDICTIONS_DIR, probabilities
 from fer_core.registry import ENSEMBLE, model_record
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, app_page
 
 APP = str(PROJECT / "dashboard" / "app.py")
 
@@ -34,12 +34,7 @@ def committed_runs(monkeypatch):
 
 
 def faces_page(fer2013) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.run()
-    at.switch_page("views/faces.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return app_page("faces")
 
 
 def shown(at: AppTest, tab: int) -> list[int]:

@@ -16,10 +16,18 @@ from streamlit.testing.v1 import AppTest
 from fer_core.data import load_dataset
 from fer_core.presets import preset_config
 from fer_core.runstore import RunStore, now_iso
-from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN, chromium, streamlit_server, write_y4m
+from tests.conftest import (
+    SAMPLE_CSV,
+    TINY_STCNN,
+    app_page,
+    browser_page,
+    chromium,
+    open_in_browser,
+    streamlit_server,
+    write_y4m,
+)
 from trainers.jobs import JobQueue
 
-APP = str(PROJECT / "dashboard" / "app.py")
 SAMPLE = load_dataset(SAMPLE_CSV)
 SAMPLE_FACES = sum(len(split) for split in SAMPLE.splits.values())
 
@@ -30,15 +38,6 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("FER_JOBS_DIR", str(tmp_path / "jobs"))
     return tmp_path
-
-
-def open_page(name: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.switch_page(f"views/{name}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def finished_run(store: RunStore, preset: str, accuracy: float, **fields) -> str:
@@ -86,7 +85,7 @@ def progress_labels(at: AppTest) -> list[str]:
 
 
 def test_the_sample_size_is_counted_and_the_path_is_greyed_out_while_the_sample_is_chosen(home):
-    at = open_page("train")
+    at = app_page("train")
     source = at.radio(key="train_source")
     assert SAMPLE_FACES == 700 and source.options[0] == f"Bundled sample ({SAMPLE_FACES} faces)"  # it said 980
     assert source.value == source.options[0] and at.text_input(key="train_path").disabled  # was editable, ignored
@@ -97,7 +96,7 @@ def test_the_sample_size_is_counted_and_the_path_is_greyed_out_while_the_sample_
 def test_the_jobs_panel_names_the_phase_and_the_epoch_total(home):
     store = RunStore(home / "runs")
     fake_job(home, None, args=("--preset", "stcnn", "--epochs", "7"))  # the trainer not yet started
-    at = open_page("train")
+    at = app_page("train")
     assert progress_labels(at) == ["starting the trainer (0/7 epochs done)"]  # was "epoch 0/? batch 0/?"
 
     run_id = store.create(preset_config("stcnn").to_dict(), name="demo").run_id
@@ -117,7 +116,7 @@ def test_a_finished_run_on_the_sample_says_near_chance_is_expected(home):
     store = RunStore(home / "runs")
     on_sample = finished_run(store, "stcnn", 0.143, name="tiny", dataset={"fingerprint": SAMPLE.fingerprint})
     fake_job(home, on_sample, status="finished")
-    at = open_page("train")
+    at = app_page("train")
     [note] = [i.value for i in at.info]
     assert "near-chance" in note and "expected" in note and f"{SAMPLE_FACES} faces" in note and "full FER2013" in note
     assert any("best val accuracy 14.3%" in label for label in progress_labels(at))
@@ -166,7 +165,7 @@ def test_sweeps_opens_on_the_papers_table_1_with_readable_axes(home):
     sweep(store, "paper-table1-20261124-175650-ddf7", [16, 32, 64, 128])
     sweep(store, "resnet50-stems-20261124-185827-dd53", [16, 32, 64])
     sweep(store, "zz-try-out-20261203", [16, 32])  # newest and first in the list: it opened on this one
-    at = open_page("sweeps")
+    at = app_page("sweeps")
     assert at.selectbox(key="sweep").value == "paper-table1-20261124-175650-ddf7 (4 trials)"
     assert "varied: preset, batch size." in at.caption[0].value  # not batch_size
 
@@ -185,7 +184,7 @@ def test_without_table_1_sweeps_opens_on_the_largest(home):
     store = RunStore(home / "runs")
     sweep(store, "batch-sizes-1", [16, 32, 64])
     sweep(store, "zz-try-out-20261203", [16, 32])
-    assert open_page("sweeps").selectbox(key="sweep").value == "batch-sizes-1 (3 trials)"
+    assert app_page("sweeps").selectbox(key="sweep").value == "batch-sizes-1 (3 trials)"
 
 
 # -- in a real browser at 1400x900 --------------------------------------------------------------
@@ -208,18 +207,8 @@ def dashboard(tmp_path_factory):
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    yield page
-    context.close()
-
-
-def open_in_browser(page, url: str) -> None:
-    page.goto(url)
-    page.get_by_test_id("stApp").wait_for()
-    page.wait_for_timeout(500)
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    with browser_page(browser) as page:
+        yield page
 
 
 def in_view(box: dict | None) -> bool:

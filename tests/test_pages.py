@@ -15,9 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core.classes import CLASSES
 from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, detect_faces
-from tests.conftest import PROJECT, detectable_faces, make_photo, write_video
-
-APP = str(PROJECT / "dashboard" / "app.py")
+from tests.conftest import app_page, detectable_faces, make_photo, write_video
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +39,7 @@ def no_runs(tmp_path, monkeypatch) -> None:
 
 
 def predict_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.run()
-    at.switch_page("views/predict.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return app_page("predict")
 
 
 def upload(at: AppTest, *files: tuple[str, bytes, str]) -> AppTest:
@@ -75,6 +68,22 @@ def test_predict_a_photo_with_each_detector_and_a_confidence_floor(no_runs, face
     if max(d.confidence for d in found) < 1.0:  # a detector that grades its faces: a floor above them drops them
         at.slider(key="predict_min_confidence").set_value(1.0).run()
         assert not verdicts(at) and any("No face found in face.jpg" in w.value for w in at.warning)
+
+
+def test_the_shipped_three_answer_as_the_calibrated_ensemble(no_runs, face_jpeg):
+    """Predict shows the ensemble's weights and temperatures, and labels each face by the blend."""
+    from fer_core.recognizer import Recognizer
+    from fer_core.registry import model_record
+
+    at = upload(predict_page(), ("face.jpg", face_jpeg, "image/jpeg"))
+    record = model_record("ensemble")
+    [caption] = [c.value for c in at.caption if c.value.startswith("Calibrated on val")]
+    assert all(f"{n} {w:g}" in caption for n, w in record["weights"].items())
+    assert all(f"{n} T={t:.2f}" in caption for n, t in record["temperatures"].items())
+    [verdict] = verdicts(at)
+    assert "weighted ensemble of 3" in verdict
+    [face] = Recognizer(["stcnn", "resnet50", "vit"])(Image.open(io.BytesIO(face_jpeg)))
+    assert verdict.startswith(f"**Face 1: {face.label}** ({face.confidence:.0%}")
 
 
 def test_files_that_are_not_images_say_so_by_name(no_runs, face_jpeg):

@@ -31,7 +31,11 @@ def html(sections) -> str:
 
 
 def shipped_accuracy(name: str) -> float:
-    val = model_record(name)["val"]
+    """In the card's view; the weighted ensemble's as its calibration fitted it (each member's view)."""
+    record = model_record(name)
+    if "members" in record and "weights" in record:
+        return round(100 * record["calibration"]["in_sample"]["accuracy"], 2)
+    val = record["val"]
     return round(100 * val["metrics"][val["tta"]]["accuracy"], 2)
 
 

@@ -87,6 +87,18 @@ recognizer = get_recognizer([choices[label] for label in picked], card_views, ba
 models, tta = recognizer.models, recognizer.views
 if any(view != "none" for view in tta.values()):
     st.caption("Test-time views (photos): " + ", ".join(f"{spec} {view}" for spec, view in tta.items()))
+if recognizer.blend is not None:  # fer_core.calibration.Blend, from the records (scripts/calibrate_models.py)
+    blend = recognizer.blend
+    st.caption(
+        "Calibrated on val: "
+        + ", ".join(f"{n} T={blend.temperatures[n]:.2f}" for n in blend.weights)
+        + (
+            "; the ensemble weighs them " + ", ".join(f"{n} {w:g}" for n, w in blend.weights.items())
+            if len(blend.weights) > 1
+            else ""
+        )
+        + ". Confidences are the temperature-scaled probabilities (the label is the same)."
+    )
 videos = [f for f in files if Path(f.name).suffix.lower() in VIDEO_SUFFIXES]
 every = (
     st.columns(3)[0].number_input(
@@ -178,10 +190,10 @@ def show_photo(upload) -> None:
     with c2:
         for i, face in enumerate(faces, 1):
             label, confidence = face.label()
-            st.markdown(
-                f"**Face {i}: {label}** ({confidence:.0%}"
-                f"{', ensemble of ' + str(len(models)) if len(models) > 1 else ''})"
-            )
+            combined = ""
+            if len(models) > 1:
+                combined = f", {'weighted ensemble' if recognizer.blend else 'mean'} of {len(models)}"
+            st.markdown(f"**Face {i}: {label}** ({confidence:.0%}{combined})")
             probability_chart(face)
             if explain:
                 columns = st.columns(len(models) + 1)
