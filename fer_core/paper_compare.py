@@ -19,11 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from .paper import HEADLINE, TABLE1_STCNN_BATCH, TABLE2_VIT
+from .runstore import COMPLETED  # a cancelled run keeps its best epoch; a failed one may not
 
 PAPER_PROTOCOL = "the authors' own 80:20 split of FER2013"
 OUR_PROTOCOL = "FER2013 PublicTest as val, at the run's best epoch, one view"
 
-COMPLETED = ("finished", "cancelled")  # a cancelled run keeps its best epoch; a failed one may not
 MIN_EPOCHS = 3  # fewer finished epochs is a smoke test, not a result
 MIN_TRAIN_IMAGES = 1000  # the bundled 700-face sample and `--limit` smoke runs are below this
 SAMPLE_DATA_NAME = "fer2013_sample"  # data/fer2013_sample.csv.gz
