@@ -7,6 +7,7 @@ Screenshots of every page go to results/screenshots/.
 from __future__ import annotations
 
 import io
+import re
 import time
 
 import numpy as np
@@ -140,22 +141,22 @@ def test_a_bad_upload_beside_a_good_one(page, dashboard, fer2013, tmp_path):
     assert page.get_by_test_id("stException").count() == 0
 
 
-def test_train_from_the_sidebar_then_cancel_another(page, dashboard):
+def test_train_from_the_form_then_cancel_another(page, dashboard):
     runs = RunStore(dashboard["runs"])
     before = {r["run_id"] for r in runs.list_runs()}
     open_page(page, dashboard, "train")
-    sidebar = page.get_by_test_id("stMain")  # the form moved out of the sidebar, to keep Start in view
+    form = page.get_by_test_id("stMain")  # the form moved out of the sidebar, to keep Start in view
 
     def submit(epochs: int, name: str) -> None:
         for label, value in (("Epochs", epochs), ("Use at most N images per split (0 = all)", 70)):
-            field = sidebar.get_by_role("spinbutton", name=label)  # not the "Help for ..." button
+            field = form.get_by_role("spinbutton", name=label)  # not the "Help for ..." button
             field.fill(str(value))
             field.press("Tab")
-        sidebar.get_by_role("textbox", name="Run name (optional)").fill(name)
-        sidebar.get_by_role("button", name="Start training").click()
-        sidebar.get_by_text("Queued").wait_for()
+        form.get_by_role("textbox", name="Run name (optional)").fill(name)
+        form.get_by_role("button", name="Start training").click()
+        form.get_by_text(re.compile(rf"^Queued \S*{name}")).wait_for()  # not a job's "queued" status
 
-    sidebar.get_by_text("Bundled sample (700 faces)").wait_for()
+    form.get_by_text("Bundled sample (700 faces)").wait_for()
     submit(2, "browser-tiny")
     page.get_by_text("browser-tiny").first.wait_for()
     deadline = time.time() + 300
@@ -168,7 +169,8 @@ def test_train_from_the_sidebar_then_cancel_another(page, dashboard):
     page.locator("p", has_text="browser-tiny").filter(has_text="finished").first.wait_for()
 
     submit(200, "browser-long")
-    page.get_by_text("epoch 1/200").or_(page.get_by_text("epoch 2/200")).first.wait_for(timeout=120_000)
+    training = re.compile(r"epoch \d+/200")  # in the job's progress bar (the hidden log tail has it too)
+    page.get_by_test_id("stProgress").filter(has_text=training).first.wait_for(timeout=120_000)
     shot(page, "train")
     cancel = page.get_by_role("button", name="Cancel")
     assert cancel.count() == 1  # only the running job can be cancelled; the finished one offers Remove
