@@ -89,10 +89,11 @@ def main() -> None:
     options = {"card views": {n: shipped_tta(n) for n in ENSEMBLE}} | {
         f"all {v}": dict.fromkeys(ENSEMBLE, v) for v in ("none", "flip", "tencrop")
     }
-    table = []
+    table, members_of = [], {}
     for option, views in options.items():
         loaded = [val_probs(rows, n, views[n]) for n in ENSEMBLE]
         labels, members = loaded[0][0], [p for _, p in loaded]
+        members_of[option] = members
         mean = np.mean(members, axis=0)
         out_of_fold = cross_validate_ensemble(labels, members, folds=args.folds)
         table.append(
@@ -109,8 +110,7 @@ def main() -> None:
             f" ECE {expected_calibration_error(labels, out_of_fold):.4f}"
         )
     best = max(table, key=lambda r: r["calibrated_out_of_fold"]["accuracy"])
-    loaded = [val_probs(rows, n, best["views"][n]) for n in ENSEMBLE]
-    labels, members = loaded[0][0], [p for _, p in loaded]
+    members = members_of[best["option"]]
     fitted = fit_ensemble(labels, members)
     best_single = max(singles, key=singles.get)
     cv = best["calibrated_out_of_fold"]["accuracy"]

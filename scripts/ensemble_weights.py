@@ -15,26 +15,18 @@ what weighting could buy, not an estimate of the test.
 from __future__ import annotations
 
 import argparse
-import itertools
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from fer_core.calibration import weight_grid
 from fer_core.data import load_dataset
 from fer_core.inference import predict_probs
 from fer_core.loading import load_named_model
 from fer_core.registry import ENSEMBLE
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
-
-
-def weight_grid(n_models: int, step: float = 0.1):
-    """Every weight vector with entries on the grid that sums to 1."""
-    ticks = round(1 / step)
-    for parts in itertools.product(range(ticks + 1), repeat=n_models - 1):
-        if sum(parts) <= ticks:
-            yield np.array([*parts, ticks - sum(parts)]) / ticks
 
 
 def main() -> None:
