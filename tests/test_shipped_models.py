@@ -124,11 +124,11 @@ def test_fer_eval_int8(fer2013):
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_shipped_model_run_and_its_restarts_are_committed(name):
+def test_shipped_model_run_and_its_restarts_are_committed(name, committed_runs):
     """The dashboard shows how a shipped model was trained: its run, every run it was
     warm-restarted from (`init_from`) and its teachers' runs (`distill_from`) are in
     results/runs, and the card's training time is the sum of the chain's epoch times."""
-    store = RunStore()
+    store = RunStore(committed_runs)
     run_id = read_checkpoint_metadata(SHIPPED_MODELS_DIR / f"{name}.safetensors")["info"]["run_id"]
     chain = [run_id]
     while source := store.read_run(chain[-1]).get("init_from"):
