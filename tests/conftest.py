@@ -22,6 +22,7 @@ Fixtures (session-wide unless marked "per test"; the session ones are shared: do
 
 Helpers (import from tests.conftest)
     make_photo, detectable_faces, happy_face, write_y4m, write_clip, write_video: real faces as media
+    wait_for(condition), job_ended(queue, job_id)   polling with a generous deadline, never a sleep
     fer_train(...), run_fer_train(...)   the real fer-train on the bundled sample (TINY_STCNN: a small
                          ST-CNN); the first asserts success and gives stdout, the second its CompletedProcess
     app_page(view)       Streamlit's AppTest of the whole app on one page
@@ -29,8 +30,9 @@ Helpers (import from tests.conftest)
     screenshot(page, name)   into FER_SCREENSHOT_DIR: tmp here; `make screenshots` refreshes the README's
 
 Markers
-    slow: trains, exports or drives a browser. A test that uses finished_runs, runs_copy or browser
-    is marked slow here automatically; mark one that starts fer-train or fer-export itself.
+    slow: trains, exports or drives a browser. A test that uses finished_runs, runs_copy, browser
+    or page (or test_export.py's exported) is marked slow here automatically; mark one that
+    starts fer-train or fer-export itself.
     `pytest -m "not slow"` is the quick loop.
 """
 
@@ -52,7 +54,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 FER2013 = Path(os.environ.get("FER2013_DIR", PROJECT.parent / "shared" / "data" / "fer2013"))
 SAMPLE_CSV = PROJECT / "data" / "fer2013_sample.csv.gz"
 BIN = Path(sys.executable).parent
-SLOW_FIXTURES = {"finished_runs", "browser"}  # they train or start Chromium: whoever uses them is slow
+SLOW_FIXTURES = {"finished_runs", "browser", "exported"}  # they train, start Chromium or run fer-export
 
 
 @pytest.hookimpl(trylast=True)  # after the tmp_path plugin has set up basetemp
@@ -248,6 +250,25 @@ def on_committed_runs(committed_runs, tmp_path, monkeypatch):
 
 
 # -- processes: Streamlit, S3 -----------------------------------------------------------------
+
+
+def wait_for(condition, seconds: float = 300, what: str = "the condition", every: float = 0.2):
+    """condition()'s first true value, polled every EVERY seconds; an AssertionError naming WHAT
+    after SECONDS (generous: a loaded machine is slow, not wrong)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out after {seconds:g} s waiting for {what}"
+        time.sleep(every)
+    return value
+
+
+def job_ended(queue, job_id: str, seconds: float = 300) -> dict:
+    """A JobQueue job once it is neither queued nor running."""
+    return wait_for(
+        lambda: (job := queue.job(job_id))["status"] not in ("queued", "running") and job, seconds, f"job {job_id}"
+    )
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@ form, the run selection, tags and deletion work. (Live needs a browser: see test
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core.checkpoint import read_checkpoint_metadata
 from fer_core.runstore import RunStore
-from tests.conftest import PROJECT, SAMPLE_CSV
+from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN, job_ended, run_fer_train
 from trainers.jobs import JobQueue
 
 APP = str(PROJECT / "dashboard" / "app.py")
@@ -197,10 +196,7 @@ def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
     jobs = JobQueue().jobs()
     assert len(jobs) == 1 and jobs[0]["name"] == "from-the-form"
     assert jobs[0]["args"][:2] == ["--preset", "cnn"] and "--limit" in jobs[0]["args"]
-    deadline = time.time() + 300
-    while JobQueue().job(jobs[0]["job_id"])["status"] == "running" and time.time() < deadline:
-        time.sleep(1)
-    assert JobQueue().job(jobs[0]["job_id"])["status"] == "finished"
+    assert job_ended(JobQueue(), jobs[0]["job_id"])["status"] == "finished"
     run = RunStore(runs_copy).read_run(jobs[0]["run_id"])
     assert run["status"] == "finished" and run["name"] == "from-the-form" and run["epochs_completed"] == 1
     at.run()
@@ -236,9 +232,7 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
     assert any("Queued" in s.value for s in at.success), [e.value for e in at.error]
     [job] = JobQueue().jobs()
     assert job["args"][job["args"].index("--init-from") + 1] == "stcnn"
-    deadline = time.time() + 300
-    while JobQueue().job(job["job_id"])["status"] == "running" and time.time() < deadline:
-        time.sleep(1)
+    job_ended(JobQueue(), job["job_id"])
     run = RunStore(runs_copy).read_run(job["run_id"])
     assert run["status"] == "finished", JobQueue().log_tail(job["job_id"], 20)
     assert run["config"]["ema_decay"] == 0.99
@@ -259,34 +253,8 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
 
 
 def test_a_failed_run_shows_its_reason_and_resumes_from_the_train_page(runs_copy):
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import SAMPLE_CSV, TINY_STCNN
-
-    failed = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "fer-train"),
-            "--model",
-            "stcnn",
-            *TINY_STCNN,
-            "--data",
-            str(SAMPLE_CSV),
-            "--epochs",
-            "2",
-            "--limit",
-            "140",
-            "--name",
-            "oom-run",
-            "--runs-dir",
-            str(runs_copy),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, FER_INJECT_FAULT="oom@2"),
-    )
+    args = ["--model", "stcnn", *TINY_STCNN, "--epochs", 2, "--limit", 140, "--name", "oom-run"]
+    failed = run_fer_train(*args, runs_dir=runs_copy, env={"FER_INJECT_FAULT": "oom@2"})
     assert failed.returncode == 1
     [run] = [r for r in RunStore(runs_copy).list_runs() if r.get("name") == "oom-run"]
 
@@ -302,8 +270,6 @@ def test_a_failed_run_shows_its_reason_and_resumes_from_the_train_page(runs_copy
     assert any("Queued" in s.value for s in at.success)
     [job] = JobQueue().jobs()
     assert job["args"] == ["--resume", run["run_id"], "--epochs", "3"] and job["run_id"] == run["run_id"]
-    deadline = time.time() + 300
-    while JobQueue().job(job["job_id"])["status"] == "running" and time.time() < deadline:
-        time.sleep(1)
+    job_ended(JobQueue(), job["job_id"])
     run = RunStore(runs_copy).read_run(run["run_id"])
     assert run["status"] == "finished" and run["epochs_completed"] == 3 and run["config"]["epochs"] == 3

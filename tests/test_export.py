@@ -124,6 +124,7 @@ def tiny_checkpoint(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_failed_check_leaves_no_file(tmp_path, fer2013):
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
     target = tmp_path / "out" / "tiny.onnx"
@@ -134,6 +135,7 @@ def test_failed_check_leaves_no_file(tmp_path, fer2013):
     assert list(target.parent.iterdir()) == []  # neither the file nor its temporary
 
 
+@pytest.mark.slow
 def test_load_onnx_model_exports_once_into_the_cache_and_serves_predict_probs(tmp_path, fer2013):
     """A checkpoint's first load exports it to cache/onnx/<sha256>.onnx; the next reuses it; OnnxModel
     gives predict_probs the same probabilities as torch, with test-time views too."""
