@@ -135,3 +135,49 @@ def test_train_from_the_form_then_cancel_another(page, train_dashboard):
     page.get_by_text(re.compile(rf"^{total} runs; showing \d+")).wait_for()
     assert {r["run_id"] for r in runs.list_runs()} - before == {tiny["run_id"], long["run_id"]}
     page.locator(".js-plotly-plot .legendtext", has_text="browser-tiny val").first.wait_for()  # its curve
+
+
+def curve_lengths(page, name: str) -> list[int]:
+    """The number of points of every plotted trace called NAME, as plotly drew them (_fullData:
+    the figure's numeric arrays arrive base64-encoded and are decoded there)."""
+    return page.evaluate(
+        "name => [...document.querySelectorAll('.js-plotly-plot')]"
+        ".flatMap(p => p._fullData || []).filter(t => t.name === name).map(t => t.x.length)",
+        name,
+    )
+
+
+def test_compare_runs_follows_a_running_run_without_a_reload(page, committed_runs, tmp_path):
+    """A run still training (this process stands in for its trainer, heartbeat and all) finishes
+    an epoch while the page is open: with Live update on by itself, the new point appears."""
+    import os
+    import time
+
+    from fer_core.runstore import RunWriter
+
+    [source] = [r for r in RunStore(committed_runs).list_runs() if r["name"] == "ref-stcnn-kd2"]  # 3 epochs
+    run_id, runs = source["run_id"], tmp_path / "runs"
+    shutil.copytree(committed_runs / run_id, runs / run_id)
+    later = sorted((runs / run_id / "metrics").glob("epoch_*.parquet"))[1:]
+    for f in later:
+        f.rename(tmp_path / f.name)
+    store = RunStore(runs)
+    store.update(run_id, status="running", pid=os.getpid(), heartbeat_unix=time.time(), epochs_completed=1)
+    trainer = RunWriter(store, run_id)
+    trainer.keep_alive(every=2)
+    try:
+        with streamlit_server(tmp_path, runs) as url:
+            open_in_browser(page, url)
+            page.get_by_role("switch", name="Live update").wait_for(state="attached")
+            assert page.get_by_role("switch", name="Live update").is_checked()
+            assert curve_lengths(page, "ref-stcnn-kd2 val") == [1]
+            (tmp_path / later[0].name).rename(later[0])  # the trainer writes its second epoch
+            store.update(run_id, epochs_completed=2)
+            page.wait_for_function(
+                "name => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => p._fullData || [])"
+                ".some(t => t.name === name && t.x.length === 2)",
+                arg="ref-stcnn-kd2 val",
+                timeout=60_000,
+            )
+    finally:
+        trainer.stop_keep_alive()
