@@ -174,7 +174,8 @@ def committed_runs(tmp_path_factory):
     shutil.copytree(PROJECT / "results" / "runs", runs, ignore=shutil.ignore_patterns("checkpoints", "train.log"))
     before = tree_state(runs)
     yield runs
-    changed = {k for k in before.keys() | tree_state(runs).keys() if before.get(k) != tree_state(runs).get(k)}
+    after = tree_state(runs)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     assert not changed, f"a test changed the session copy of results/runs: {sorted(changed)[:5]}"
 
 
