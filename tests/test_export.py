@@ -163,6 +163,7 @@ def test_stcnn_ships_an_int8_onnx_model():
     assert "stcnn" in INT8_ONNX
 
 
+@pytest.mark.slow  # 700 faces
 @pytest.mark.parametrize("name", INT8_ONNX)
 def test_int8_onnx_accuracy_on_700_val_faces(name, fer2013):
     """The shipped ORT int8 model is int8 (QDQ), from the shipped weights, and reads the fixed 700-face
@@ -179,6 +180,7 @@ def test_int8_onnx_accuracy_on_700_val_faces(name, fer2013):
     assert accuracy >= model_record(name)["val"]["subset"]["accuracy"] - 0.01
 
 
+@pytest.mark.slow  # four CLI processes; the quick loop switches runtimes in the pages and the library
 def test_backend_switch_in_the_clis_and_the_library(fer2013, tmp_path):
     """`--backend onnx` (fer-predict, fer-eval, Recognizer) gives the PyTorch answers."""
     from fer_core import Recognizer
