@@ -351,7 +351,7 @@ def browser_page(browser, height: int = 900):
     """One 1400-px-wide page in a fresh browser context (nothing cached; downloads accepted)."""
     context = browser.new_context(viewport={"width": 1400, "height": height}, accept_downloads=True)
     page = context.new_page()
-    page.set_default_timeout(120_000)
+    page.set_default_timeout(300_000)  # the first model load in a server may export it to ONNX; slow, not wrong
     try:
         yield page
     finally:
