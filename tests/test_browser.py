@@ -138,13 +138,14 @@ def test_train_from_the_form_then_cancel_another(page, train_dashboard):
     page.locator(".js-plotly-plot .legendtext", has_text="browser-tiny val").first.wait_for()  # its curve
 
 
-def curve_lengths(page, name: str) -> list[int]:
-    """The number of points of every plotted trace called NAME, as plotly drew them (_fullData:
-    the figure's numeric arrays arrive base64-encoded and are decoded there)."""
-    return page.evaluate(
-        "name => [...document.querySelectorAll('.js-plotly-plot')]"
-        ".flatMap(p => p._fullData || []).filter(t => t.name === name).map(t => t.x.length)",
-        name,
+CURVES = "[...document.querySelectorAll('.js-plotly-plot')].flatMap(p => p._fullData || [])"
+
+
+def wait_for_points(page, name: str, points: int, timeout: int = 180_000) -> None:
+    """Until the plotted trace called NAME has POINTS points, as plotly drew them (_fullData: the
+    figure's numeric arrays arrive base64-encoded and are decoded there)."""
+    page.wait_for_function(
+        f"([name, n]) => {CURVES}.some(t => t.name === name && t.x.length === n)", arg=[name, points], timeout=timeout
     )
 
 
@@ -171,14 +172,9 @@ def test_compare_runs_follows_a_running_run_without_a_reload(page, committed_run
             open_in_browser(page, url)
             page.get_by_role("switch", name="Live update").wait_for(state="attached")
             assert page.get_by_role("switch", name="Live update").is_checked()
-            assert curve_lengths(page, "ref-stcnn-kd2 val") == [1]
+            wait_for_points(page, "ref-stcnn-kd2 val", 1)
             (tmp_path / later[0].name).rename(later[0])  # the trainer writes its second epoch
             store.update(run_id, epochs_completed=2)
-            page.wait_for_function(
-                "name => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => p._fullData || [])"
-                ".some(t => t.name === name && t.x.length === 2)",
-                arg="ref-stcnn-kd2 val",
-                timeout=180_000,  # a rerun every 2 s; a loaded machine is slow, not wrong
-            )
+            wait_for_points(page, "ref-stcnn-kd2 val", 2)  # a rerun every 2 s; a loaded machine is slow, not wrong
     finally:
         trainer.stop_keep_alive()
