@@ -105,3 +105,35 @@ def test_the_python_api_takes_int8_detector_and_min_face_confidence(photo):
     assert graded
     with pytest.raises(ValueError, match="unknown face detector"):
         Recognizer("stcnn", detector="no-such-detector")(image)
+
+
+def test_a_ray_actor_gives_the_single_process_answer(photo, tmp_path):
+    """What each `fer-predict --ray` actor runs (fer_core.ray_predict.FilePredictor), called here
+    without Ray: the same result as fer-predict's own path, and a file it cannot read named.
+    Ray itself (a local instance, S3 inputs) is in test_ray_predict.py."""
+    import pandas as pd
+
+    from fer_core.ray_predict import FILE_OPTIONS, FilePredictor
+
+    options = {"tta": "none", "every": 1, "smooth": 0, "detector": DETECTORS[0], "min_face_confidence": 0.5}
+    assert set(options) == set(FILE_OPTIONS)
+    actor = FilePredictor({"model": "stcnn", "tta": "none", "backend": "onnx"}, options)
+    missing = str(tmp_path / "gone.jpg")
+    out = actor(pd.DataFrame({"path": [str(photo), missing]}))
+    [face], gone = json.loads(out.result[0])["faces"], json.loads(out.result[1])
+    assert close(face, run("fer-predict", "--model", "stcnn", "--tta", "none", "--json", photo)["faces"][0])
+    assert gone["faces"] == [] and missing in gone["error"]
+
+
+def test_python_m_trainers_is_fer_train(tmp_path, monkeypatch, capsys):
+    """How the job queue and sweeps launch a trainer (trainers.jobs.FER_TRAIN): `python -m
+    trainers` is fer-train, down to refusing a file that is not a dataset with one clear line."""
+    import runpy
+
+    (tmp_path / "fake.csv").write_text("name,age\nbob,3\n")
+    argv = ["trainers", "--model", "cnn", "--data", str(tmp_path / "fake.csv"), "--runs-dir", str(tmp_path / "runs")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module("trainers", run_name="__main__")
+    assert stop.value.code == 2 and "fake.csv: missing column" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
