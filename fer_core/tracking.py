@@ -43,14 +43,16 @@ def similar_size(a, b, ratio: float = 1.5) -> bool:
 
 class CutDetector:
     """True for the first frame of a new shot (a hard cut), from a 16x9 grey thumbnail of each
-    frame: a cut changes it by several times the usual frame-to-frame change of a moving camera."""
+    frame: a cut changes it by several times the usual frame-to-frame change of a moving camera.
+    Fed every decoded frame: compared over skipped frames (--every), a pan looks like a cut."""
 
     def __init__(self):
         self.previous: np.ndarray | None = None
         self.changes: deque[float] = deque(maxlen=CUT_HISTORY)
 
-    def __call__(self, rgb: np.ndarray) -> bool:
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    def __call__(self, image: np.ndarray) -> bool:
+        """`image`: a frame (RGB or grey), or its 16x9 grey thumbnail already made."""
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
         thumb = cv2.resize(gray, CUT_THUMBNAIL, interpolation=cv2.INTER_AREA).astype(np.float32)
         previous, self.previous = self.previous, thumb
         if previous is None:

@@ -32,7 +32,7 @@ from .device import autocast_dtype
 from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, VIDEO_DETECT_MAX_SIDE
 from .labels import label_text
 from .predict import Face, classify_faces, face_json, find_faces
-from .tracking import TRACK_MEMORY_SECONDS, CutDetector, Tracker
+from .tracking import CUT_THUMBNAIL, TRACK_MEMORY_SECONDS, CutDetector, Tracker
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 BATCH_FACES = 32  # crops classified in one forward pass per model
@@ -87,14 +87,16 @@ class Video:
         self.seconds = float(seconds or 0)
         self.expected_frames = self.stream.frames or int(round(self.seconds * self.fps))
         self.decoded = 0  # frames decoded so far (every one, sampled or not)
+        self.cuts: list[int] = []  # frames that begin a new shot, among those decoded so far
+        self._is_cut = CutDetector()
         self.damaged = 0  # packets the decoder refused
         self.size = (self.stream.codec_context.width, self.stream.codec_context.height)
 
     def frames(self, every: int = 1):
         """(index, seconds from the first frame, RGB HxWx3) for every `every`-th frame.
 
-        All frames are decoded (inter-frame codecs need them) but only sampled ones are
-        converted. A damaged packet is skipped and counted, so a truncated file gives the
+        All frames are decoded (inter-frame codecs need them) and checked for scene cuts (`cuts`),
+        but only sampled ones are converted. A damaged packet is skipped and counted, so a truncated file gives the
         frames before the damage; phone clips are turned upright by their display rotation.
         """
         start = None
@@ -107,6 +109,10 @@ class Video:
             for frame in decoded:
                 index = self.decoded
                 self.decoded += 1
+                # every frame, sampled or not: a camera pan over --every N frames looks like a cut
+                thumbnail = frame.reformat(*CUT_THUMBNAIL, format="gray", interpolation="AREA").to_ndarray()
+                if self._is_cut(thumbnail):
+                    self.cuts.append(index)
                 if index % every:
                     continue
                 t = frame.time if frame.time is not None else index / (self.fps or 1)
@@ -163,7 +169,6 @@ def predict_video(
     video = Video(path)
     # a track outlives a missed detection or two: 1 s, or 2.5 sampling intervals with a large `every`
     tracker = Tracker(max(TRACK_MEMORY_SECONDS, 2.5 * every / (video.fps or 25)))
-    is_cut, cuts = CutDetector(), []
     smoother = Smoother(smooth)
     frames: list[dict] = []
     pending: list[tuple[int, float, list[Face], list[int]]] = []
@@ -196,12 +201,12 @@ def predict_video(
         leave=False,
         disable=not progress or video.seconds < PROGRESS_MIN_SECONDS,
     )
+    previous = -1
     try:
         for index, t, rgb in video.frames(every):
             bar.update(video.decoded - bar.n)
-            cut = is_cut(rgb)
-            if cut:
-                cuts.append(index)
+            cut = bool(video.cuts) and video.cuts[-1] > previous  # a cut since the last sampled frame
+            previous = index
             faces = find_faces(rgb, max_side=VIDEO_DETECT_MAX_SIDE, detector=detector, min_confidence=min_confidence)
             if faces:
                 pending.append((index, t, faces, tracker.update([f.box for f in faces], t, cut)))
@@ -229,7 +234,7 @@ def predict_video(
             "processed_fps": round(video.decoded / seconds, 2),
         },
         "frames": frames,
-        "cuts": cuts,
+        "cuts": video.cuts,
     }
     short = video.stream.frames - video.decoded > 2  # the header's count is exact for mp4, mov and avi
     if video.damaged or short:

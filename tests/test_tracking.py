@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -40,15 +41,34 @@ def cut_clip(tmp_path_factory):
     return make_clip(tmp_path_factory.mktemp("real") / "cuts.mp4", shot_seconds=1.0, shots=SHOTS)
 
 
-def test_the_cut_detector_finds_every_cut_of_the_real_photo_clip_and_nothing_else(tmp_path):
-    clip = make_clip(tmp_path / "all.mp4")  # every faces-dev photo, 1 s pans and zooms
-    is_cut, found = CutDetector(), []
-    video = Video(clip.path)
-    for index, _, rgb in video.frames():
-        if is_cut(rgb):
-            found.append(index)
+@pytest.fixture(scope="module")
+def whole_clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("real") / "all.mp4")  # every faces-dev photo, 1 s pans and zooms
+
+
+@pytest.mark.parametrize("every", [1, 10])
+def test_the_cut_detector_finds_every_cut_of_the_real_photo_clip_and_nothing_else(whole_clip, every):
+    """Every decoded frame is checked, sampled or not: a pan over ten frames is no cut."""
+    video = Video(whole_clip.path)
+    sampled = [index for index, _, _ in video.frames(every)]
     video.close()
-    assert len(clip.cuts) == 12 and found == clip.cuts
+    assert len(whole_clip.cuts) == 12 and video.cuts == whole_clip.cuts
+    assert sampled == list(range(0, whole_clip.frames, every))
+
+
+def test_a_thumbnail_and_its_frame_give_the_same_verdicts():
+    rng = np.random.default_rng(1)
+    frames = [
+        np.full((90, 160, 3), 100, np.uint8),
+        np.full((90, 160, 3), 104, np.uint8),
+        rng.integers(0, 255, (90, 160, 3), dtype=np.uint8),
+    ]
+    whole, small = CutDetector(), CutDetector()
+    verdicts = [
+        (whole(f), small(cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (16, 9), interpolation=cv2.INTER_AREA)))
+        for f in frames
+    ]
+    assert verdicts == [(False, False), (False, False), (True, True)]
 
 
 def test_a_cut_ends_every_track_and_a_track_survives_missed_frames():
@@ -62,8 +82,9 @@ def test_a_cut_ends_every_track_and_a_track_survives_missed_frames():
     assert tracker.update([(110, 100, 200, 200)], 0.3) != [again[0]]  # another size: another face
 
 
-def test_track_ids_differ_across_a_hard_cut_in_real_video(cut_clip, models):
-    result = predict_video(cut_clip.path, models)
+@pytest.mark.parametrize("every", [1, 10])
+def test_track_ids_differ_across_a_hard_cut_in_real_video(cut_clip, models, every):
+    result = predict_video(cut_clip.path, models, every=every)
     assert result["cuts"] == cut_clip.cuts
     rows = result_rows(result)
     shots = np.searchsorted(cut_clip.cuts, rows.frame, side="right")  # 0, 1, 2 for each row's shot
