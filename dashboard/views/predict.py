@@ -63,7 +63,8 @@ min_confidence = c2.slider(
     float(DEFAULT_MIN_CONFIDENCE),
     0.05,
     key="predict_min_confidence",
-    help="faces the detector is less sure of are left out (Haar reports 1.0 for every face)",
+    help="faces the detector is less sure of are left out (for mtcnn+yunet: MTCNN's score; Haar reports 1.0 "
+    "for every face). The default suits mtcnn+yunet; yunet alone needs about 0.8 (docs/faces.md)",
 )
 backend = c3.selectbox(
     "Runtime",
