@@ -2,7 +2,7 @@
 by Playwright + Debian's Chromium, the clip of benchmarks/real_clip.py (the faces-dev photos
 filmed by a moving camera, 12 hard cuts) uploaded as a user would. Its scene cuts are counted,
 each timeline belongs to a track long enough to read and draws lines, none is empty, and the
-summary lines say "mostly ..." by the mean. Screenshot: results/screenshots/predict_real_clip.png.
+summary lines say "mostly ..." by the mean. Screenshot: predict_real_clip.png (conftest.screenshot).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from PIL import Image
 
 from benchmarks.faces_dev import FACES_DEV
 from benchmarks.real_clip import make_clip
-from tests.conftest import PROJECT, browser_page, chromium, open_in_browser, streamlit_server, wait_idle, write_y4m
+from tests.conftest import browser_page, chromium, open_in_browser, screenshot, streamlit_server, wait_idle, write_y4m
 
 pytestmark = pytest.mark.slow
 MAX_TRACKS = 8  # dashboard/views/predict.py: timelines shown per video
@@ -50,8 +50,7 @@ def test_the_real_photo_clip_gets_readable_timelines(page, dashboard, tmp_path):
     n = summaries.count()
     charts.first.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)
-    (PROJECT / "results" / "screenshots").mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=PROJECT / "results" / "screenshots" / "predict_real_clip.png", full_page=True)
+    screenshot(page, "predict_real_clip")
     assert 1 <= n <= MAX_TRACKS and charts.count() == n, (n, charts.count())
     assert tracks > n  # short tracks (and any beyond the longest eight) have no chart...
     page.get_by_text(re.compile(r"other track\(s\), shorter than 0.5 s")).wait_for()  # ...and say so
