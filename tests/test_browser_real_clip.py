@@ -10,11 +10,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from PIL import Image
 
 from benchmarks.faces_dev import FACES_DEV
 from benchmarks.real_clip import make_clip
-from tests.conftest import browser_page, chromium, open_in_browser, screenshot, streamlit_server, wait_idle, write_y4m
+from tests.conftest import browser_page, open_in_browser, screenshot, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.slow
 MAX_TRACKS = 8  # dashboard/views/predict.py: timelines shown per video
@@ -26,10 +25,10 @@ def dashboard(tmp_path_factory):
         yield url
 
 
-@pytest.fixture(scope="module")
-def page(tmp_path_factory):
-    camera = write_y4m([Image.new("RGB", (64, 48))], tmp_path_factory.mktemp("camera") / "blank.y4m")
-    with chromium(camera) as browser, browser_page(browser, height=1200) as page:
+@pytest.fixture
+def page(browser):
+    """A tall page in the session's Chromium (one Playwright per process: a second one fails)."""
+    with browser_page(browser, height=1200) as page:
         yield page
 
 

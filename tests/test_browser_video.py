@@ -21,18 +21,17 @@ from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from fer_core.classes import CLASSES
+from fer_core.drawing import GREY, PURPLE
 from fer_core.faces import DEFAULT_DETECTOR, DETECTORS, VIDEO_DETECT_MAX_SIDE, detect_faces
 from tests.conftest import detectable_faces, make_photo, open_in_browser, screenshot, wait_idle, write_video
-
-PURPLE = np.array([123, 63, 160])  # the box and label colour the Predict and Live pages draw
 
 pytestmark = pytest.mark.slow
 
 
-def purple_mask(png: bytes) -> np.ndarray:
-    """Pixels in the box and label colour the Predict and Live pages draw."""
+def colour_mask(png: bytes, colours=(PURPLE,)) -> np.ndarray:
+    """Pixels in one of `colours` (fer_core/drawing.py: purple boxes and sure tags, grey unsure tags)."""
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    return np.abs(pixels - PURPLE).max(axis=2) < 40
+    return np.any([np.abs(pixels - np.array(c)).max(axis=2) < 40 for c in colours], axis=0)
 
 
 def test_predict_a_video_shows_an_emotion_timeline_and_a_csv(page, committed_dashboard, fer2013, tmp_path):
@@ -67,18 +66,19 @@ def test_predict_a_video_shows_an_emotion_timeline_and_a_csv(page, committed_das
 
 
 def purple_pixels(png: bytes) -> int:
-    return int(purple_mask(png).sum())
+    return int(colour_mask(png).sum())
 
 
 def test_predict_labels_a_photo_legibly(page, committed_dashboard, fer2013, tmp_path):
     """Each box's label is drawn large on a filled tag: as shown on the page it is at least
-    ~13 px high (it used to be Pillow's 10 px bitmap font in purple on the photo)."""
+    ~13 px high (it used to be Pillow's 10 px bitmap font in purple on the photo). The tag is
+    purple for a sure answer, grey for an unsure one."""
     make_photo(detectable_faces(fer2013, n=2)).save(tmp_path / "two.jpg")
     open_in_browser(page, f"{committed_dashboard}/predict")
     page.locator("input[type=file]").set_input_files(str(tmp_path / "two.jpg"))
     page.get_by_text("Face 2:").wait_for()
     wait_idle(page)
-    mask = purple_mask(page.get_by_test_id("stImage").first.locator("img").screenshot())
+    mask = colour_mask(page.get_by_test_id("stImage").first.locator("img").screenshot(), (PURPLE, GREY))
     left = mask[:, : mask.shape[1] // 2]  # face 1
     tag_rows = int((left.sum(axis=1) >= 30).sum())  # rows crossing its filled tag, and its box's 2 edges
     assert tag_rows >= 13 + 2, f"the label is {tag_rows - 2} px high on the page"
