@@ -197,7 +197,7 @@ def learning_curves_figure(store: RunStore, record: dict, title: str = "") -> go
         of_run = metrics[(metrics.run_id == run_id) & (metrics.tta == "none")] if not metrics.empty else metrics
         if not last:
             of_run = of_run[of_run.epoch <= epoch]
-        name = store.read_run(run_id).get("name", run_id) if store.exists(run_id) else run_id
+        name = (store.get(run_id) or {}).get("name", run_id)
         colour = COLOURS[k % len(COLOURS)]
         for split, dash in (("val", "solid"), ("train", "dot")):
             curve = of_run[of_run.split == split].sort_values("epoch")

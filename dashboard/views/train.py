@@ -262,7 +262,7 @@ def jobs_panel() -> None:
         st.info("No jobs yet: fill in the form above and press **Start training**.")
         return
     for job in jobs:
-        run = store().read_run(job["run_id"]) if store().exists(job["run_id"]) else {}
+        run = store().get(job["run_id"]) or {}
         # a resumed run's record tells of its last attempt until the new trainer writes to it
         current = run.get("started", "") >= job.get("started", "~")
         status = run.get("status", job["status"]) if job["status"] == "running" and current else job["status"]
