@@ -24,6 +24,33 @@ if TYPE_CHECKING:  # PyTorch is imported by the pages that run models, not by Co
 
 SAMPLE_DATA = PROJECT_ROOT / "data" / "fer2013_sample.csv.gz"
 FULL_DATA_HINT = PROJECT_ROOT.parent / "shared" / "data" / "fer2013"
+DATA_ROOTS_VARIABLE = "FER_DATA_ROOTS"
+
+
+def data_roots() -> list[Path]:
+    """The folders the Data and Train pages read datasets from: the project's data folder (the
+    bundled sample), ../shared/data when present, and the folders in FER_DATA_ROOTS (joined by
+    os.pathsep). Served to a team, the dashboard must not read whatever path a visitor types."""
+    extra = [Path(p).expanduser() for p in os.environ.get(DATA_ROOTS_VARIABLE, "").split(os.pathsep) if p.strip()]
+    shared = FULL_DATA_HINT.parent
+    return [SAMPLE_DATA.parent, *([shared] if shared.is_dir() else []), *extra]
+
+
+def dataset_refusal(path: str) -> str | None:
+    """None when the dashboard may read `path`; else the one line to show. The line is the same
+    wherever the path points (a file, a folder, nothing), so it tells nothing about what is there."""
+    try:
+        real = Path(path).expanduser().resolve()  # symbolic links followed: a link out of a root leads out
+        inside = any(real.is_relative_to(root.resolve()) for root in data_roots())
+    except (OSError, RuntimeError, ValueError):
+        inside = False
+    if inside:
+        return None
+    return (
+        f"The dashboard reads datasets only under its data folders "
+        f"({', '.join(str(r) for r in data_roots())}). To use one elsewhere, add its folder to "
+        f"{DATA_ROOTS_VARIABLE} before starting the dashboard (the README's Serving section), or use fer-train."
+    )
 
 
 def store() -> RunStore:

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.common import SAMPLE_DATA, data_path_hint, epochs_progress, model_choices, queue, store
+from dashboard.common import (
+    SAMPLE_DATA,
+    data_path_hint,
+    dataset_refusal,
+    epochs_progress,
+    model_choices,
+    queue,
+    store,
+)
 from fer_core.checkpoint import check_fits
 from fer_core.data import FerDataError, load_dataset
 from fer_core.models import MODELS
@@ -156,6 +164,8 @@ def validate_dataset(data: str) -> str | None:
     """A message if the dataset cannot be used, None if it can (loading also warms the cache)."""
     if not data:
         return "Enter a dataset path, or choose the bundled sample."
+    if dataset_refusal(data):
+        return dataset_refusal(data)
     if not Path(data).expanduser().exists():
         return f"{data}: no such file or folder."
     try:
