@@ -190,6 +190,8 @@ def learning_curves_figure(store: RunStore, record: dict, title: str = "") -> go
     star at the epoch shipped."""
     chain = source_chain(record)
     metrics = store.metrics([run_id for run_id, _ in chain if store.exists(run_id)])
+    if metrics.empty:  # the source runs are not in this run store (another FER_RUNS_DIR): no curves
+        metrics = pd.DataFrame(columns=["run_id", "epoch", "split", "tta", "accuracy"])
     fig = go.Figure()
     offset = 0
     for k, (run_id, epoch) in enumerate(chain):
