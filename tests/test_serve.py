@@ -409,7 +409,7 @@ def test_defaults():
         "ensemble",
         2,
         25,
-        40_000_000,
+        100_000_000,  # the image budget every entry point shares (fer_core/faces.py)
     )
 
 

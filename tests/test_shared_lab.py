@@ -129,7 +129,7 @@ def test_deleting_a_training_run_is_refused_with_cancel_on_offer(tmp_path, monke
     monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("FER_JOBS_DIR", str(tmp_path / "jobs"))
     store = RunStore(tmp_path / "runs")
-    job, _ = JobQueue().submit(LONG_TRAINING, name="long", model="stcnn")
+    job, _ = JobQueue().submit([*LONG_TRAINING, "--name", "long"], name="long", model="stcnn")
     try:
         run = wait_for(lambda: training(store), what="the trainer's first epoch")
         at = page("runs")
