@@ -1,7 +1,7 @@
 """How many people one dashboard serves: N browsers predicting at once, and a page load meanwhile.
 
     .venv/bin/python benchmarks/dashboard_capacity.py [--users 1,2,4,8] [--rounds 2] [--photo PATH]
-        [--page-load-with 4] [--deadline 540]
+        [--page-load-with 4] [--lanes 1] [--deadline 420]
 
 Starts the dashboard (`streamlit run dashboard/app.py`) on a free 127.0.0.1 port with the
 committed runs (a copy) and drives Debian's Chromium through Playwright: per number of users N,
@@ -49,9 +49,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_dashboard(home: Path) -> tuple[subprocess.Popen, str]:
+def start_dashboard(home: Path, lanes: int) -> tuple[subprocess.Popen, str]:
     shutil.copytree(PROJECT / "results" / "runs", home / "runs")
     env = dict(os.environ, FER_RUNS_DIR=str(home / "runs"), FER_JOBS_DIR=str(home / "jobs"))
+    env["FER_INFERENCE_LANES"] = str(lanes)
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)]
     with open(home / "streamlit.log", "wb") as log:
@@ -156,11 +157,13 @@ async def run(args) -> None:
 
     began = time.time()
     home = Path(tempfile.mkdtemp(prefix="fer-capacity-"))
-    server, url = start_dashboard(home)
+    server, url = start_dashboard(home, args.lanes)
     memory = Memory(server.pid)
     sampler = asyncio.create_task(memory.sample())
     print(f"CPU: {cpu_description()}; load average before {os.getloadavg()[0]:.2f}")
-    print(f"dashboard {url}, photo {args.photo.name}, {args.rounds} round(s) per level\n")
+    print(
+        f"dashboard {url}, {args.lanes} inference lane(s), photo {args.photo.name}, {args.rounds} round(s) per level\n"
+    )
     try:
         async with async_playwright() as p:
             browser = await p.chromium.launch(
@@ -211,7 +214,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="drops per user and level")
     parser.add_argument("--photo", type=Path, default=PHOTO)
     parser.add_argument("--page-load-with", type=int, default=4, help="users predicting during the page load")
-    parser.add_argument("--deadline", type=float, default=540, help="seconds; later levels are skipped")
+    parser.add_argument(
+        "--lanes", type=int, default=1, help="FER_INFERENCE_LANES for the server (16: every session at once, as before)"
+    )
+    parser.add_argument("--deadline", type=float, default=420, help="seconds; later levels are skipped")
     args = parser.parse_args()
     args.users = [int(n) for n in args.users.split(",")]
     if not all(1 <= n <= 16 for n in args.users) or not 1 <= args.rounds <= 5:

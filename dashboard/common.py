@@ -7,6 +7,7 @@ through `trainers.jobs.JobQueue` (which launches trainer processes).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -175,6 +176,18 @@ def cached_recognizer(specs: tuple[str, ...], versions: tuple[float, ...], card_
     from fer_core.recognizer import Recognizer
 
     return Recognizer(list(specs), tta="auto" if card_views else "none", backend=backend)
+
+
+INFERENCE_LANES = max(1, int(os.environ.get("FER_INFERENCE_LANES") or 1))
+_inference_lanes = threading.BoundedSemaphore(INFERENCE_LANES)
+
+
+def inference_lane() -> threading.BoundedSemaphore:
+    """Held while a page runs the models on an upload: FER_INFERENCE_LANES inferences at a time
+    in this server (default 1), each on all the threads PyTorch and ONNX Runtime use. Sessions
+    predicting at once each ran their own threads on the same cores (8 sessions x 2 threads on
+    2 cores: each answer ~7x one user's); in one lane they take turns at full speed."""
+    return _inference_lanes
 
 
 def get_recognizer(specs: list[str], card_views: bool, backend: str) -> Recognizer:

@@ -12,7 +12,7 @@ import plotly.express as px
 import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 
-from dashboard.common import get_model, get_recognizer, model_choices
+from dashboard.common import get_model, get_recognizer, inference_lane, model_choices
 from fer_core.calibration import Blend
 from fer_core.classes import CLASSES
 from fer_core.explain import grad_cam, overlay, spatial_transform
@@ -178,13 +178,15 @@ def show_photo(upload) -> None:
     except ImageError as e:
         st.error(str(e))
         return
-    [faces] = recognizer.faces([image])
+    with inference_lane():
+        [faces] = recognizer.faces([image])
     if not faces:
         st.warning(f"No face found in {upload.name}.")
         if not st.checkbox("Classify the whole image as one face", key=f"whole_{upload.file_id}"):
             st.image(draw_boxes(image, []), width=320)
             return
-        [faces] = recognizer.with_options(whole_image=True).faces([image])
+        with inference_lane():
+            [faces] = recognizer.with_options(whole_image=True).faces([image])
     c1, c2 = st.columns([1, 2])
     c1.image(draw_boxes(image, faces), caption=f"{len(faces)} face(s)", width="stretch")
     with c2:
@@ -228,15 +230,16 @@ def video_result(
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-        result = predict_video(
-            path,
-            _models,
-            dict.fromkeys(_models, "none"),
-            detector=detector,
-            min_confidence=min_confidence,
-            every=every,
-            blend=_blend,
-        )
+        with inference_lane():
+            result = predict_video(
+                path,
+                _models,
+                dict.fromkeys(_models, "none"),
+                detector=detector,
+                min_confidence=min_confidence,
+                every=every,
+                blend=_blend,
+            )
     except VideoError as e:
         raise VideoError(str(e).replace(path, name)) from None
     finally:
