@@ -18,6 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core.runstore import RunActive, RunGone, RunStore
 from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN
+from tests.test_jobs import wait_for
 from trainers.jobs import JobQueue
 
 APP = str(PROJECT / "dashboard" / "app.py")
@@ -104,16 +105,6 @@ def test_folders_that_are_no_runs_are_skipped_on_s3(finished_runs, s3_runs, tmp_
     with pytest.raises(RunGone):  # a heartbeat into a deleted run writes nothing
         RunStore(s3_runs).update("no-run-json", heartbeat_unix=time.time())
     assert not fs.exists(f"{base}/no-run-json/run.json")
-
-
-def wait_for(condition, timeout: float = 240, what: str = ""):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def training(store: RunStore) -> dict | None:
