@@ -52,13 +52,26 @@ def overlaps(box, truth=FACE) -> bool:
     return inter / (w * h + c * d - inter) >= 0.3
 
 
+MAXRSS = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(f"maxrss_kb={usage.ru_maxrss}", file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_peak(command: list[str], **popen) -> tuple[int, subprocess.CompletedProcess]:
-    """Run a command; its peak resident memory in MB (maxrss, read with wait4) and its result."""
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
-    out, err = proc.stdout.read(), proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss // 1024, subprocess.CompletedProcess(command, proc.returncode, out, err)
+    """Run a command; its peak resident memory in MB and its result. Measured by a small launcher
+    process: a child of this (large) process would count this one's memory as its own peak."""
+    result = subprocess.run([sys.executable, "-S", "-c", MAXRSS, *command], capture_output=True, text=True, **popen)
+    *err, last = result.stderr.rstrip().splitlines() or [""]
+    assert last.startswith("maxrss_kb="), result.stderr
+    return int(last.removeprefix("maxrss_kb=")) >> 10, subprocess.CompletedProcess(
+        command, result.returncode, result.stdout, "\n".join(err)
+    )
 
 
 def python(code: str) -> list[str]:
