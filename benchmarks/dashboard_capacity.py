@@ -1,7 +1,7 @@
 """How many people one dashboard serves: N browsers predicting at once, and a page load meanwhile.
 
     .venv/bin/python benchmarks/dashboard_capacity.py [--users 1,2,4,8] [--rounds 2] [--photo PATH]
-        [--page-load-with 4] [--lanes 1] [--deadline 420]
+        [--page-load-with 4] [--env FER_INFERENCE_LANES=N] [--deadline 420]
 
 Starts the dashboard (`streamlit run dashboard/app.py`) on a free 127.0.0.1 port with the
 committed runs (a copy) and drives Debian's Chromium through Playwright: per number of users N,
@@ -49,10 +49,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_dashboard(home: Path, lanes: int) -> tuple[subprocess.Popen, str]:
+def start_dashboard(home: Path, settings: list[str]) -> tuple[subprocess.Popen, str]:
     shutil.copytree(PROJECT / "results" / "runs", home / "runs")
     env = dict(os.environ, FER_RUNS_DIR=str(home / "runs"), FER_JOBS_DIR=str(home / "jobs"))
-    env["FER_INFERENCE_LANES"] = str(lanes)
+    env.update(setting.split("=", 1) for setting in settings)
     port = free_port()
     command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)]
     with open(home / "streamlit.log", "wb") as log:
@@ -157,13 +157,12 @@ async def run(args) -> None:
 
     began = time.time()
     home = Path(tempfile.mkdtemp(prefix="fer-capacity-"))
-    server, url = start_dashboard(home, args.lanes)
+    server, url = start_dashboard(home, args.env)
     memory = Memory(server.pid)
     sampler = asyncio.create_task(memory.sample())
     print(f"CPU: {cpu_description()}; load average before {os.getloadavg()[0]:.2f}")
-    print(
-        f"dashboard {url}, {args.lanes} inference lane(s), photo {args.photo.name}, {args.rounds} round(s) per level\n"
-    )
+    settings = " ".join(args.env) or "default settings"
+    print(f"dashboard {url}, {settings}, photo {args.photo.name}, {args.rounds} round(s) per level\n")
     try:
         async with async_playwright() as p:
             browser = await p.chromium.launch(
@@ -215,7 +214,11 @@ def main() -> None:
     parser.add_argument("--photo", type=Path, default=PHOTO)
     parser.add_argument("--page-load-with", type=int, default=4, help="users predicting during the page load")
     parser.add_argument(
-        "--lanes", type=int, default=1, help="FER_INFERENCE_LANES for the server (16: every session at once, as before)"
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the server, e.g. FER_INFERENCE_LANES=16",
     )
     parser.add_argument("--deadline", type=float, default=420, help="seconds; later levels are skipped")
     args = parser.parse_args()

@@ -6,6 +6,7 @@ through `trainers.jobs.JobQueue` (which launches trainer processes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -162,6 +163,7 @@ def cached_model(spec: str, version: float, int8: bool = False, backend: str = "
     """A model in eval mode, loaded once per version of its weights."""
     from fer_core.loading import load_named_model
 
+    use_inference_threads()
     return load_named_model(spec, int8=int8, backend=backend)
 
 
@@ -175,19 +177,41 @@ def get_model(spec: str, int8: bool = False, backend: str = "auto"):
 def cached_recognizer(specs: tuple[str, ...], versions: tuple[float, ...], card_views: bool, backend: str):
     from fer_core.recognizer import Recognizer
 
+    use_inference_threads()
     return Recognizer(list(specs), tta="auto" if card_views else "none", backend=backend)
 
 
-INFERENCE_LANES = max(1, int(os.environ.get("FER_INFERENCE_LANES") or 1))
+CPUS = os.cpu_count() or 1
+INFERENCE_LANES = max(1, int(os.environ.get("FER_INFERENCE_LANES") or min(2, CPUS)))
+INFERENCE_THREADS = max(1, CPUS // INFERENCE_LANES)
 _inference_lanes = threading.BoundedSemaphore(INFERENCE_LANES)
 
 
-def inference_lane() -> threading.BoundedSemaphore:
-    """Held while a page runs the models on an upload: FER_INFERENCE_LANES inferences at a time
-    in this server (default 1), each on all the threads PyTorch and ONNX Runtime use. Sessions
-    predicting at once each ran their own threads on the same cores (8 sessions x 2 threads on
-    2 cores: each answer ~7x one user's); in one lane they take turns at full speed."""
-    return _inference_lanes
+def use_inference_threads() -> None:
+    """PyTorch, ONNX Runtime (sessions made after this) and OpenCV each use INFERENCE_THREADS
+    threads: the server's cores are shared out between sessions, not within one request. On
+    2 cores one thread does a photo's faces in about half the CPU time two threads take (the
+    second thread mostly waits and synchronises on 48x48 crops), so two sessions at once get
+    through twice as many photos."""
+    import cv2
+    import torch
+
+    if torch.get_num_threads() != INFERENCE_THREADS:
+        torch.set_num_threads(INFERENCE_THREADS)
+        cv2.setNumThreads(INFERENCE_THREADS)
+
+
+@contextlib.contextmanager
+def inference_lane():
+    """Held while a page runs the models on an upload: at most FER_INFERENCE_LANES inferences at
+    once in this server (default 2, or 1 on one core), each on cores / lanes threads. Sessions
+    predicting at once used to each run all cores' threads on the same cores (8 sessions x 2
+    threads on 2 cores: each answer ~7x one user's); here they take turns."""
+    use_inference_threads()
+    with _inference_lanes:
+        if os.environ.get("FER_INFERENCE_NICE"):  # an experiment: see benchmarks/dashboard_capacity.py
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), int(os.environ["FER_INFERENCE_NICE"]))
+        yield
 
 
 def get_recognizer(specs: list[str], card_views: bool, backend: str) -> Recognizer:
