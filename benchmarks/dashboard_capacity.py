@@ -83,6 +83,21 @@ class Memory:
             await asyncio.sleep(0.2)
 
 
+def cpu_seconds(server: psutil.Process) -> tuple[float, float]:
+    """CPU time so far of the server, and of the browser's processes (everything else this
+    script started), in seconds."""
+
+    def used(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+            return times.user + times.system
+        except psutil.NoSuchProcess:
+            return 0.0
+
+    others = [p for p in psutil.Process().children(recursive=True) if p.pid != server.pid]
+    return used(server), sum(used(p) for p in others)
+
+
 async def until_idle(page, timeout: float) -> None:
     """Until Streamlit has finished its script run and redrawn everything (seen twice in a row)."""
     deadline, seen = time.perf_counter() + timeout, 0
@@ -119,13 +134,16 @@ async def answer(page, photo: Path) -> tuple[float | None, str]:
     return seconds, ""
 
 
-async def level(browser, url: str, users: int, photo: Path, memory: Memory) -> tuple[list[float], list[str]]:
+async def level(browser, url: str, users: int, photo: Path, memory: Memory) -> tuple[list[float], list[str], tuple]:
+    """Answer times, errors, and the CPU seconds the server and the browsers used meanwhile."""
     opened = await asyncio.gather(*(open_predict(browser, url) for _ in range(users)))
     memory.peak = 0
+    before = cpu_seconds(memory.process)
     results = await asyncio.gather(*(answer(page, photo) for _, page in opened))
+    cpu = tuple(after - b for after, b in zip(cpu_seconds(memory.process), before, strict=True))
     for context, _ in opened:
         await context.close()
-    return [s for s, _ in results if s is not None], [why for s, why in results if s is None]
+    return [s for s, _ in results if s is not None], [why for s, why in results if s is None], cpu
 
 
 async def page_load(browser, url: str) -> float:
@@ -170,23 +188,28 @@ async def run(args) -> None:
             )
             await level(browser, url, 1, args.photo, memory)  # warm-up: models loaded, pages compiled
             print(f"server after the warm-up: {memory.mb()} MB")
-            print("| users | answers | median s | worst s | worst / 1 user | errors | server peak MB | after MB |")
-            print("|---|---|---|---|---|---|---|---|")
+            print(
+                "| users | answers | median s | worst s | worst / 1 user | errors | server peak MB | after MB "
+                "| CPU s per answer: server / browsers |"
+            )
+            print("|---|---|---|---|---|---|---|---|---|")
             one = None
             for users in args.users:
                 if time.time() - began > args.deadline:
                     print(f"| {users} | skipped: past the {args.deadline:.0f} s deadline |")
                     continue
-                times, errors, peak = [], [], 0
+                times, errors, peak, server_cpu, browser_cpu = [], [], 0, 0.0, 0.0
                 for _ in range(args.rounds):
-                    t, e = await level(browser, url, users, args.photo, memory)
+                    t, e, (on_server, in_browsers) = await level(browser, url, users, args.photo, memory)
                     times, errors, peak = times + t, errors + e, max(peak, memory.peak)
+                    server_cpu, browser_cpu = server_cpu + on_server, browser_cpu + in_browsers
                 nan = float("nan")
                 median, worst = (statistics.median(times), max(times)) if times else (nan, nan)
                 one = one or median
                 print(
                     f"| {users} | {len(times)}/{users * args.rounds} | {median:.2f} | {worst:.2f} | "
-                    f"{worst / one:.1f}x | {len(errors)} | {peak} | {memory.mb()} |",
+                    f"{worst / one:.1f}x | {len(errors)} | {peak} | {memory.mb()} "
+                    f"| {server_cpu / (users * args.rounds):.2f} / {browser_cpu / (users * args.rounds):.2f} |",
                     flush=True,
                 )
                 for why in sorted(set(errors)):
