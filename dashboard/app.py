@@ -1,6 +1,13 @@
 """The facial-expression lab dashboard: `streamlit run dashboard/app.py` (or `make run`)."""
 
+import os
+
 import streamlit as st
+
+# Before a page loads PyTorch: idle OpenMP threads sleep rather than spin, so sessions that
+# take turns on the cores (dashboard/common.py, inference_lane) and pages that only read runs
+# are not slowed by threads waiting for work (fer-predict does the same).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 st.set_page_config(page_title="facial-expression lab", page_icon=":performing_arts:", layout="wide")
 

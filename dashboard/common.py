@@ -6,7 +6,9 @@ through `trainers.jobs.JobQueue` (which launches trainer processes).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +26,33 @@ if TYPE_CHECKING:  # PyTorch is imported by the pages that run models, not by Co
 
 SAMPLE_DATA = PROJECT_ROOT / "data" / "fer2013_sample.csv.gz"
 FULL_DATA_HINT = PROJECT_ROOT.parent / "shared" / "data" / "fer2013"
+DATA_ROOTS_VARIABLE = "FER_DATA_ROOTS"
+
+
+def data_roots() -> list[Path]:
+    """The folders the Data and Train pages read datasets from: the project's data folder (the
+    bundled sample), ../shared/data when present, and the folders in FER_DATA_ROOTS (joined by
+    os.pathsep). Served to a team, the dashboard must not read whatever path a visitor types."""
+    extra = [Path(p).expanduser() for p in os.environ.get(DATA_ROOTS_VARIABLE, "").split(os.pathsep) if p.strip()]
+    shared = FULL_DATA_HINT.parent
+    return [SAMPLE_DATA.parent, *([shared] if shared.is_dir() else []), *extra]
+
+
+def dataset_refusal(path: str) -> str | None:
+    """None when the dashboard may read `path`; else the one line to show. The line is the same
+    wherever the path points (a file, a folder, nothing), so it tells nothing about what is there."""
+    try:
+        real = Path(path).expanduser().resolve()  # symbolic links followed: a link out of a root leads out
+        inside = any(real.is_relative_to(root.resolve()) for root in data_roots())
+    except (OSError, RuntimeError, ValueError):
+        inside = False
+    if inside:
+        return None
+    return (
+        f"The dashboard reads datasets only under its data folders "
+        f"({', '.join(str(r) for r in data_roots())}). To use one elsewhere, add its folder to "
+        f"{DATA_ROOTS_VARIABLE} before starting the dashboard (the README's Serving section), or use fer-train."
+    )
 
 
 def store() -> RunStore:
@@ -134,6 +163,7 @@ def cached_model(spec: str, version: float, int8: bool = False, backend: str = "
     """A model in eval mode, loaded once per version of its weights."""
     from fer_core.loading import load_named_model
 
+    use_inference_threads()
     return load_named_model(spec, int8=int8, backend=backend)
 
 
@@ -147,7 +177,41 @@ def get_model(spec: str, int8: bool = False, backend: str = "auto"):
 def cached_recognizer(specs: tuple[str, ...], versions: tuple[float, ...], card_views: bool, backend: str):
     from fer_core.recognizer import Recognizer
 
+    use_inference_threads()
     return Recognizer(list(specs), tta="auto" if card_views else "none", backend=backend)
+
+
+CPUS = os.cpu_count() or 1
+INFERENCE_LANES = max(1, int(os.environ.get("FER_INFERENCE_LANES") or min(2, CPUS)))
+INFERENCE_THREADS = max(1, CPUS // INFERENCE_LANES)
+_inference_lanes = threading.BoundedSemaphore(INFERENCE_LANES)
+
+
+def use_inference_threads() -> None:
+    """PyTorch, ONNX Runtime (sessions made after this) and OpenCV each use INFERENCE_THREADS
+    threads: the server's cores are shared out between sessions, not within one request. On
+    2 cores one thread does a photo's faces in about half the CPU time two threads take (the
+    second thread mostly waits and synchronises on 48x48 crops), so two sessions at once get
+    through twice as many photos."""
+    import cv2
+    import torch
+
+    if torch.get_num_threads() != INFERENCE_THREADS:
+        torch.set_num_threads(INFERENCE_THREADS)
+        cv2.setNumThreads(INFERENCE_THREADS)
+
+
+@contextlib.contextmanager
+def inference_lane():
+    """Held while a page runs the models on an upload: at most FER_INFERENCE_LANES inferences at
+    once in this server (default 2, or 1 on one core), each on cores / lanes threads. Sessions
+    predicting at once used to each run all cores' threads on the same cores (8 sessions x 2
+    threads on 2 cores: each answer ~7x one user's); here they take turns."""
+    use_inference_threads()
+    with _inference_lanes:
+        if os.environ.get("FER_INFERENCE_NICE"):  # an experiment: see benchmarks/dashboard_capacity.py
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), int(os.environ["FER_INFERENCE_NICE"]))
+        yield
 
 
 def get_recognizer(specs: list[str], card_views: bool, backend: str) -> Recognizer:

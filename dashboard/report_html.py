@@ -190,6 +190,8 @@ def learning_curves_figure(store: RunStore, record: dict, title: str = "") -> go
     star at the epoch shipped."""
     chain = source_chain(record)
     metrics = store.metrics([run_id for run_id, _ in chain if store.exists(run_id)])
+    if metrics.empty:  # the source runs are not in this run store (another FER_RUNS_DIR): no curves
+        metrics = pd.DataFrame(columns=["run_id", "epoch", "split", "tta", "accuracy"])
     fig = go.Figure()
     offset = 0
     for k, (run_id, epoch) in enumerate(chain):
@@ -197,7 +199,7 @@ def learning_curves_figure(store: RunStore, record: dict, title: str = "") -> go
         of_run = metrics[(metrics.run_id == run_id) & (metrics.tta == "none")] if not metrics.empty else metrics
         if not last:
             of_run = of_run[of_run.epoch <= epoch]
-        name = store.read_run(run_id).get("name", run_id) if store.exists(run_id) else run_id
+        name = (store.get(run_id) or {}).get("name", run_id)
         colour = COLOURS[k % len(COLOURS)]
         for split, dash in (("val", "solid"), ("train", "dot")):
             curve = of_run[of_run.split == split].sort_values("epoch")

@@ -36,7 +36,13 @@ from .tracking import iou
 
 DETECT_MAX_SIDE = 1024  # photos
 VIDEO_DETECT_MAX_SIDE = 320  # video frames: a face fills much of a webcam frame
-MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # PIL's decompression-bomb limit (~179 MP): larger is refused
+# The image budget of every entry point (Predict page, fer-predict, fer-serve, Recognizer, video
+# frames): larger than MAX_PIXELS is refused; larger than WORKING_PIXELS is reduced to it while
+# decoding (JPEG: at 1/2, 1/4 or 1/8 scale) or straight after, which keeps the 48x48 crops of any
+# face a detector finds (DETECT_MAX_SIDE) and caps what one photo costs.
+MAX_PIXELS = 100_000_000
+WORKING_PIXELS = 16_000_000
+_full_size_decodes = threading.BoundedSemaphore(1)  # images decoded above WORKING_PIXELS: one at a time
 
 DETECTORS: tuple[str, ...] = ("mtcnn+yunet", "mtcnn", "yunet", "haar")
 DEFAULT_DETECTOR = "mtcnn+yunet"
@@ -73,26 +79,47 @@ def _cascade() -> cv2.CascadeClassifier:
     return cv2.CascadeClassifier(str(path))
 
 
+def check_pixels(label: str, width: int, height: int) -> None:
+    """ImageError for an image over the budget's limit (MAX_PIXELS)."""
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"{label}: {width}x{height} is {width * height:,} pixels; images of up to "
+            f"{MAX_PIXELS // 1_000_000} megapixels ({MAX_PIXELS:,} pixels) are accepted"
+        )
+
+
+def reduction(width: int, height: int) -> int:
+    """The whole factor that brings an image within WORKING_PIXELS (1: it is within)."""
+    return max(1, math.ceil(math.sqrt(width * height / WORKING_PIXELS)))
+
+
 def load_photo(source: str | os.PathLike | bytes, name: str | None = None) -> Image.Image:
-    """An uploaded or on-disk image as upright RGB (EXIF orientation applied); ImageError if unusable."""
+    """An uploaded or on-disk image as upright RGB (EXIF orientation applied); ImageError if unusable.
+
+    Within the image budget: over MAX_PIXELS refused, over WORKING_PIXELS reduced (a JPEG while
+    it decodes); then `info["fer_scale"]` holds (x, y) to multiply the result's pixels by to get
+    the file's own, which the Recognizer reports boxes in."""
     label = name or (str(source) if not isinstance(source, bytes) else "upload")
     try:
         fp = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
     except OSError as e:
         raise ImageError(f"{label}: cannot open ({e.strerror or e})") from None
-    with fp, warnings.catch_warnings():  # big but under the limit (a 100 MP photo) is fine
+    with fp, warnings.catch_warnings():  # big but under the limit is fine: the limit is ours
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            with Image.open(fp) as im:
-                if im.width * im.height > MAX_PIXELS:
-                    raise ImageError(f"{label}: {im.width}x{im.height} is too large (limit {MAX_PIXELS:,} pixels)")
-                im.seek(0)  # first frame of an animation
+            with Image.open(fp) as opened:
+                width, height = opened.size
+                check_pixels(label, width, height)
+                opened.seek(0)  # first frame of an animation
+                im = _decoded_within_budget(opened, width, height)
+                decoded = im.size
                 im = ImageOps.exif_transpose(im)
+                full = (height, width) if im.size != decoded else (width, height)  # upright, as shown
                 if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                    array = np.asarray(im, dtype=np.float64)
+                    array = np.asarray(im, dtype=np.float32)
                     span = array.max() - array.min()
                     im = Image.fromarray(((array - array.min()) / (span or 1) * 255).astype(np.uint8))
-                return im.convert("RGB")
+                rgb = im.convert("RGB")
         except ImageError:
             raise
         except Image.DecompressionBombError as e:
@@ -101,6 +128,45 @@ def load_photo(source: str | os.PathLike | bytes, name: str | None = None) -> Im
             raise ImageError(f"{label}: not a readable image (not a known image format, or a damaged file)") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise ImageError(f"{label}: not a readable image ({e})") from None
+    rgb.info["fer_scale"] = (full[0] / rgb.width, full[1] / rgb.height)
+    return rgb
+
+
+def _decoded_within_budget(im: Image.Image, width: int, height: int) -> Image.Image:
+    """The image decoded and, over WORKING_PIXELS, reduced: a JPEG at the smallest DCT scale
+    not below the target (draft), anything else in full and reduced at once, one such at a
+    time in this process (a server with many uploads holds at most one full-size image)."""
+    factor = reduction(width, height)
+    if factor == 1:
+        im.load()
+        return im
+    im.draft(None, (math.ceil(width / factor), math.ceil(height / factor)))
+    with _full_size_decodes:
+        im.load()
+        factor = reduction(*im.size)  # what the draft left to do
+        if factor == 1:
+            return im
+        reduced = reduce_image(im, factor)
+        im.close()  # the full-size pixels go now, not when the caller is done
+        return reduced
+
+
+def scale_box(box: tuple[int, int, int, int], scale: tuple[float, float]) -> tuple[int, int, int, int]:
+    """A box found in a reduced image, in the pixels of the full one (scale: full / reduced, x and y)."""
+    x, y, w, h = box
+    sx, sy = scale
+    return (round(x * sx), round(y * sy), round(w * sx), round(h * sy))
+
+
+def reduce_image(im: Image.Image, factor: int) -> Image.Image:
+    """`im` shrunk by a whole factor with a box filter (nearest for palette and 1-bit images),
+    its info (EXIF orientation and the like) kept."""
+    try:
+        reduced = im.reduce(factor)
+    except ValueError:  # palette, 1-bit and 16-bit images
+        reduced = im.resize((math.ceil(im.width / factor), math.ceil(im.height / factor)), Image.Resampling.BOX)
+    reduced.info = dict(im.info)
+    return reduced
 
 
 def _haar(image: np.ndarray, scale: float) -> list[Detection]:

@@ -15,12 +15,24 @@ answer everywhere.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 import os
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, load_photo
+from .faces import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MIN_CONFIDENCE,
+    DETECT_MAX_SIDE,
+    check_pixels,
+    load_photo,
+    reduce_image,
+    reduction,
+    scale_box,
+)
 from .loading import load_models, load_named_model, resolve_backend
 from .predict import Face, FaceResult, classify_faces, face_result, find_faces
 from .registry import default_model, ensemble_members, member_views, model_names, resolve_tta, shipped_blend
@@ -28,14 +40,23 @@ from .registry import default_model, ensemble_members, member_views, model_names
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
-def as_rgb(image: ImageInput, color: str = "rgb") -> Image.Image | np.ndarray:
-    """A path or bytes (decoded, EXIF rotation applied), a PIL image, or an array in `color` order."""
+def as_rgb(image: ImageInput, color: str = "rgb") -> tuple[Image.Image | np.ndarray, tuple[float, float]]:
+    """A path or bytes (decoded, EXIF rotation applied), a PIL image, or an array in `color` order,
+    within the image budget (fer_core/faces.py: over MAX_PIXELS refused, over WORKING_PIXELS
+    reduced); with the (x, y) factors from its pixels to the input's own."""
     if color not in ("rgb", "bgr"):
         raise ValueError(f"color must be 'rgb' or 'bgr' (got {color!r})")
     if isinstance(image, (str, os.PathLike, bytes)):
-        return load_photo(image)
+        photo = load_photo(image)
+        return photo, photo.info["fer_scale"]
     if isinstance(image, Image.Image):
-        return ImageOps.exif_transpose(image).convert("RGB")
+        check_pixels("image", *image.size)
+        scale = image.info.get("fer_scale", (1.0, 1.0))  # one that load_photo reduced
+        factor = reduction(*image.size)
+        if factor > 1:
+            small = reduce_image(image, factor)
+            image, scale = small, (scale[0] * image.width / small.width, scale[1] * image.height / small.height)
+        return ImageOps.exif_transpose(image).convert("RGB"), scale
     array = np.asarray(image)
     if array.dtype != np.uint8:
         raise ValueError(f"a numpy image must be uint8 (got {array.dtype})")
@@ -45,7 +66,19 @@ def as_rgb(image: ImageInput, color: str = "rgb") -> Image.Image | np.ndarray:
         array = array[..., ::-1]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] != 3):
         raise ValueError(f"a numpy image must be HxW or HxWx3 (got shape {array.shape})")
-    return np.ascontiguousarray(array)
+    height, width = array.shape[:2]
+    check_pixels("image", width, height)
+    factor = reduction(width, height)
+    if factor > 1:
+        size = (math.ceil(width / factor), math.ceil(height / factor))
+        array = cv2.resize(np.ascontiguousarray(array), size, interpolation=cv2.INTER_AREA)
+        return array, (width / size[0], height / size[1])
+    return np.ascontiguousarray(array), (1.0, 1.0)
+
+
+def in_input_pixels(result: FaceResult, scale: tuple[float, float]) -> FaceResult:
+    """A face found in a reduced image, its box in the pixels of the image given."""
+    return result if scale == (1.0, 1.0) else dataclasses.replace(result, box=scale_box(result.box, scale))
 
 
 class Recognizer:
@@ -117,12 +150,19 @@ class Recognizer:
         return self._batch_models
 
     def faces(self, images: list[ImageInput], color: str = "rgb") -> list[list[Face]]:
-        """The pipeline's own Face objects (with their 48x48 crops), classified in one pass."""
-        found = [
-            find_faces(as_rgb(image, color), self.whole_image, self.max_side, self.detector, self.min_face_confidence)
-            for image in images
-        ]
-        classify_faces([face for faces in found for face in faces], self.models, self.views, blend=self.blend)
+        """The pipeline's own Face objects (with their 48x48 crops), classified in one pass; boxes
+        in the pixels of the image as worked on (a large one reduced: see as_rgb)."""
+        return [faces for faces, _ in self._faces(images, color)]
+
+    def _faces(self, images: list[ImageInput], color: str) -> list[tuple[list[Face], tuple[float, float]]]:
+        found = []
+        for image in images:  # one decoded image at a time: the crops are what is kept
+            rgb, scale = as_rgb(image, color)
+            found.append(
+                (find_faces(rgb, self.whole_image, self.max_side, self.detector, self.min_face_confidence), scale)
+            )
+            del rgb
+        classify_faces([face for faces, _ in found for face in faces], self.models, self.views, blend=self.blend)
         return found
 
     def with_options(self, *, tta: str | None = None, **detection) -> Recognizer:
@@ -142,7 +182,10 @@ class Recognizer:
         return other
 
     def batch(self, images: list[ImageInput], color: str = "rgb") -> list[list[FaceResult]]:
-        return [[face_result(face) for face in faces] for faces in self.faces(images, color)]
+        """Per image its faces, boxes in the pixels of the image given (the file's, for a path)."""
+        return [
+            [in_input_pixels(face_result(face), scale) for face in faces] for faces, scale in self._faces(images, color)
+        ]
 
     def __call__(self, image: ImageInput, color: str = "rgb") -> list[FaceResult]:
         return self.batch([image], color)[0]

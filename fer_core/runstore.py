@@ -68,6 +68,33 @@ def _version(info: dict) -> tuple:
     return (info.get("ETag") or info.get("mtime") or info.get("LastModified"), info.get("size"))
 
 
+class RunGone(LookupError):
+    """The run is not (or no longer) in the store: deleted, perhaps by someone else meanwhile."""
+
+
+class NotARun(ValueError):
+    """A folder in the runs folder that does not read as a run; the message says why."""
+
+
+class RunActive(ValueError):
+    """A run whose trainer is still at work (deleting it is refused: cancel it first)."""
+
+
+def run_info(data: bytes, run_id: str) -> dict:
+    """run.json's content as a run, or NotARun saying why it is none."""
+    try:
+        info = json.loads(data)
+    except ValueError:  # bad JSON, or not UTF-8
+        raise NotARun("run.json is not valid JSON") from None
+    if not isinstance(info, dict):
+        raise NotARun("run.json holds no JSON object")
+    if "run_id" not in info:
+        raise NotARun("run.json has no run_id")
+    if info["run_id"] != run_id:
+        raise NotARun(f"run.json names another run ({str(info['run_id'])[:60]!r})")
+    return info
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -116,10 +143,20 @@ class RunStore:
         self.run_dir(run_id)  # validates the id
         return "/".join((self.base, run_id, *parts))
 
-    def _write(self, path: str, data: bytes) -> None:
+    def _write(self, path: str, data: bytes, new_run: bool = False) -> None:
+        """Write one file of a run that exists (or is being created, `new_run`): a deleted run
+        is never brought back (RunGone)."""
+        run_id = path[len(self.base) + 1 :].split("/", 1)[0]
         if self.local:
-            atomic_write(path, lambda tmp: tmp.write_bytes(data))
+            folder = Path(path).parent
+            try:
+                folder.mkdir(exist_ok=True)  # metrics/ and the like; not the run's own folder
+                atomic_write(path, lambda tmp: tmp.write_bytes(data))
+            except FileNotFoundError:
+                raise RunGone(f"run {run_id} no longer exists in {self.root}") from None
         else:
+            if not new_run and not self.exists(run_id):
+                raise RunGone(f"run {run_id} no longer exists in {self.root}")
             self.fs.pipe_file(path, data)
 
     def _ls(self, path: str) -> list[dict]:
@@ -143,19 +180,20 @@ class RunStore:
         elif self.exists(run_id):
             raise FileExistsError(f"run {run_id!r} already exists in {self.root}")
         writer = RunWriter(self, run_id)
-        writer.update(
-            run_id=run_id,
-            name=name or run_id,
-            model=config.get("model"),
-            preset=config.get("preset"),
-            config=config,
-            status=status,
-            created=now_iso(),
-            host=socket.gethostname(),
-            tags=[],
-            notes="",
-            sweep=config.get("sweep"),
-        )
+        info = {
+            "run_id": run_id,
+            "name": name or run_id,
+            "model": config.get("model"),
+            "preset": config.get("preset"),
+            "config": config,
+            "status": status,
+            "created": now_iso(),
+            "host": socket.gethostname(),
+            "tags": [],
+            "notes": "",
+            "sweep": config.get("sweep"),
+        }
+        self._write_info(info, new_run=True)
         return writer
 
     # -- reading -----------------------------------------------------------------------
@@ -163,23 +201,55 @@ class RunStore:
         return self.fs.isfile(self._path(run_id, "run.json"))
 
     def read_run(self, run_id: str) -> dict:
-        info = json.loads(self.fs.cat_file(self._path(run_id, "run.json")))
-        return self._effective_status(info)
+        """The run's run.json (status as readers should see it); RunGone when there is no
+        run.json, NotARun when it does not read as this run's."""
+        try:
+            data = self.fs.cat_file(self._path(run_id, "run.json"))
+        except FileNotFoundError:
+            raise RunGone(f"no run {run_id!r} in {self.root}") from None
+        return self._effective_status(run_info(data, run_id))
 
-    def list_runs(self, sweep: str | None = None) -> list[dict]:
-        """Every run (or only the trials of one sweep), oldest first."""
-        runs = []
+    def get(self, run_id: str) -> dict | None:
+        """The run, or None when there is no such run (or its folder does not read as one)."""
+        try:
+            return self.read_run(run_id)
+        except (RunGone, ValueError, OSError):
+            return None
+
+    def scan(self, sweep: str | None = None) -> tuple[list[dict], dict[str, str]]:
+        """(every run, oldest first, or only the trials of one sweep; the folders in the runs
+        folder that do not read as runs -> why). Every reader skips those folders (a foreign
+        folder, a run.json without run_id or not JSON, a run deleted while its trainer wrote);
+        Compare runs names them."""
+        runs, skipped = [], {}
         for entry in sorted(self._ls(self.base), key=lambda e: e["name"]):
-            run_id = entry["name"].rstrip("/").rsplit("/", 1)[-1]
-            if entry["type"] != "directory" or entry.get("islink") or not _RUN_ID.match(run_id):
+            name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            if entry["type"] != "directory" or name.startswith("."):
+                continue
+            if entry.get("islink"):
+                skipped[name] = "a symbolic link"
+                continue
+            if not _RUN_ID.match(name):
+                skipped[name] = "not a run folder name"
                 continue
             try:
-                run = self.read_run(run_id)
-            except (ValueError, OSError):
-                continue  # a run folder being created or deleted, or a foreign folder
+                run = self.read_run(name)
+            except RunGone:
+                skipped[name] = "no run.json"
+                continue
+            except NotARun as e:
+                skipped[name] = str(e)
+                continue
+            except OSError as e:
+                skipped[name] = f"run.json cannot be read ({e.strerror or e})"
+                continue
             if sweep is None or run.get("sweep") == sweep:
                 runs.append(run)
-        return runs
+        return runs, skipped
+
+    def list_runs(self, sweep: str | None = None) -> list[dict]:
+        """Every run (or only the trials of one sweep), oldest first; folders that are no run are skipped."""
+        return self.scan(sweep)[0]
 
     def sweeps(self) -> dict[str, list[dict]]:
         """Sweep id -> its trials' runs."""
@@ -307,19 +377,30 @@ class RunStore:
 
     # -- changing ----------------------------------------------------------------------
     def update(self, run_id: str, /, **fields) -> dict:
-        """Merge fields (tags, notes, ...) into run.json."""
-        path = self._path(run_id, "run.json")
+        """Merge fields (tags, notes, ...) into run.json; RunGone when the run was deleted
+        (a run.json is never written afresh: it would be a run without an id)."""
         try:
-            info = json.loads(self.fs.cat_file(path))
+            data = self.fs.cat_file(self._path(run_id, "run.json"))
         except FileNotFoundError:
-            info = {}
+            raise RunGone(f"run {run_id} no longer exists in {self.root}") from None
+        info = run_info(data, run_id)
         info.update(fields)
-        self._write(path, json.dumps(info, indent=2, default=str).encode())
+        return self._write_info(info)
+
+    def _write_info(self, info: dict, new_run: bool = False) -> dict:
+        path = self._path(info["run_id"], "run.json")
+        self._write(path, json.dumps(info, indent=2, default=str).encode(), new_run)
         return info
 
     def delete(self, run_id: str) -> None:
-        if not self.exists(run_id):
-            raise ValueError(f"no run {run_id!r} in {self.root}")
+        """Remove a run and its checkpoints. Refused (RunActive) while its trainer works:
+        a trainer that finds its run gone stops, but cancelling keeps its epochs."""
+        info = self.read_run(run_id)  # RunGone when there is none
+        if info["status"] == "running" and "heartbeat_unix" in info:  # a trainer is at work on it
+            raise RunActive(
+                f"run {info.get('name') or run_id} is still training: cancel it first "
+                "(Cancel, on the Train page or here), then delete it"
+            )
         if self.local:
             shutil.rmtree(self.run_dir(run_id))
         else:
@@ -336,20 +417,41 @@ class RunWriter:
         self._last_heartbeat = 0.0
         self._lock = threading.Lock()
         self._stop_beating = threading.Event()
+        self.gone = threading.Event()  # set once the run was found deleted: nothing is written after
+
+    def _guarded(self, write, *args, **kwargs):
+        """Every write of the run: refused once it was deleted, and marks it so."""
+        if self.gone.is_set():
+            raise RunGone(f"run {self.run_id} was deleted")
+        try:
+            return write(*args, **kwargs)
+        except RunGone:
+            self.gone.set()
+            raise
 
     def update(self, **fields) -> dict:
         with self._lock:  # the keep-alive thread updates run.json too
-            return self.store.update(self.run_id, **fields)
+            return self._guarded(self.store.update, self.run_id, **fields)
 
-    def keep_alive(self, every: float = 5.0) -> None:
+    def check(self) -> None:
+        """RunGone if the run was deleted: before writing files the store does not write
+        (a local run's checkpoints), which would otherwise bring its folder back."""
+        self._guarded(self.store.read_run, self.run_id)
+
+    def keep_alive(self, every: float = 5.0, on_gone=None) -> None:
         """Heartbeat from a background thread until stop_keep_alive(), so that long steps
         between batches (the final ten-crop evaluation takes minutes on a CPU) do not make
-        a working trainer read as dead."""
+        a working trainer read as dead. When the run is found deleted the beating stops and
+        `on_gone()` is called (the trainer stops then, not at its next write)."""
 
         def beat() -> None:
             while not self._stop_beating.wait(every):
                 try:
                     self.update(heartbeat=now_iso(), heartbeat_unix=time.time())
+                except RunGone:
+                    if on_gone is not None:
+                        on_gone()
+                    return
                 except OSError:
                     pass  # a full or read-only disk: the trainer's own write reports it
 
@@ -369,15 +471,15 @@ class RunWriter:
 
     def write_metrics(self, stem: str, rows: list[dict], confusion_rows: list[dict]) -> None:
         for kind, frame in (("metrics", pd.DataFrame(rows)), ("confusion", pd.DataFrame(confusion_rows))):
-            self.store._write(self.store._path(self.run_id, kind, f"{stem}.parquet"), frame.to_parquet(index=False))
+            path = self.store._path(self.run_id, kind, f"{stem}.parquet")
+            self._guarded(self.store._write, path, frame.to_parquet(index=False))
 
     def publish_checkpoints(self, *filenames: str) -> None:
         """Upload checkpoints just saved in checkpoint_dir (nothing to do for a local store)."""
         if not self.store.local:
             for name in filenames:
-                self.store._write(
-                    self.store._path(self.run_id, "checkpoints", name), (self.checkpoint_dir / name).read_bytes()
-                )
+                path = self.store._path(self.run_id, "checkpoints", name)
+                self._guarded(self.store._write, path, (self.checkpoint_dir / name).read_bytes())
 
     def fetch_checkpoints(self, *filenames: str) -> None:
         """Before resuming on this machine: bring the run's checkpoints into checkpoint_dir."""

@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, DETECTORS, MAX_PIXELS
+from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, DETECTORS, MAX_PIXELS, WORKING_PIXELS
 from .registry import default_model
 
 log = logging.getLogger("fer_core.serve")
@@ -43,7 +43,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MODEL = default_model()  # Recognizer's default: the best on val
 TTA_CHOICES = ("auto", "none", "flip", "tencrop")
-SERVER_MAX_PIXELS = min(40_000_000, MAX_PIXELS)  # a 40 MP photo decodes to 120 MB of RGB
 VARIANTS_CACHED = 64  # (model, options) recognizers kept; they share their model's weights
 
 
@@ -53,7 +52,7 @@ class Settings:
     workers: int = 2  # inference threads
     queue: int = 16  # requests that may wait for a thread beyond those running
     max_upload_bytes: int = 25 * 1024 * 1024  # per request, like the dashboard's maxUploadSize
-    max_pixels: int = SERVER_MAX_PIXELS
+    max_pixels: int = MAX_PIXELS
     max_files: int = 16
     body_timeout: float = 30.0  # seconds a client may pause while sending its body
     preload: tuple[str, ...] | None = None  # models loaded (and run once) before accepting connections;
@@ -300,9 +299,12 @@ def decode(name: str, data: bytes, kind: str):
 def run_predict(recognizers: Recognizers, uploads: list[tuple[str, bytes]], options: dict, max_pixels: int):
     """In a pool thread: every file's header first (a file that is no image or too large fails
     the request before any work), then the faces found and classified, several images in one
-    pass as long as their pixels add up to no more than one image's limit (so that a request of
-    many large photos never holds them all decoded at once)."""
-    sizes = [measure(name, data, max_pixels) for name, data in uploads]
+    pass as long as their decoded pixels (each reduced to WORKING_PIXELS at most) add up to no
+    more than one image's (so that a request of many large photos never holds them all at once)."""
+    sizes = [
+        (min(px, WORKING_PIXELS), kind) for px, kind in (measure(name, data, max_pixels) for name, data in uploads)
+    ]
+    max_pixels = min(max_pixels, WORKING_PIXELS)
     recognizer = recognizers.get(**options)
     results, group = [], []
 
@@ -699,9 +701,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--max-pixels",
         type=int,
-        default=SERVER_MAX_PIXELS,
+        default=MAX_PIXELS,
         metavar="N",
-        help=f"pixels per image (default {SERVER_MAX_PIXELS:,})",
+        help=f"pixels per image (default {MAX_PIXELS:,})",
     )
     p.add_argument("--max-files", type=int, default=16, metavar="N", help="files per request (default 16)")
     p.add_argument(

@@ -29,7 +29,15 @@ from tqdm import tqdm
 from .calibration import Blend
 from .classes import CLASSES
 from .device import autocast_dtype
-from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, VIDEO_DETECT_MAX_SIDE
+from .faces import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MIN_CONFIDENCE,
+    VIDEO_DETECT_MAX_SIDE,
+    ImageError,
+    check_pixels,
+    reduction,
+    scale_box,
+)
 from .labels import label_text
 from .predict import Face, classify_faces, face_json, find_faces
 from .tracking import CUT_THUMBNAIL, TRACK_MEMORY_SECONDS, CutDetector, Tracker
@@ -91,6 +99,14 @@ class Video:
         self._is_cut = CutDetector()
         self.damaged = 0  # packets the decoder refused
         self.size = (self.stream.codec_context.width, self.stream.codec_context.height)
+        try:  # the image budget (fer_core/faces.py): larger frames refused, large ones reduced
+            check_pixels(self.path, *self.size)
+        except ImageError as e:
+            self.container.close()
+            raise VideoError(f"{e} per frame") from None
+        factor = reduction(*self.size)
+        self.working = {"width": -(-self.size[0] // factor), "height": -(-self.size[1] // factor)} if factor > 1 else {}
+        self.scale = (1.0, 1.0)  # from a frame's pixels as yielded to the video's own
 
     def frames(self, every: int = 1):
         """(index, seconds from the first frame, RGB HxWx3) for every `every`-th frame.
@@ -117,10 +133,12 @@ class Video:
                     continue
                 t = frame.time if frame.time is not None else index / (self.fps or 1)
                 start = t if start is None else start
-                rgb = frame.to_ndarray(format="rgb24")
+                rgb = frame.to_ndarray(format="rgb24", **self.working)  # scaled while converted
                 if frame.rotation % 360:
                     rgb = np.ascontiguousarray(np.rot90(rgb, k=round(frame.rotation / 90) % 4))
-                self.size = (rgb.shape[1], rgb.shape[0])
+                turned = round(frame.rotation / 90) % 2
+                self.size = (frame.height, frame.width) if turned else (frame.width, frame.height)
+                self.scale = (self.size[0] / rgb.shape[1], self.size[1] / rgb.shape[0])
                 yield index, t - start, rgb
 
     def close(self) -> None:
@@ -208,6 +226,8 @@ def predict_video(
             cut = bool(video.cuts) and video.cuts[-1] > previous  # a cut since the last sampled frame
             previous = index
             faces = find_faces(rgb, max_side=VIDEO_DETECT_MAX_SIDE, detector=detector, min_confidence=min_confidence)
+            for face in faces if video.scale != (1.0, 1.0) else []:  # a frame reduced to the image budget
+                face.box = scale_box(face.box, video.scale)
             if faces:
                 pending.append((index, t, faces, tracker.update([f.box for f in faces], t, cut)))
             if sum(len(p[2]) for p in pending) >= BATCH_FACES:

@@ -170,7 +170,8 @@ def test_select_tag_and_delete_a_run(runs_copy):
     assert (runs_copy / table.run_id[0] / "run.json").exists()
 
 
-def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
+def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))  # the dashboard reads datasets only under its data roots
     at = app("views/train.py")
     at.radio(key="train_source").set_value("A path on this machine").run()  # the path is greyed out till then
     at.text_input(key="train_path").set_value(str(tmp_path / "nowhere.csv"))

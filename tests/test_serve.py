@@ -22,6 +22,7 @@ from PIL import Image
 
 from fer_core.classes import CLASSES
 from fer_core.faces import DEFAULT_DETECTOR
+from fer_core.faces import MAX_PIXELS as IMAGE_BUDGET_PIXELS  # every entry point's limit
 from fer_core.registry import model_record
 from tests.conftest import PROJECT, detectable_faces, free_port, make_photo, wait_until_served
 
@@ -403,7 +404,7 @@ def test_busy_pool_answers_503_with_retry_after(server, photos):
 
 def test_defaults():
     from fer_core.registry import default_model
-    from fer_core.serve import SERVER_MAX_PIXELS, parse_args
+    from fer_core.serve import parse_args
 
     args = parse_args([])
     assert (args.host, args.model, args.workers, args.max_upload_mb, args.max_pixels) == (
@@ -411,7 +412,7 @@ def test_defaults():
         default_model(),
         2,
         25,
-        SERVER_MAX_PIXELS,
+        IMAGE_BUDGET_PIXELS,
     )
 
 
@@ -447,15 +448,13 @@ def test_a_request_that_names_a_model_gets_that_model(default_server, photos):
 
 
 def test_the_shipped_pixel_limit_over_http(default_server):
-    """One pixel over SERVER_MAX_PIXELS (40 MP) is refused from the header, before decoding; an
-    image of the limit is served (a blank one: no face)."""
-    from fer_core.serve import SERVER_MAX_PIXELS
-
+    """One pixel over the shared image budget (fer_core.faces.MAX_PIXELS, 100 MP) is refused
+    from the header, before decoding; an image of the limit is served (a blank one: no face)."""
     width = 10_000
     with httpx.Client(base_url=default_server["url"], timeout=120) as c:
-        over = c.post("/predict", files={"files": ("huge.png", png_header(width, SERVER_MAX_PIXELS // width + 1))})
-        at = c.post("/predict", files={"files": ("limit.png", png_header(width, SERVER_MAX_PIXELS // width))})
-    assert f"the limit is {SERVER_MAX_PIXELS:,}" in error(over, 413)
+        over = c.post("/predict", files={"files": ("huge.png", png_header(width, IMAGE_BUDGET_PIXELS // width + 1))})
+        at = c.post("/predict", files={"files": ("limit.png", png_header(width, IMAGE_BUDGET_PIXELS // width))})
+    assert f"the limit is {IMAGE_BUDGET_PIXELS:,}" in error(over, 413)
     assert at.status_code == 200 and at.json()[0]["faces"] == [], at.text
 
 

@@ -88,10 +88,7 @@ class JobQueue:
         """Bring a job's status up to date from its process and its run."""
         if job["status"] != "running" or _alive(job.get("pid")):
             return job
-        try:
-            run_status = self.runs.read_run(job["run_id"])["status"] if self.runs.exists(job["run_id"]) else None
-        except (OSError, ValueError):
-            run_status = None
+        run_status = (self.runs.get(job["run_id"]) or {}).get("status")  # None: no run (yet, or deleted)
         status = run_status if run_status in COMPLETED else "failed"
         if job.get("cancel_requested") and status == "failed":
             status = "cancelled"  # stopped before the trainer could record it (e.g. while still starting)
@@ -159,12 +156,16 @@ class JobQueue:
                     self._start(job)
                     running += 1
 
+    def active_job(self, run_id: str) -> dict | None:
+        """The queued or running job that trains `run_id`, if the dashboard started one."""
+        return next((j for j in self.jobs() if j["run_id"] == run_id and j["status"] in ACTIVE), None)
+
     def resume(self, run_id: str, epochs: int | None = None) -> tuple[dict, bool]:
         """Queue `fer-train --resume RUN_ID` for a stopped (failed or cancelled) run; with `epochs`
         other than its own, `--epochs` too, which moves the run's end."""
-        active = [j for j in self.jobs() if j["run_id"] == run_id and j["status"] in ACTIVE]
+        active = self.active_job(run_id)
         if active:  # a second click, or another tab: the job already resuming it
-            return active[0], False
+            return active, False
         info = self.runs.read_run(run_id)
         if info["status"] not in RESUMABLE:
             raise ValueError(f"run {run_id} is {info['status']}; only failed or cancelled runs can be resumed")

@@ -215,7 +215,7 @@ def prepare(spec: dict, overrides: dict, check_data: bool = True) -> tuple[str, 
 def results(trials: list[dict], store: RunStore) -> pd.DataFrame:
     rows = []
     for t in trials:
-        run = store.read_run(t["run_id"]) if t.get("run_id") and store.exists(t["run_id"]) else {}
+        run = (store.get(t["run_id"]) if t.get("run_id") else None) or {}
         acc = run.get("best_val_accuracy")
         rows.append(
             {

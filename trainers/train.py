@@ -9,6 +9,7 @@ continues a stopped run with the same numbers an uninterrupted run would have gi
 
 from __future__ import annotations
 
+import _thread
 import errno
 import math
 import os
@@ -33,7 +34,7 @@ from fer_core.metrics import classification_metrics
 from fer_core.models import count_parameters, create_model
 from fer_core.predictions import predictions_frame
 from fer_core.presets import TrainConfig
-from fer_core.runstore import RunStore, RunWriter, now_iso
+from fer_core.runstore import RunGone, RunStore, RunWriter, now_iso
 from trainers import distributed
 from trainers.distill import Distiller
 from trainers.ema import WeightEMA
@@ -303,12 +304,14 @@ def run_training(
         error=None,
         **changed,
     )
-    writer.keep_alive()
+    writer.keep_alive(on_gone=_thread.interrupt_main)  # a deleted run stops the trainer mid-step
     done = earlier.get("epochs_completed") or 0
-    report_phase(writer, "loading data", done, cfg.epochs)
     try:
+        report_phase(writer, "loading data", done, cfg.epochs)
         return _train(cfg, writer, resume is not None, show_bar, started - earlier.get("train_seconds", 0.0), done)
-    except (Cancelled, KeyboardInterrupt):
+    except (RunGone, Cancelled, KeyboardInterrupt) as e:
+        if isinstance(e, RunGone) or writer.gone.is_set():  # nothing more is written: the run stays gone
+            raise TrainingFailed(f"run {writer.run_id} was deleted while it trained; stopped") from None
         _record_end(writer, status="cancelled", ended=now_iso())
         print(f"run {writer.run_id} cancelled; metrics so far are kept", flush=True)
         return writer.run_id
@@ -331,6 +334,9 @@ class FollowerWriter(RunWriter):
         pass
 
     def write_metrics(self, *args, **kwargs) -> None:
+        pass
+
+    def check(self) -> None:
         pass
 
     def drop_epochs_after(self, epoch: int) -> None:
@@ -358,6 +364,8 @@ def _record_end(writer: RunWriter, **fields) -> None:
     heartbeat instead (the run reads as failed within STALE_SECONDS)."""
     try:
         writer.update(**fields)
+    except RunGone:
+        pass  # deleted meanwhile: nothing to record it in
     except OSError as e:
         print(f"fer-train: could not record the end of the run: {e}", file=sys.stderr, flush=True)
 
@@ -475,6 +483,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         if val["accuracy"] > state["best_accuracy"]:
             state.update(best_accuracy=val["accuracy"], best_epoch=epoch, bad_epochs=0)
             if lead:
+                writer.check()  # a deleted run's folder is not made again by the checkpoint
                 save_checkpoint(
                     evaluated,
                     ckpt / "best.safetensors",
@@ -489,6 +498,7 @@ def _train(cfg: TrainConfig, writer: RunWriter, resuming: bool, show_bar: bool, 
         report_phase(writer, "saving", epoch, cfg.epochs)
         writer.write_metrics(f"epoch_{epoch:04d}", rows, cells)
         if lead:
+            writer.check()
             save_checkpoint(model, ckpt / "last.safetensors", epoch=epoch, run_id=writer.run_id)
             save_optimizer(
                 optimizer,

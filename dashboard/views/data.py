@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboard.common import SAMPLE_DATA, data_path_hint, dataset_summary
+from dashboard.common import SAMPLE_DATA, data_path_hint, dataset_refusal, dataset_summary
 from fer_core.classes import CLASSES
 from fer_core.data import FerDataError
 
@@ -18,6 +18,10 @@ path = st.text_input(
     key="data_path",
     help=f"for the full dataset, e.g. {data_path_hint()}",
 )
+refusal = dataset_refusal(path.strip())
+if refusal:
+    st.error(refusal)
+    st.stop()
 try:
     info = dataset_summary(path.strip())
 except FerDataError as e:

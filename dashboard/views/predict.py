@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from dashboard.common import get_model, get_recognizer, model_choices
+from dashboard.common import get_model, get_recognizer, inference_lane, model_choices
 from fer_core.calibration import Blend
 from fer_core.classes import CLASSES
 from fer_core.drawing import draw_tags, face_tag
@@ -132,27 +133,25 @@ def draw_boxes(image: Image.Image, faces: list[Face]) -> Image.Image:
 
 
 def probability_chart(face: Face) -> None:
-    rows = [
-        {"model": name, "class": c, "probability": float(p)}
-        for name, probs in face.probabilities.items()
-        for c, p in zip(CLASSES, probs, strict=True)
-    ]
-    if len(face.probabilities) > 1:
-        rows += [
-            {"model": "ensemble", "class": c, "probability": float(p)}
-            for c, p in zip(CLASSES, face.combined(), strict=True)
+    """Each model's probabilities (and their ensemble's) as grouped bars; plain plotly traces, a
+    fifth of plotly express's CPU time per chart, which every answer pays once per face."""
+    series = dict(face.probabilities)
+    if len(series) > 1:
+        series["ensemble"] = face.combined()
+    fig = go.Figure(
+        [
+            go.Bar(x=[float(p) for p in probs], y=list(CLASSES), name=name, orientation="h")
+            for name, probs in series.items()
         ]
-    fig = px.bar(
-        pd.DataFrame(rows),
-        x="probability",
-        y="class",
-        color="model",
-        barmode="group",
-        orientation="h",
-        range_x=[0, 1],
-        height=260 + 30 * len(face.probabilities),
     )
-    fig.update_layout(margin={"t": 10, "b": 10}, yaxis={"categoryorder": "array", "categoryarray": list(CLASSES)[::-1]})
+    fig.update_layout(
+        barmode="group",
+        height=260 + 30 * len(face.probabilities),
+        margin={"t": 10, "b": 10},
+        xaxis={"range": [0, 1], "title": {"text": "probability"}},
+        yaxis={"categoryorder": "array", "categoryarray": list(CLASSES)[::-1], "title": {"text": "class"}},
+        legend_title_text="model",
+    )
     st.plotly_chart(fig, width="stretch")
 
 
@@ -166,13 +165,15 @@ def show_photo(upload) -> None:
     except ImageError as e:
         st.error(str(e))
         return
-    [faces] = recognizer.faces([image])
+    with inference_lane():
+        [faces] = recognizer.faces([image])
     if not faces:
         st.warning(f"No face found in {upload.name}.")
         if not st.checkbox("Classify the whole image as one face", key=f"whole_{upload.file_id}"):
             st.image(draw_boxes(image, []), width=320)
             return
-        [faces] = recognizer.with_options(whole_image=True).faces([image])
+        with inference_lane():
+            [faces] = recognizer.with_options(whole_image=True).faces([image])
     c1, c2 = st.columns([1, 2])
     c1.image(draw_boxes(image, faces), caption=f"{len(faces)} face(s)", width="stretch")
     with c2:
@@ -219,15 +220,16 @@ def video_result(
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-        result = predict_video(
-            path,
-            _models,
-            dict.fromkeys(_models, "none"),
-            detector=detector,
-            min_confidence=min_confidence,
-            every=every,
-            blend=_blend,
-        )
+        with inference_lane():
+            result = predict_video(
+                path,
+                _models,
+                dict.fromkeys(_models, "none"),
+                detector=detector,
+                min_confidence=min_confidence,
+                every=every,
+                blend=_blend,
+            )
     except VideoError as e:
         raise VideoError(str(e).replace(path, name)) from None
     finally:

@@ -9,7 +9,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from dashboard import compare
-from dashboard.common import runs_table, store
+from dashboard.common import queue, runs_table, store
 from fer_core.classes import CLASSES
 from fer_core.paper_compare import (
     MIN_EPOCHS,
@@ -21,6 +21,7 @@ from fer_core.paper_compare import (
     table1_rows,
     table2_rows,
 )
+from fer_core.runstore import RunActive, RunGone
 
 COLOURS = qualitative.Plotly
 
@@ -38,8 +39,79 @@ def csv_button(frame: pd.DataFrame, name: str) -> None:
     )
 
 
+def chosen_runs(table: pd.DataFrame, existing: set[str], names: dict[str, str]) -> list[str]:
+    """The ids of the runs the user selected in the table. Streamlit reports a table's selection
+    as row numbers, and the rows move when others start or delete runs; so the choice is kept
+    by run id, and the table's selection set to where those runs are now. A selected run that is
+    gone is dropped with a notice."""
+    state = st.session_state
+    shown_before = state.get("runs_shown", {})  # run id -> name, in the order last shown
+    rows = list((state.get("runs_table") or {}).get("selection", {}).get("rows", []))
+    chosen = state.get("runs_chosen", {})  # run id -> name
+    if rows != state.get("runs_rows", []):  # a click in the table as it was shown
+        order = list(shown_before)
+        chosen = {r: n for r, n in chosen.items() if r not in shown_before}  # kept while filtered out
+        chosen |= {order[i]: shown_before[order[i]] for i in rows if i < len(order)}
+    gone = [name for run_id, name in chosen.items() if run_id not in existing]
+    if gone:
+        st.warning(
+            f"No longer in the runs folder (deleted, perhaps from another tab or by someone else), so dropped "
+            f"from your selection: {', '.join(gone)}."
+        )
+    chosen = {r: n for r, n in chosen.items() if r in existing}
+    positions = [i for i, run_id in enumerate(table.run_id) if run_id in chosen]
+    if positions != rows:
+        state["runs_table"] = {"selection": {"rows": positions, "columns": []}}
+    state.update(runs_chosen=chosen, runs_rows=positions, runs_shown={r: names[r] for r in table.run_id})
+    return [table.run_id[i] for i in positions]
+
+
+def save_tags_and_notes(run_id: str, name: str) -> None:
+    """On Save (before the page reruns, so a run deleted meanwhile is still named): merge into run.json."""
+    tags = st.session_state.get(f"tags_{run_id}", "")
+    try:
+        store().update(
+            run_id,
+            tags=[t.strip() for t in tags.split(",") if t.strip()],
+            notes=st.session_state.get(f"notes_{run_id}"),
+        )
+    except RunGone:
+        tell("error", f"**{name}** no longer exists (deleted meanwhile): its tags and notes were not saved.")
+    else:
+        tell("success", f"Saved the tags and notes of **{name}**.")
+
+
+def delete_run(run_id: str, name: str) -> None:
+    try:
+        store().delete(run_id)
+    except RunActive as e:
+        tell("error", f"Not deleted: {e}.")
+    except RunGone:
+        tell("warning", f"**{name}** was already deleted.")
+    else:
+        tell("success", f"Deleted **{name}** ({run_id}).")
+    st.session_state.get("runs_chosen", {}).pop(run_id, None)  # no "dropped from your selection" for it
+
+
+def cancel_job(job_id: str, name: str) -> None:
+    queue().cancel(job_id)
+    tell("info", f"Asked the training of **{name}** to stop; once it reads *cancelled* it can be deleted.")
+
+
+def tell(kind: str, text: str) -> None:
+    st.session_state.setdefault("runs_messages", []).append((kind, text))
+
+
 st.title("Compare runs")
-runs = store().list_runs()
+runs, skipped = store().scan()
+if skipped:  # a foreign folder, a run.json that is not a run's: left alone, skipped by every page
+    st.warning(
+        f"{len(skipped)} folder(s) in the runs folder `{store().uri}` do not read as runs and are left out: "
+        + "; ".join(f"`{name}` ({why})" for name, why in skipped.items())
+        + ". Move or remove them by hand if they are not needed."
+    )
+for kind, text in st.session_state.pop("runs_messages", []):
+    getattr(st, kind)(text)
 if not runs:
     st.info("No runs yet. Start one on the **Train** page, or with `fer-train` on the command line.")
     st.stop()
@@ -63,8 +135,9 @@ if text:
     table = table[hay.str.contains(text.lower(), regex=False)]
 table = table.sort_values("created", ascending=False).reset_index(drop=True)
 names = compare.chart_labels(table.run_id, table.name)
+chosen = chosen_runs(table, set(info), names)
 
-event = st.dataframe(
+st.dataframe(
     table,
     key="runs_table",
     on_select="rerun",
@@ -111,10 +184,9 @@ event = st.dataframe(
         ),
     },
 )
-rows = [i for i in event.selection.rows if i < len(table)]  # a selection can outlive a deleted run
-selected = table.iloc[rows]["run_id"].tolist() if rows else table.run_id[:3].tolist()
+selected = chosen or table.run_id[:3].tolist()
 st.caption(
-    f"{len(table)} runs; showing {len(selected)}: {'selected' if rows else 'the newest (select rows to choose)'}."
+    f"{len(table)} runs; showing {len(selected)}: {'selected' if chosen else 'the newest (select rows to choose)'}."
 )
 for run in table[table.run_id.isin(selected) & (table.status == "failed")].itertuples():
     st.error(
@@ -130,20 +202,33 @@ st.dataframe(settings, hide_index=True, placeholder="")
 
 # -- tags, notes, delete -----------------------------------------------------------------
 with st.expander("Tags, notes and delete"):
-    target = st.selectbox("Run", selected, key="edit_run")
-    if target:
-        run_info = store().read_run(target)
-        tags = st.text_input("Tags (comma separated)", ", ".join(run_info.get("tags") or []), key=f"tags_{target}")
-        notes = st.text_area("Notes", run_info.get("notes", ""), key=f"notes_{target}")
-        if st.button("Save tags and notes"):
-            store().update(target, tags=[t.strip() for t in tags.split(",") if t.strip()], notes=notes)
-            st.success("Saved.")
-            st.rerun()
-        confirm = st.checkbox(f"Yes, delete run {target} and its checkpoints", key=f"confirm_{target}")
-        if st.button("Delete run", type="primary", disabled=not confirm):
-            store().delete(target)
-            st.success(f"Deleted {target}.")
-            st.rerun()
+    target = st.selectbox("Run", selected, key="edit_run")  # a run id: it stays on its run as rows move
+    if target:  # every control below is keyed by the run's id, and acts on that run only
+        run_info, name = info[target], names.get(target, target)
+        st.text_input("Tags (comma separated)", ", ".join(run_info.get("tags") or []), key=f"tags_{target}")
+        st.text_area("Notes", run_info.get("notes", ""), key=f"notes_{target}")
+        st.button("Save tags and notes", key=f"save_{target}", on_click=save_tags_and_notes, args=(target, name))
+        if run_info.get("status") == "running":
+            job = queue().active_job(target)
+            where = "" if job else f" where it was started (host {run_info.get('host')}, process {run_info.get('pid')})"
+            st.error(
+                f"**{name}** is training, so it cannot be deleted: its trainer still writes to it. "
+                f"Cancel it first{where} (it keeps the epochs done so far), then delete it."
+            )
+            if job:
+                st.button(
+                    "Cancel its training", key=f"cancel_{target}", on_click=cancel_job, args=(job["job_id"], name)
+                )
+        else:
+            confirm = st.checkbox(f"Yes, delete run {target} and its checkpoints", key=f"confirm_{target}")
+            st.button(
+                "Delete run",
+                key=f"delete_{target}",
+                type="primary",
+                disabled=not confirm,
+                on_click=delete_run,
+                args=(target, name),
+            )
 
 
 # -- learning curves (live while jobs run) ------------------------------------------------

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard.common import SAMPLE_DATA, data_path_hint, epochs_progress, model_choices, queue, store
+from dashboard.common import (
+    SAMPLE_DATA,
+    data_path_hint,
+    dataset_refusal,
+    epochs_progress,
+    model_choices,
+    queue,
+    store,
+)
 from fer_core.checkpoint import check_fits
 from fer_core.data import FerDataError, load_dataset
 from fer_core.models import MODELS
@@ -156,6 +164,8 @@ def validate_dataset(data: str) -> str | None:
     """A message if the dataset cannot be used, None if it can (loading also warms the cache)."""
     if not data:
         return "Enter a dataset path, or choose the bundled sample."
+    if dataset_refusal(data):
+        return dataset_refusal(data)
     if not Path(data).expanduser().exists():
         return f"{data}: no such file or folder."
     try:
@@ -262,7 +272,7 @@ def jobs_panel() -> None:
         st.info("No jobs yet: fill in the form above and press **Start training**.")
         return
     for job in jobs:
-        run = store().read_run(job["run_id"]) if store().exists(job["run_id"]) else {}
+        run = store().get(job["run_id"]) or {}
         # a resumed run's record tells of its last attempt until the new trainer writes to it
         current = run.get("started", "") >= job.get("started", "~")
         status = run.get("status", job["status"]) if job["status"] == "running" and current else job["status"]
