@@ -141,9 +141,7 @@ def get_model(spec: str, int8: bool = False, backend: str = "auto"):
     return cached_model(spec, weights_version(spec, int8), int8, backend)
 
 
-@st.cache_resource(
-    max_entries=4, show_spinner="Loading models (the first time on this machine each is exported to ONNX Runtime)..."
-)
+@st.cache_resource(max_entries=4, show_spinner=False)  # the page says "Loading the models..." in its own place
 def cached_recognizer(specs: tuple[str, ...], versions: tuple[float, ...], card_views: bool, backend: str):
     from fer_core.recognizer import Recognizer
 

@@ -80,31 +80,31 @@ def confusion_figure(counts: np.ndarray, title: str = "", height: int = 420) -> 
     return fig
 
 
+def calibration_row(labels: np.ndarray, probs: np.ndarray, stored: dict | None = None) -> dict:
+    """ECE and NLL, the temperature fitted on these faces, the ECE and NLL with it scored out of
+    fold, and whether it is applied (only where it lowers both): `stored` when a record holds
+    them (scripts/calibrate_models.py), else computed here the same way."""
+    choice = stored or calibration.temperature_choice(labels, probs)
+    return {
+        "ECE": choice["ece"],
+        "NLL": choice["nll"],
+        "temperature": choice["temperature"],
+        "ECE with T, out of fold": choice["ece_out_of_fold"],
+        "NLL with T, out of fold": choice["nll_out_of_fold"],
+        "applied": "yes" if choice["applied"] else "no",
+        "from": "record" if stored else "computed here",
+    }
+
+
 def calibration_table(rows: pd.DataFrame, name: str = "model") -> pd.DataFrame:
-    """Per model (or run) and view: accuracy, ECE, the temperature and ECE after it. A shipped
-    model's temperature comes from its record when the record fitted it for that view;
-    otherwise it is fitted here on the same val faces (so "after" is in-sample, as the record's)."""
+    """calibration_row per model (or run) and view, with the faces and the accuracy."""
     out = []
     for (who, view), r in rows.groupby([name, "tta"]):
         labels, probs = r.label.to_numpy(int), probabilities(r)
-        stored = (model_record(str(who)) or {}).get("calibration") or {}
-        if stored.get("tta") == view:
-            temperature, source = float(stored["temperature"]), "record"
-        else:
-            temperature, source = calibration.fit_temperature(labels, probs), "fitted here on val"
+        stored = (((model_record(str(who)) or {}).get("calibration") or {}).get("views") or {}).get(view)
+        accuracy = float((r.pred.to_numpy() == labels).mean())  # as predicted (float16 can tie)
         out.append(
-            {
-                name: who,
-                "view": view,
-                "faces": len(r),
-                "accuracy": float((r.pred.to_numpy() == labels).mean()),  # as predicted (float16 can tie)
-                "ECE": calibration.expected_calibration_error(labels, probs),
-                "temperature": temperature,
-                "temperature from": source,
-                "ECE after": calibration.expected_calibration_error(
-                    labels, calibration.with_temperature(probs, temperature)
-                ),
-            }
+            {name: who, "view": view, "faces": len(r), "accuracy": accuracy, **calibration_row(labels, probs, stored)}
         )
     return pd.DataFrame(out)
 

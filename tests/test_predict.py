@@ -74,7 +74,7 @@ def test_the_cards_views_by_default(photos):
     there reports probabilities scaled by the temperature the card fitted for that view."""
     crops = np.stack([f.crop for f in find_faces(load_photo(photos["one"]))])
     model = load_named_model(MODEL, backend="torch")
-    temperature = model_record(MODEL)["calibration"]["temperature"]
+    temperature = model_record(MODEL)["calibration"]["views"][shipped_tta(MODEL)]["temperature"]  # applied there
     seen = []
     for flags, view, t in (((), shipped_tta(MODEL), temperature), (("--tta", "none"), "none", 1.0)):
         code, out, _ = predict(photos["one"], *flags)
