@@ -96,9 +96,8 @@ def main() -> None:
         for what, values in times.items():
             print(f"| {what} | {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f}) |")
         cold, warm = statistics.median(times["cold"]), statistics.median(times["warm"])
-        print(
-            f"\ncold {cold:.2f} s against 2 x warm + 3 = {2 * warm + 3:.2f} s: {'met' if cold <= 2 * warm + 3 else 'NOT met'}"
-        )
+        verdict = "met" if cold <= 2 * warm + 3 else "NOT met"
+        print(f"\ncold {cold:.2f} s against 2 x warm + 3 = {2 * warm + 3:.2f} s: {verdict}")
         if args.no_browser:
             return
         print("\n| Predict in Chromium | first photo, s | a second photo (the page redraws both), s |\n|---|---|---|")
