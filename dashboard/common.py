@@ -48,10 +48,23 @@ HYPERPARAMETERS = [
 ]
 
 
+def shipped_runs() -> dict[str, dict]:
+    """Run id -> the shipped model made from it: its name and the epoch taken (the model records)."""
+    from fer_core.registry import model_record, shipped_names
+
+    out = {}
+    for name in shipped_names():
+        source = (model_record(name) or {}).get("source") or {}
+        if source.get("run_id"):
+            out[source["run_id"]] = {"name": name, **source}
+    return out
+
+
 def runs_table(runs: list[dict]) -> pd.DataFrame:
     """One row per run from run.json alone (no Parquet), so the table stays fast with many runs."""
     rows = []
     names = {r["run_id"]: r.get("name") or r["run_id"] for r in runs}
+    shipped = shipped_runs()
     for r in runs:
         cfg = r.get("config", {})
         source = (r.get("init_from") or {}).get("run_id")
@@ -70,6 +83,11 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
                 "val_loss": best.get("loss"),
                 "test_accuracy": final.get("test_accuracy"),
                 "progress": epochs_progress(r),
+                "shipped_as": (
+                    f"{shipped[r['run_id']]['name']} (epoch {shipped[r['run_id']]['epoch']})"
+                    if r["run_id"] in shipped
+                    else None
+                ),
                 "minutes": round(r.get("train_seconds", 0) / 60, 1),
                 "started_from": names.get(source, source),  # --init-from: a warm restart or fine-tuning
                 "distilled_from": ", ".join(

@@ -99,11 +99,12 @@ def gallery(index: np.ndarray, key: str, notes: dict | None = None) -> None:
         return
     pages = math.ceil(len(index) / PER_PAGE)
     page = st.columns([1, 4])[0].number_input(f"Page (of {pages})", 1, pages, 1, key=f"{key}_page") if pages > 1 else 1
-    columns = st.columns(COLUMNS)
-    for k, i in enumerate(index[(page - 1) * PER_PAGE : page * PER_PAGE]):
-        with columns[k % COLUMNS]:
-            st.image(Image.fromarray(faces[i]).resize((96, 96), Image.Resampling.BICUBIC), width="stretch")
-            st.caption(caption(int(i), (notes or {}).get(int(i), "")))
+    shown = index[(page - 1) * PER_PAGE : page * PER_PAGE]
+    for start in range(0, len(shown), COLUMNS):  # a row of columns per row of faces: rows stay level
+        for column, i in zip(st.columns(COLUMNS), shown[start : start + COLUMNS], strict=False):
+            with column:
+                st.image(Image.fromarray(faces[i]).resize((96, 96), Image.Resampling.BICUBIC), width="stretch")
+                st.caption(caption(int(i), (notes or {}).get(int(i), "")))
 
 
 def clickable(fig: go.Figure, counts: np.ndarray) -> go.Figure:
