@@ -107,6 +107,7 @@ def test_files_that_are_not_images_say_so_by_name(no_runs, face_jpeg):
 def test_grad_cam_for_every_shipped_architecture(no_runs, face_jpeg):
     """The maps themselves (the ViT's is no longer blank) are checked in test_explain.py."""
     at = predict_page()
+    at.multiselect(key="predict_models").set_value([f"{n} (shipped)" for n in ("stcnn", "resnet50", "vit")])
     at.toggle(key="explain").set_value(True)
     at = upload(at, ("face.jpg", face_jpeg, "image/jpeg"))
     captions = [c for image in at.image for c in image.captions]
