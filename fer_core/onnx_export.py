@@ -17,9 +17,10 @@ input shape/dtype/layout, normalisation (scale 1/255, mean, std), output kind, t
 card chose (`fer.tta`, "none" for anything but a shipped name), source run id and epoch, the
 weights' file and sha256, architecture and config, precision (fp32 or int8).
 
-`--model ensemble` writes one file per member (stcnn.onnx, resnet50.onnx, vit.onnx): the ensemble
-is the mean of the members' softmax probabilities, each member with its own card's view, which a
-single averaged graph could not express; load them with fer_core.onnx_cache.load_onnx_model per name.
+`--model ensemble` writes one file per member it runs (weight above 0 in its record: stcnn.onnx,
+resnet50.onnx): the ensemble is a weighted mean of the members' temperature-scaled probabilities,
+each member in its own view (results/models/ensemble.json), which a single graph could not express;
+load them with fer_core.onnx_cache.load_onnx_model per name.
 
 Each fp32 export is checked against PyTorch on real faces before it is put in place (max |dp| of
 the softmax probabilities <= 1e-4 and the same argmax on every face); a failed check leaves no file.
