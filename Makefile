@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch from this machine's wheel cache; a plain `pip install torch` would download gigabytes.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test test-quick screenshots setup setup-test format clean
+.PHONY: run test test-quick screenshots setup prepare setup-test format clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,13 +15,19 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+# The shipped models' ONNX Runtime versions, exported once into the cache (FER_CACHE_DIR, else
+# ~/.cache/fer-lab; about half a minute the first time, a few seconds later), so that no answer
+# waits for an export: until they are there, `--backend auto` answers on PyTorch.
+prepare: setup
+	$(BIN)/fer-export --cache
+
 # Browser tests drive Debian's Chromium; install it when missing (needs root or sudo).
 setup-test: setup
 	@command -v chromium >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-run: setup
+run: prepare
 	$(BIN)/streamlit run dashboard/app.py
 
 # Lint and format check first (seconds), then the suite.

@@ -77,10 +77,23 @@ HYPERPARAMETERS = [
 ]
 
 
+def shipped_runs() -> dict[str, dict]:
+    """Run id -> the shipped model made from it: its name and the epoch taken (the model records)."""
+    from fer_core.registry import model_record, shipped_names
+
+    out = {}
+    for name in shipped_names():
+        source = (model_record(name) or {}).get("source") or {}
+        if source.get("run_id"):
+            out[source["run_id"]] = {"name": name, **source}
+    return out
+
+
 def runs_table(runs: list[dict]) -> pd.DataFrame:
     """One row per run from run.json alone (no Parquet), so the table stays fast with many runs."""
     rows = []
     names = {r["run_id"]: r.get("name") or r["run_id"] for r in runs}
+    shipped = shipped_runs()
     for r in runs:
         cfg = r.get("config", {})
         source = (r.get("init_from") or {}).get("run_id")
@@ -99,6 +112,11 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
                 "val_loss": best.get("loss"),
                 "test_accuracy": final.get("test_accuracy"),
                 "progress": epochs_progress(r),
+                "shipped_as": (
+                    f"{shipped[r['run_id']]['name']} (epoch {shipped[r['run_id']]['epoch']})"
+                    if r["run_id"] in shipped
+                    else None
+                ),
                 "minutes": round(r.get("train_seconds", 0) / 60, 1),
                 "started_from": names.get(source, source),  # --init-from: a warm restart or fine-tuning
                 "distilled_from": ", ".join(
@@ -171,9 +189,7 @@ def get_model(spec: str, int8: bool = False, backend: str = "auto"):
     return cached_model(spec, weights_version(spec, int8), int8, backend)
 
 
-@st.cache_resource(
-    max_entries=4, show_spinner="Loading models (the first time on this machine each is exported to ONNX Runtime)..."
-)
+@st.cache_resource(max_entries=4, show_spinner=False)  # the page says "Loading the models..." in its own place
 def cached_recognizer(specs: tuple[str, ...], versions: tuple[float, ...], card_views: bool, backend: str):
     from fer_core.recognizer import Recognizer
 

@@ -154,6 +154,16 @@ def differing(settings: pd.DataFrame) -> pd.DataFrame:
     return settings.drop(columns=same)
 
 
+def settings_by_run(settings: pd.DataFrame) -> pd.DataFrame:
+    """settings_table turned a quarter: a row per setting and a column per run (named by its
+    `name` column), each value as text, so a few runs' settings fit the page's width."""
+    by_run = settings.set_index("name").T
+    by_run = by_run.apply(
+        lambda column: column.map(lambda v: "" if v is None or v != v else f"{v:g}" if isinstance(v, float) else str(v))
+    )
+    return by_run.rename_axis("setting").reset_index()
+
+
 def _flat(config: dict, prefix: str = "") -> dict:
     out = {}
     for key, value in config.items():

@@ -8,33 +8,20 @@ Faces & errors page draws its confusion heatmaps and calibration tables with the
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 
-from fer_core import calibration, paper_compare
+from dashboard.paper_tables import Section, headline_note, headline_table, paper_tables
+from fer_core import calibration
 from fer_core.classes import CLASSES
 from fer_core.predictions import probabilities
 from fer_core.registry import ENSEMBLE, model_record
 from fer_core.runstore import RunStore
 
-PAPER = "the authors' own 80:20 split of FER2013 train, as they report it"
 COLOURS = px.colors.qualitative.Plotly
-TABLE2_KEYS = ["layers", "patch_size", "hidden_size", "heads", "mlp_dim", "kernel_init"]
-
-
-def ours_shipped(view: str, faces: int | None = None) -> str:
-    return f"FER2013 PublicTest as val ({faces or '?'} faces), the shipped weights, {view} view (its card's)"
-
-
-@dataclass
-class Section:
-    title: str
-    note: str = ""
-    items: list = field(default_factory=list)  # DataFrames and plotly figures, in order
 
 
 # -- per-face rows ----------------------------------------------------------------------------
@@ -56,55 +43,76 @@ def confusion_counts(rows: pd.DataFrame) -> np.ndarray:
     return np.bincount(cells, minlength=len(CLASSES) ** 2).reshape(len(CLASSES), len(CLASSES))
 
 
-def confusion_figure(counts: np.ndarray, title: str = "", height: int = 420) -> go.Figure:
+def confusion_heatmap(counts: np.ndarray) -> go.Heatmap:
     """Counts in the cells, coloured by the share of the true class (so rare classes show too)."""
     share = counts / counts.sum(1, keepdims=True).clip(1)
-    fig = go.Figure(
-        go.Heatmap(
-            z=share,
-            x=list(CLASSES),
-            y=list(CLASSES),
-            text=counts,
-            texttemplate="%{text}",
-            customdata=np.round(share * 100, 1),
-            hovertemplate="true %{y}, predicted %{x}: %{text} faces (%{customdata} % of %{y})<extra></extra>",
-            colorscale="Purples",
-            zmin=0,
-            zmax=1,
-            showscale=False,
-        )
+    return go.Heatmap(
+        z=share,
+        x=list(CLASSES),
+        y=list(CLASSES),
+        text=counts,
+        texttemplate="%{text}",
+        customdata=np.round(share * 100, 1),
+        hovertemplate="true %{y}, predicted %{x}: %{text} faces (%{customdata} % of %{y})<extra></extra>",
+        colorscale="Purples",
+        zmin=0,
+        zmax=1,
+        showscale=False,
     )
+
+
+def confusion_figure(counts: np.ndarray, title: str = "", height: int = 420) -> go.Figure:
+    """One confusion matrix: true class down, predicted across."""
+    fig = go.Figure(confusion_heatmap(counts))
     fig.update_yaxes(autorange="reversed", title_text="true")
     fig.update_xaxes(title_text="predicted")
     fig.update_layout(title=title, height=height, margin={"t": 40 if title else 10, "b": 10})
     return fig
 
 
+def confusion_figures(matrices: dict[str, np.ndarray], height: int = 430) -> go.Figure:
+    """Several confusion matrices side by side in one figure: the class names once down the left
+    and under each matrix (tilted, so they fit), the "predicted" titles apart."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(
+        rows=1, cols=len(matrices), subplot_titles=list(matrices), shared_yaxes=True, horizontal_spacing=0.04
+    )
+    for i, counts in enumerate(matrices.values(), 1):
+        fig.add_trace(confusion_heatmap(counts), 1, i)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_yaxes(title_text="true", row=1, col=1)
+    fig.update_xaxes(title_text="predicted", tickangle=-45, tickfont={"size": 11})
+    fig.update_traces(textfont={"size": 10})
+    fig.update_layout(height=height, margin={"t": 40, "b": 10, "l": 10, "r": 10})
+    return fig
+
+
+def calibration_row(labels: np.ndarray, probs: np.ndarray, stored: dict | None = None) -> dict:
+    """ECE and NLL, the temperature fitted on these faces, the ECE and NLL with it scored out of
+    fold, and whether it is applied (only where it lowers both): `stored` when a record holds
+    them (scripts/calibrate_models.py), else computed here the same way."""
+    choice = stored or calibration.temperature_choice(labels, probs)
+    return {
+        "ECE": choice["ece"],
+        "NLL": choice["nll"],
+        "temperature": choice["temperature"],
+        "ECE with T, out of fold": choice["ece_out_of_fold"],
+        "NLL with T, out of fold": choice["nll_out_of_fold"],
+        "applied": "yes" if choice["applied"] else "no",
+        "from": "record" if stored else "computed here",
+    }
+
+
 def calibration_table(rows: pd.DataFrame, name: str = "model") -> pd.DataFrame:
-    """Per model (or run) and view: accuracy, ECE, the temperature and ECE after it. A shipped
-    model's temperature comes from its record when the record fitted it for that view;
-    otherwise it is fitted here on the same val faces (so "after" is in-sample, as the record's)."""
+    """calibration_row per model (or run) and view, with the faces and the accuracy."""
     out = []
     for (who, view), r in rows.groupby([name, "tta"]):
         labels, probs = r.label.to_numpy(int), probabilities(r)
-        stored = (model_record(str(who)) or {}).get("calibration") or {}
-        if stored.get("tta") == view:
-            temperature, source = float(stored["temperature"]), "record"
-        else:
-            temperature, source = calibration.fit_temperature(labels, probs), "fitted here on val"
+        stored = (((model_record(str(who)) or {}).get("calibration") or {}).get("views") or {}).get(view)
+        accuracy = float((r.pred.to_numpy() == labels).mean())  # as predicted (float16 can tie)
         out.append(
-            {
-                name: who,
-                "view": view,
-                "faces": len(r),
-                "accuracy": float((r.pred.to_numpy() == labels).mean()),  # as predicted (float16 can tie)
-                "ECE": calibration.expected_calibration_error(labels, probs),
-                "temperature": temperature,
-                "temperature from": source,
-                "ECE after": calibration.expected_calibration_error(
-                    labels, calibration.with_temperature(probs, temperature)
-                ),
-            }
+            {name: who, "view": view, "faces": len(r), "accuracy": accuracy, **calibration_row(labels, probs, stored)}
         )
     return pd.DataFrame(out)
 
@@ -235,87 +243,10 @@ def learning_curves_figure(store: RunStore, record: dict, title: str = "") -> go
     return fig
 
 
-# -- the paper beside ours ----------------------------------------------------------------------
-
-
-def percent(x) -> float | None:
-    return None if x is None or pd.isna(x) else round(100 * float(x), 2)
-
-
-def readable(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """paper_compare's columns as a reader wants them: the keys, then each accuracy beside the
-    split and protocol it was measured with, in percent, with plain names."""
-    first = [*keys, *(f"{who}_{c}" for who in ("paper", "our", "shipped") for c in ("accuracy", "protocol"))]
-    first = [c for c in first if c in frame.columns]
-    rest = [c for c in frame.columns if c not in first and not c.endswith("run_id")]
-    frame = frame[first + rest].copy()
-    for column in [c for c in frame.columns if c.endswith("accuracy") or c == "accuracy_gap"]:
-        frame[column] = frame[column].map(percent)
-    names = {c: c.replace("_accuracy", " accuracy %").replace("accuracy_gap", "gap (points)") for c in frame.columns}
-    return frame.rename(columns=names).rename(columns=lambda c: c.replace("_", " "))
-
-
-def shipped_columns(name: str) -> dict:
-    """A shipped model's val numbers in its card's view, as its record has them."""
-    record = model_record(name)
-    if not record:
-        return {}
-    if "members" in record and "weights" in record:  # the calibrated, weighted ensemble: each member in its own view
-        chosen = record["calibration"]["chosen"]
-        out_of_fold = next(o for o in record["calibration"]["options"] if o["option"] == chosen)
-        return {
-            "shipped_accuracy": record["calibration"]["in_sample"]["accuracy"],
-            "shipped_protocol": f"FER2013 PublicTest as val ({record['val']['faces']} faces), weights and "
-            f"temperatures fitted on it ({chosen}); "
-            f"{out_of_fold['calibrated_out_of_fold']['accuracy']:.4f} out of fold",
-        }
-    val = record["val"]
-    metrics = val["metrics"][val["tta"]]
-    return {
-        "shipped_accuracy": metrics["accuracy"],
-        "shipped_macro_f1": metrics.get("macro_f1"),
-        "shipped_auc": metrics.get("auc"),
-        "shipped_protocol": ours_shipped(val["tta"], val.get("faces")),
-    }
-
-
-def headline_table(store: RunStore) -> pd.DataFrame:
-    """The paper's headline accuracy per architecture beside our best comparable run and the
-    shipped model (which may be a warm restart or distillation of it), and the shipped ensemble."""
-    frame = paper_compare.headline_rows(store.list_runs())
-    shipped = pd.DataFrame([{"model": m, **shipped_columns(m)} for m in frame.model])
-    ensemble = pd.DataFrame([{"model": "ensemble", **shipped_columns("ensemble")}])
-    frame = pd.concat([frame.merge(shipped, on="model", how="left"), ensemble], ignore_index=True)
-    return readable(frame, ["model"])
-
-
-def paper_tables(store: RunStore) -> list[Section]:
-    """Tables 1 and 2 as the paper has them, ours row for row."""
-    runs = store.list_runs()
-    return [
-        Section(
-            "Table 1: ST-CNN, batch size",
-            f"The paper's rows ({PAPER}), then ours row for row: our best run with the paper's recipe at that "
-            "batch size.",
-            [readable(paper_compare.table1_rows(runs), ["batch_size"])],
-        ),
-        Section(
-            "Table 2: ViT configurations",
-            f"The paper's rows ({PAPER}), then ours row for row: our best patch-embedding ViT of that shape.",
-            [readable(paper_compare.table2_rows(runs), TABLE2_KEYS)],
-        ),
-    ]
-
-
 def paper_report(store: RunStore, rows: pd.DataFrame) -> list[Section]:
     """Everything the Report page shows and its HTML file holds, in order."""
     sections = [
-        Section(
-            "Headline accuracies",
-            "Every number says where it was measured: the paper's on their own split of FER2013 train, "
-            "ours on FER2013 PublicTest (3589 faces), which no model trained on.",
-            [headline_table(store)],
-        ),
+        Section("Headline accuracies", headline_note(), headline_table(store)),
         *paper_tables(store),
     ]
     curves = [
@@ -332,11 +263,12 @@ def paper_report(store: RunStore, rows: pd.DataFrame) -> list[Section]:
     )
     if not rows.empty:
         views = card_views(rows)
-        confusions = [
-            confusion_figure(confusion_counts(rows[(rows.model == arch) & (rows.tta == view)]), f"{arch} ({view})")
+        matrices = {
+            f"{arch} ({view})": confusion_counts(rows[(rows.model == arch) & (rows.tta == view)])
             for arch in ENSEMBLE
             if (view := views.get(arch))
-        ]
+        }
+        confusions = [confusion_figures(matrices)]
         sections.append(
             Section(
                 "Confusion matrices",
@@ -353,8 +285,9 @@ def paper_report(store: RunStore, rows: pd.DataFrame) -> list[Section]:
         sections.append(
             Section(
                 "Calibration",
-                "Expected calibration error (15 bins) on val before and after temperature scaling; "
-                "the paper reports none.",
+                "Expected calibration error (15 bins) and NLL on val in each card's view, and with a temperature "
+                "fitted on val, scored out of fold (5 folds); the temperature is applied only where it lowers both. "
+                "The paper reports none.",
                 items,
             )
         )
@@ -364,8 +297,8 @@ def paper_report(store: RunStore, rows: pd.DataFrame) -> list[Section]:
 # -- one HTML file --------------------------------------------------------------------------------
 
 STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; max-width: 100%; }
 th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
 th { background: #f3eef8; }
 p.note { color: #555; }
@@ -373,7 +306,8 @@ p.note { color: #555; }
 
 
 def number(value) -> str:
-    return f"{value:.4g}"
+    """A float cell: up to 4 significant digits, never in scientific notation."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
 def report_html(sections: list[Section], title: str = "facial-expression lab: the paper and ours") -> str:
@@ -387,7 +321,7 @@ def report_html(sections: list[Section], title: str = "facial-expression lab: th
             body.append(f'<p class="note">{html.escape(section.note)}</p>')
         for item in section.items:
             if isinstance(item, pd.DataFrame):
-                body.append(item.to_html(index=False, na_rep="", float_format=number, border=0))
+                body.append(item.to_html(index=False, na_rep="-", float_format=number, border=0))
             else:
                 body.append(item.to_html(full_html=False, include_plotlyjs=plotly_js, config={"displaylogo": False}))
                 plotly_js = False

@@ -19,14 +19,21 @@ BACKENDS = ("auto", "torch", "onnx")
 
 
 def resolve_backend(
-    spec: str, device: torch.device | str = "cpu", int8: bool = False, backend: str = "auto", batched: bool = False
+    spec: str,
+    device: torch.device | str = "cpu",
+    int8: bool = False,
+    backend: str = "auto",
+    batched: bool = False,
+    runs_dir=None,
 ) -> str:
-    """`auto` is the runtime measured faster for the work (benchmarks/onnx_inference.py, docs/performance.md):
-    ONNX Runtime for the shipped models on a CPU - per face at batch 1, 1.5-2.2x faster than PyTorch for
-    stcnn, resnet50 and vit - exported once into the cache on first use (5-20 s); but for `batched`
-    work (video frames, fer-eval) PyTorch in bf16 where the CPU has fast bf16 (stcnn at batch 64:
-    2.2 against ONNX Runtime's 5.3 ms per face). int8 runs on ONNX Runtime. PyTorch for runs and
-    checkpoints (not measured, and they change), on GPUs, and where onnxruntime is not installed."""
+    """`auto` is the runtime measured faster for the work (benchmarks/onnx_inference.py, docs/performance.md)
+    among those ready now: ONNX Runtime for the shipped models on a CPU - per face at batch 1, 1.5-2.2x
+    faster than PyTorch for stcnn, resnet50 and vit - once their export is in the cache
+    (fer_core/onnx_cache.py: `fer-export --cache`, which `make run` runs), else PyTorch, so that no
+    answer waits for an export; for `batched` work (video frames) PyTorch in bf16 where the CPU has
+    fast bf16 (stcnn at batch 64: 2.2 against ONNX Runtime's 5.3 ms per face). int8 runs on ONNX
+    Runtime (shipped files). PyTorch for runs and checkpoints (not measured, and they change), on
+    GPUs, and where onnxruntime is not installed."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
     if backend != "auto":
@@ -37,7 +44,11 @@ def resolve_backend(
         return "torch"
     if batched and cpu_has_fast_bf16():
         return "torch"
-    return "onnx" if importlib.util.find_spec("onnxruntime") else "torch"
+    if not importlib.util.find_spec("onnxruntime"):
+        return "torch"
+    from .onnx_cache import cached_export
+
+    return "onnx" if cached_export(spec, runs_dir) else "torch"
 
 
 def load_named_model(
@@ -51,7 +62,7 @@ def load_named_model(
     """A model in eval mode: PyTorch, or an ONNX Runtime session behind the same interface."""
     if int8 and backend == "torch":
         raise ValueError("int8 runs on ONNX Runtime: use --backend onnx (or auto)")
-    if resolve_backend(spec, device, int8, backend, batched) == "torch":
+    if resolve_backend(spec, device, int8, backend, batched, runs_dir) == "torch":
         return load_model(resolve_model_path(spec, runs_dir), device).to(memory_format=torch.channels_last)
     if torch.device(device).type != "cpu":
         raise ValueError(f"ONNX Runtime runs here on the CPU only (asked for {device})")
@@ -60,7 +71,7 @@ def load_named_model(
             f"{spec!r} has no int8 model ({int8_path(spec).name}); shipped with one: "
             f"{', '.join(int8_names()) or 'none'}"
         )
-    from .onnx_export import load_onnx_model  # onnxruntime and onnx only when asked for
+    from .onnx_cache import load_onnx_model  # onnxruntime and onnx only when asked for
 
     return load_onnx_model(spec, threads=torch.get_num_threads(), int8=int8, runs_dir=runs_dir)
 
@@ -102,6 +113,7 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
         "--backend",
         default="auto",
         choices=BACKENDS,
-        help="torch or onnx (ONNX Runtime, exported once into the cache); auto: the faster one, onnx for the "
-        "shipped models on a CPU, torch for runs and checkpoints",
+        help="torch or onnx (ONNX Runtime, exported once into the cache); auto: the faster one ready now - "
+        "onnx for the shipped models on a CPU once `fer-export --cache` (make run) has exported them, else "
+        "torch; torch for runs and checkpoints",
     )

@@ -3,7 +3,7 @@
     fer-export --model stcnn|resnet50|vit|ensemble|RUN|CHECKPOINT --format onnx --out DIR
     fer-export --model stcnn --format onnx-int8 --out results/models     # ORT static int8 (QDQ)
 
-The graph (torch.onnx.export(dynamo=True); opset 20 with torch 2.14) is exactly the torch model's forward:
+The graph (torch.onnx.export(dynamo=True), opset OPSET) is exactly the torch model's forward:
 
 - input  "input":  float32 [N, 1, 48, 48], N dynamic (1 ... any), NCHW, grayscale, ALREADY NORMALISED as
   fer_core.augment.to_model_input makes it: x = (pixel_uint8 / 255 - 0.508) / 0.255.
@@ -17,9 +17,10 @@ input shape/dtype/layout, normalisation (scale 1/255, mean, std), output kind, t
 card chose (`fer.tta`, "none" for anything but a shipped name), source run id and epoch, the
 weights' file and sha256, architecture and config, precision (fp32 or int8).
 
-`--model ensemble` writes one file per member (stcnn.onnx, resnet50.onnx, vit.onnx): the ensemble
-is the mean of the members' softmax probabilities, each member with its own card's view, which a
-single averaged graph could not express; load them with load_onnx_model per name.
+`--model ensemble` writes one file per member it runs (weight above 0 in its record: stcnn.onnx,
+resnet50.onnx): the ensemble is a weighted mean of the members' temperature-scaled probabilities,
+each member in its own view (results/models/ensemble.json), which a single graph could not express;
+load them with fer_core.onnx_cache.load_onnx_model per name.
 
 Each fp32 export is checked against PyTorch on real faces before it is put in place (max |dp| of
 the softmax probabilities <= 1e-4 and the same argmax on every face); a failed check leaves no file.
@@ -47,10 +48,11 @@ from .atomic import atomic_write
 from .augment import MEAN, STD
 from .checkpoint import file_sha256, load_model
 from .classes import CLASSES, NUM_CLASSES
-from .paths import PROJECT_ROOT, cache_dir
-from .registry import int8_names, int8_path, resolve_model_path
+from .paths import PROJECT_ROOT
+from .registry import resolve_model_path
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # the export code's version: bump it when what this module writes changes
+OPSET = 20  # the ONNX opset of every export (torch.onnx.export's opset_version)
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 CHECK_FACES = 256  # real val faces each export is checked on
 MAX_PROB_DIFF = 1e-4  # max |p_onnx - p_torch| allowed
@@ -142,48 +144,6 @@ def read_metadata(path: str | os.PathLike) -> dict:
     return out
 
 
-def onnx_cache_path(weights_sha256: str) -> Path:
-    return cache_dir() / "onnx" / f"{weights_sha256}.onnx"
-
-
-def load_onnx_model(spec: str, threads: int | None = None, int8: bool = False, runs_dir=None) -> OnnxModel:
-    """The ONNX Runtime version of a shipped name, run id, run folder or checkpoint.
-
-    fp32: exported on first use into cache_dir()/onnx/<sha256 of the weights>.onnx (atomic write,
-    checked against PyTorch on the 140 real val faces bundled in data/ - random images outside a checkout),
-    reused afterwards - nothing shipped; an unreadable or older-format cache entry is exported again.
-    int8: the shipped results/models/NAME.int8.onnx (FileNotFoundError if there is none), refused
-    (ValueError) when it was quantized from other weights than the shipped ones.
-    """
-    path = resolve_model_path(spec, runs_dir)
-    sha = file_sha256(path)
-    if int8:
-        name = str(spec)
-        target = int8_path(name)
-        if not target.is_file():
-            raise FileNotFoundError(
-                f"{name!r} has no ONNX int8 model ({target.name}); shipped with one: "
-                f"{', '.join(int8_names()) or 'none'}"
-            )
-        model = OnnxModel(target, threads)
-        if model.metadata.get("fer.weights_sha256") != sha:
-            raise ValueError(
-                f"{target} was quantized from other weights than {path}: "
-                f"fer-export --model {name} --format onnx-int8 --out {target.parent}"
-            )
-        return model
-    target = onnx_cache_path(sha)
-    if target.is_file():
-        try:
-            model = OnnxModel(target, threads)
-            if model.metadata.get("fer.format_version") == FORMAT_VERSION:
-                return model
-        except Exception:  # noqa: BLE001 - an unreadable cache entry is exported again
-            pass
-    export_model(load_model(path), target, metadata=source_metadata(spec, path), check=_sample_faces())
-    return OnnxModel(target, threads)
-
-
 # ----------------------------------------------------------------------------- export
 
 
@@ -246,6 +206,7 @@ def _export_graph(model: torch.nn.Module, path: Path) -> None:
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             dynamic_shapes=({0: batch},),
+            opset_version=OPSET,
             optimize=True,
             verbose=False,
             external_data=False,
@@ -333,7 +294,7 @@ def export_model(
     return result
 
 
-def _sample_faces() -> np.ndarray:
+def sample_faces() -> np.ndarray:
     """The real val faces bundled with the repo (140), for the cache export's check; an installed
     package has no data/ folder, so there 64 fixed random images check the same arithmetic."""
     from .data import load_dataset
@@ -496,9 +457,14 @@ def export_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer-export", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--model",
-        required=True,
         help="shipped name (stcnn, resnet50, vit), ensemble (one file per "
-        "member), a run id, a run folder or a checkpoint file",
+        "member), a run id, a run folder or a checkpoint file (with --cache: default every shipped model)",
+    )
+    parser.add_argument(
+        "--cache",
+        action="store_true",
+        help="export into the cache that --backend auto runs ONNX Runtime from (FER_CACHE_DIR), skipping "
+        "what is there already; checked on the bundled sample's faces. `make run` does this once",
     )
     parser.add_argument(
         "--format",
@@ -507,7 +473,7 @@ def export_main(argv: list[str] | None = None) -> int:
         help="onnx: fp32 graph (default); onnx-int8: ONNX Runtime static int8 (QDQ), calibrated on "
         f"{CALIBRATION_FACES} stratified train faces",
     )
-    parser.add_argument("--out", required=True, type=Path, help="folder for NAME.onnx / NAME.int8.onnx")
+    parser.add_argument("--out", type=Path, help="folder for NAME.onnx / NAME.int8.onnx (needed without --cache)")
     parser.add_argument(
         "--data",
         default=None,
@@ -529,8 +495,12 @@ def export_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--runs-dir", default=None)
     args = parser.parse_args(argv)
+    if args.cache:
+        return _fill_cache(args.model, args.runs_dir)
+    if not args.model or not args.out:
+        parser.error("--model and --out are needed (or --cache)")
 
-    from .registry import model_names, resolve_model_path
+    from .registry import model_names
 
     data = args.data or default_data()
     if data is None or not Path(data).expanduser().exists():
@@ -572,6 +542,23 @@ def export_main(argv: list[str] | None = None) -> int:
             print(f"fer-export: error: {e}; nothing written", file=sys.stderr)
             failed = True
     return 1 if failed else 0
+
+
+def _fill_cache(spec: str | None, runs_dir) -> int:
+    """fer-export --cache: onnx_cache.fill_cache for `spec`'s models, or every shipped one."""
+    from .onnx_cache import fill_cache
+    from .registry import model_names, shipped_names
+
+    start = time.perf_counter()
+    try:
+        done = fill_cache(model_names(spec) if spec else shipped_names(), runs_dir)
+    except (FileNotFoundError, ValueError, ExportError) as e:
+        print(f"fer-export: error: {e}", file=sys.stderr)
+        return 1
+    for name, path, exported in done:
+        print(f"{name}: {'exported to' if exported else 'already in'} {path}")
+    print(f"fer-export --cache: {time.perf_counter() - start:.1f} s")
+    return 0
 
 
 def export_int8(

@@ -35,7 +35,15 @@ from .faces import (
 )
 from .loading import load_models, load_named_model, resolve_backend
 from .predict import Face, FaceResult, classify_faces, face_result, find_faces
-from .registry import default_model, ensemble_members, member_views, model_names, resolve_tta, shipped_blend
+from .registry import (
+    default_model,
+    ensemble_members,
+    ensemble_runs,
+    member_views,
+    model_names,
+    resolve_tta,
+    shipped_blend,
+)
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -129,8 +137,9 @@ class Recognizer:
         views = set(self.views.values())
         self.tta = views.pop() if len(views) == 1 else "auto"
         spec = self.model
-        if not isinstance(spec, str):  # models side by side: the ensemble's blend when they are its members
-            spec = "ensemble" if sorted(spec) == sorted(ensemble_members()) else ",".join(spec)
+        if not isinstance(spec, str):  # models side by side: the ensemble's blend over its members
+            members = ({*ensemble_members()}, {*ensemble_runs()})  # all of them, or those it runs
+            spec = "ensemble" if set(spec) in members else ",".join(spec)
         self.blend = shipped_blend(spec, self.views) if self.calibrated else None
 
     def batch_models(self) -> dict:

@@ -51,7 +51,7 @@ def int8_names() -> list[str]:
     return sorted(p.name.removesuffix(".int8.onnx") for p in SHIPPED_MODELS_DIR.glob("*.int8.onnx"))
 
 
-# The shipped ensemble: the average of the three architectures' shipped models.
+# The shipped ensemble: a weighted average of the three architectures' shipped models.
 ENSEMBLE = ("stcnn", "resnet50", "vit")
 
 
@@ -78,18 +78,24 @@ def resolve_tta(tta: str, spec: str) -> str:
     return shipped_tta(spec) if tta == "auto" else tta
 
 
+def applied_temperature(name: str, view: str) -> float | None:
+    """The temperature a shipped model's record applies in `view`: fitted on val, and kept only
+    where it lowered the val ECE and NLL out of fold (scripts/calibrate_models.py); None otherwise."""
+    chosen = (((model_record(name) or {}).get("calibration") or {}).get("views") or {}).get(view) or {}
+    return chosen["temperature"] if chosen.get("applied") else None
+
+
 def shipped_blend(spec: str, views: dict[str, str]) -> Blend | None:
     """How the answer for `spec` is made from its members' probabilities, as the records say:
-    `ensemble` -> its fitted weights and temperatures (scripts/calibrate_models.py); a shipped
-    model -> its own temperature, when run in the view it was fitted for. None otherwise (a
-    plain mean, uncalibrated)."""
+    `ensemble` -> its fitted weights and temperatures (scripts/calibrate_models.py) over the members
+    it runs (weight above 0); a shipped model -> its temperature for the view it runs in, where the
+    record applies one. None otherwise (a plain mean, uncalibrated)."""
     record = model_record(spec)
     if spec == "ensemble" and record and "weights" in record:
-        return Blend(record["weights"], record["temperatures"], record["temperature"])
-    calibration = (record or {}).get("calibration")
-    if calibration and views.get(spec) == calibration["tta"]:
-        return Blend({spec: 1.0}, {spec: calibration["temperature"]})
-    return None
+        weights = {n: w for n, w in record["weights"].items() if w > 0}
+        return Blend(weights, {n: record["temperatures"][n] for n in weights}, record["temperature"])
+    temperature = applied_temperature(spec, views.get(spec, "none")) if record else None
+    return Blend({spec: 1.0}, {spec: temperature}) if temperature else None
 
 
 def member_views(spec: str, tta: str) -> dict[str, str]:
@@ -103,9 +109,9 @@ def member_views(spec: str, tta: str) -> dict[str, str]:
 
 
 def default_model() -> str:
-    """What fer-predict, fer-serve, the Recognizer and Predict use unless told: the best thing on
-    val, which the ensemble's record names (the calibrated ensemble, or the best single model
-    when no ensemble beats it)."""
+    """What fer-predict, fer-serve, the Recognizer and Predict use unless told, as the ensemble's
+    record names it: the cheapest model whose val accuracy is not significantly below the best
+    (fer_core/model_choice.py; scripts/calibrate_models.py writes the choice and its test)."""
     record = model_record("ensemble") or {}
     return record.get("default_model", "ensemble")
 
@@ -120,10 +126,16 @@ def ensemble_members() -> list[str]:
     return [n for n in ENSEMBLE if n in shipped]
 
 
+def ensemble_runs() -> list[str]:
+    """The members the shipped ensemble runs: those its record weighs above 0 (all before it is fitted)."""
+    weights = (model_record("ensemble") or {}).get("weights") or {}
+    return [n for n in ensemble_members() if weights.get(n, 1.0) > 0]
+
+
 def model_names(spec: str) -> list[str]:
-    """ "ensemble" -> the shipped members; "a,b" -> ["a", "b"]; one name -> [name]."""
+    """ "ensemble" -> the shipped members it runs; "a,b" -> ["a", "b"]; one name -> [name]."""
     if spec == "ensemble":
-        names = ensemble_members()
+        names = ensemble_runs()
         if not names:
             raise FileNotFoundError("no shipped models in results/models yet for the ensemble")
         return names

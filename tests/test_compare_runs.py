@@ -154,12 +154,12 @@ def test_runs_that_share_a_name_keep_their_own_lines(shipped):
 def test_the_diff_switch_hides_the_settings_all_selected_runs_share(shipped):
     at = page()
     select(at, ["ref-resnet50-ema2", "ref-resnet50-ema3"])
-    settings = frame(at, ["name"])
-    assert list(settings.columns) == ["name", "seed"] and settings.seed.tolist() == [3, 2]
+    settings = frame(at, ["setting"]).set_index("setting")  # a row per setting, a column per run
+    assert list(settings.index) == ["seed"] and settings.loc["seed"].tolist() == ["3", "2"]
     at.toggle(key="settings_diff").set_value(False).run()
-    settings = frame(at, ["name"])
-    assert {"seed", "lr", "batch_size", "model_config.stem", "augment.flip"} <= set(settings.columns)
-    assert settings.lr.nunique() == 1
+    settings = frame(at, ["setting"]).set_index("setting")
+    assert {"seed", "lr", "batch_size", "model_config.stem", "augment.flip"} <= set(settings.index)
+    assert settings.loc["lr"].nunique() == 1
 
 
 def test_every_chart_and_table_offers_the_data_it_shows_as_csv(shipped, downloads):

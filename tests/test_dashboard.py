@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fer_core.checkpoint import read_checkpoint_metadata
+from fer_core.registry import model_names
 from fer_core.runstore import RunStore
 from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN, job_ended, run_fer_train
 from trainers.jobs import JobQueue
@@ -135,7 +136,7 @@ def test_sweeps_page_groups_trials_and_plots_parallel_coordinates(runs_copy):
     at = app("views/sweeps.py")
     assert at.selectbox(key="sweep").options == ["batch-sweep-1 (2 trials)"]
     [trials] = [df.value for df in at.dataframe]
-    assert len(trials) == 2 and sorted(trials.batch_size) == [16, 32]
+    assert len(trials) == 2 and sorted(trials["batch size"]) == [16, 32]  # varied settings under readable names
     assert "varied: preset, batch size." in at.caption[0].value  # categorical and numeric axes
     assert at.get("plotly_chart")  # the parallel-coordinates view
     at.selectbox(key="sweep_metric").set_value("val_macro_f1").run()
@@ -241,13 +242,13 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
     assert run["init_from"]["checkpoint"].endswith("results/models/stcnn.safetensors")
     shipped_from = read_checkpoint_metadata(PROJECT / "results" / "models" / "stcnn.safetensors")["info"]["run_id"]
     assert run["init_from"]["run_id"] == shipped_from
-    assert [Path(t["checkpoint"]).stem for t in run["distill_from"]] == ["stcnn", "resnet50", "vit"]
+    assert [Path(t["checkpoint"]).stem for t in run["distill_from"]] == model_names("ensemble")  # those it runs
     table = app().dataframe[0].value  # Compare runs says where it started: the shipped model's run
     assert table[table.name == "warm-restart"].started_from.iloc[0] == shipped_from  # (not in this store)
     assert table[table.name == "warm-restart"].ema_decay.iloc[0] == 0.99
     teacher_runs = [
         read_checkpoint_metadata(PROJECT / "results" / "models" / f"{n}.safetensors")["info"]["run_id"]
-        for n in ("stcnn", "resnet50", "vit")
+        for n in model_names("ensemble")
     ]
     assert table[table.name == "warm-restart"].distilled_from.iloc[0] == ", ".join(teacher_runs)
     assert table[table.name == "warm-restart"].cutmix_alpha.iloc[0] == 1.0

@@ -21,14 +21,13 @@ from fer_core.data import load_dataset
 from fer_core.inference import predict_probs
 from fer_core.loading import load_named_model
 from fer_core.models import create_model
+from fer_core.onnx_cache import cache_key, load_onnx_model, onnx_cache_path
 from fer_core.onnx_export import (
     ExportError,
     OnnxModel,
     check_faces,
     compare_with_torch,
     export_model,
-    load_onnx_model,
-    onnx_cache_path,
     read_metadata,
     source_metadata,
     val_accuracy,
@@ -48,9 +47,10 @@ def fer_export(*args, timeout: int = 600) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def exported(fer2013, tmp_path_factory) -> tuple[Path, str]:
-    """`fer-export --model ensemble`: one checked .onnx per shipped member, exported once per session."""
+    """`fer-export --model stcnn,resnet50,vit`: one checked .onnx per shipped model, exported once per session
+    (`--model ensemble` exports the members it runs: those of weight above 0)."""
     out = tmp_path_factory.mktemp("onnx")
-    result = fer_export("--model", "ensemble", "--format", "onnx", "--out", out, "--data", fer2013)
+    result = fer_export("--model", ",".join(ENSEMBLE), "--format", "onnx", "--out", out, "--data", fer2013)
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result.stdout
 
@@ -137,11 +137,11 @@ def test_failed_check_leaves_no_file(tmp_path, fer2013):
 
 @pytest.mark.slow
 def test_load_onnx_model_exports_once_into_the_cache_and_serves_predict_probs(tmp_path, fer2013):
-    """A checkpoint's first load exports it to cache/onnx/<sha256>.onnx; the next reuses it; OnnxModel
+    """A checkpoint's first load exports it to cache/onnx/<digest of its key>.onnx; the next reuses it; OnnxModel
     gives predict_probs the same probabilities as torch, with test-time views too."""
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
     model = load_onnx_model(str(ckpt))
-    cached = onnx_cache_path(file_sha256(ckpt))
+    cached = onnx_cache_path(cache_key(file_sha256(ckpt)))
     assert model.path == cached and cached.is_file()
     assert model.metadata["fer.source_run_id"] == "tiny-run" and model.metadata["fer.tta"] == "none"
     stamp = cached.stat().st_mtime_ns

@@ -74,17 +74,21 @@ def test_predict_a_photo_with_each_detector_and_a_confidence_floor(no_runs, face
 
 
 def test_the_shipped_three_answer_as_the_calibrated_ensemble(no_runs, face_jpeg):
-    """Predict shows the ensemble's weights and temperatures, and labels each face by the blend."""
+    """With the three shipped models chosen, Predict says what runs (each member's weight and
+    temperature, vit at weight 0 not counted) and labels each face by the blend."""
     from fer_core.recognizer import Recognizer
     from fer_core.registry import model_record
 
-    at = upload(predict_page(), ("face.jpg", face_jpeg, "image/jpeg"))
+    at = predict_page()
+    at.multiselect(key="predict_models").set_value([f"{n} (shipped)" for n in ("stcnn", "resnet50", "vit")])
+    at = upload(at, ("face.jpg", face_jpeg, "image/jpeg"))
     record = model_record("ensemble")
-    [caption] = [c.value for c in at.caption if c.value.startswith("Calibrated on val")]
-    assert all(f"{n} {w:g}" in caption for n, w in record["weights"].items())
-    assert all(f"{n} T={t:.2f}" in caption for n, t in record["temperatures"].items())
+    [caption] = [c.value for c in at.caption if c.value.startswith("Runs ")]
+    running = {n: w for n, w in record["weights"].items() if w > 0}
+    assert all(f"{n} weight {w:g}, T={record['temperatures'][n]:.2f}" in caption for n, w in running.items())
+    assert all(f"{n}: weight 0, not counted" in caption for n in set(record["weights"]) - set(running))
     [verdict] = verdicts(at)
-    assert "weighted ensemble of 3" in verdict
+    assert "weighted ensemble of " + " + ".join(f"{n} {w:g}" for n, w in running.items()) in verdict
     [face] = Recognizer(["stcnn", "resnet50", "vit"])(Image.open(io.BytesIO(face_jpeg)))
     assert verdict.startswith(f"**Face 1: {face.label}** ({face.confidence:.0%}")
 
@@ -106,6 +110,7 @@ def test_files_that_are_not_images_say_so_by_name(no_runs, face_jpeg):
 def test_grad_cam_for_every_shipped_architecture(no_runs, face_jpeg):
     """The maps themselves (the ViT's is no longer blank) are checked in test_explain.py."""
     at = predict_page()
+    at.multiselect(key="predict_models").set_value([f"{n} (shipped)" for n in ("stcnn", "resnet50", "vit")])
     at.toggle(key="explain").set_value(True)
     at = upload(at, ("face.jpg", face_jpeg, "image/jpeg"))
     captions = [c for image in at.image for c in image.captions]

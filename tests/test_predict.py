@@ -84,7 +84,7 @@ def test_the_cards_views_by_default(photos, every_photo):
     there reports probabilities scaled by the temperature the card fitted for that view."""
     crops = np.stack([f.crop for f in find_faces(load_photo(photos["one"]))])
     model = load_named_model(MODEL, backend="torch")
-    temperature = model_record(MODEL)["calibration"]["temperature"]
+    temperature = model_record(MODEL)["calibration"]["views"][shipped_tta(MODEL)]["temperature"]  # applied there
     _, tta_none, _ = predict(photos["one"], "--tta", "none")
     seen = []
     for out, view, t in ((every_photo[1]["one"], shipped_tta(MODEL), temperature), (tta_none, "none", 1.0)):

@@ -111,7 +111,7 @@ def test_int8_is_refused_where_there_is_no_int8_model():
     with pytest.raises(ValueError, match="int8 runs on ONNX Runtime"):
         load_named_model("stcnn", int8=True, backend="torch")
     mixed = load_models("ensemble", int8=True, backend="onnx")  # int8 where shipped, full precision elsewhere
-    assert [model.precision == "int8" for model in mixed] == [name in INT8 for name in ENSEMBLE]
+    assert [model.precision == "int8" for model in mixed] == [name in INT8 for name in model_names("ensemble")]
 
 
 def test_fer_eval_int8(fer2013):

@@ -211,6 +211,20 @@ def predictions_target(spec: str, runs_dir):
     raise ValueError(f"--save keeps predictions in a run or beside a shipped model; {spec!r} is neither")
 
 
+def runtime_of(model, precision: str) -> dict[str, str]:
+    """The runtime a loaded model runs on and the precision of its arithmetic."""
+    from fer_core.onnx_export import OnnxModel
+
+    if isinstance(model, OnnxModel):
+        return {"runtime": "onnx", "precision": model.precision}
+    return {"runtime": "torch", "precision": precision}
+
+
+def one_or_mixed(values) -> str:
+    values = set(values)
+    return values.pop() if len(values) == 1 else "mixed (see members)"
+
+
 def eval_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fer-eval", description="Evaluate a model on a FER2013-style dataset.")
     p.add_argument(
@@ -234,7 +248,13 @@ def eval_main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     add_runtime_options(p)
     p.add_argument("--runs-dir", help="run store for a run id given as --model (folder or URI)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"], help="auto: bf16 where fast")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="fp32 (default: the same figure on every CPU) or bf16 autocast (on PyTorch; faster where the CPU has "
+        "bf16 units, and a few faces may change)",
+    )
     p.add_argument(
         "--save",
         action="store_true",
@@ -257,10 +277,14 @@ def eval_main(argv: list[str] | None = None) -> int:
         if index is not None:
             data = data.subset(index)
         save = predictions_target(args.model, args.runs_dir) if args.save else None
+        if args.precision == "bf16" and (args.int8 or args.backend == "onnx"):
+            raise ValueError("bf16 runs on PyTorch: drop --int8 / --backend onnx, or use --precision fp32")
         device = select_device("cpu" if args.int8 or args.backend == "onnx" else args.device)
-        models = load_models(args.model, device, args.runs_dir, int8=args.int8, backend=args.backend, batched=True)
+        backend = "torch" if args.precision == "bf16" else args.backend
+        models = load_models(args.model, device, args.runs_dir, int8=args.int8, backend=backend)
         views = member_views(args.model, args.tta)
         dtype = autocast_dtype(device, args.precision)
+        ran = {name: runtime_of(m, args.precision) for name, m in zip(views, models, strict=True)}
         member_probs = {
             name: ensemble_probs([m], data.images, device, dtype, tta=views[name])
             for name, m in zip(views, models, strict=True)
@@ -279,6 +303,9 @@ def eval_main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "int8": args.int8,
         "backend": args.backend,
+        "runtime": one_or_mixed(r["runtime"] for r in ran.values()),  # what ran: torch or onnx, never auto
+        "precision": one_or_mixed(r["precision"] for r in ran.values()),  # fp32, bf16 or int8 arithmetic
+        "members": ran,
         "data": str(Path(args.data).resolve()),
         "split": split,
         "tta": args.tta,
@@ -295,7 +322,10 @@ def eval_main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.model}{' (int8)' if args.int8 else ''} on {split} of {args.data} (n={m['n']}, tta={args.tta})")
+        print(
+            f"{args.model} on {split} of {args.data} (n={m['n']}, tta={args.tta}; {result['precision']} on "
+            f"{result['runtime']})"
+        )
         print(f"accuracy  {m['accuracy']:.4f}\nmacro-F1  {m['macro_f1']:.4f}\nAUC       {m['auc']:.4f}")
         print(f"ECE       {result['ece']:.4f}{'' if blend else ' (uncalibrated)'}")
         print("per-class recall:")

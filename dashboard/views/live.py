@@ -18,7 +18,7 @@ from fer_core.drawing import draw_tags, face_tag
 from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, VIDEO_DETECT_MAX_SIDE
 from fer_core.loading import BACKENDS
 from fer_core.predict import classify_faces, find_faces
-from fer_core.registry import int8_names
+from fer_core.registry import default_model, int8_names
 
 st.title("Live")
 choices = model_choices()
@@ -26,7 +26,9 @@ if not choices:
     st.warning("No trained model yet: train one on the **Train** page.")
     st.stop()
 labels = list(choices)
-default = next((i for i, label in enumerate(labels) if label.startswith("stcnn")), 0)
+# the default model when it is one model (fer_core.registry.default_model), else stcnn: one view per frame
+start = default_model() if default_model() in choices.values() else "stcnn"
+default = next((i for i, label in enumerate(labels) if choices[label] == start), 0)
 video_column, settings = st.columns([3, 2])  # the video in a column: STOP stays above the fold
 with settings:
     picked = st.selectbox("Model", labels, index=default, key="live_model")
@@ -46,8 +48,8 @@ with settings:
             "Runtime",
             BACKENDS,
             key="live_backend",
-            help="auto: the faster one - ONNX Runtime for the shipped models (exported once, on first use), "
-            "PyTorch for runs",
+            help="auto: the faster one ready - ONNX Runtime for the shipped models once exported into the cache "
+            "(`make run` does it), else PyTorch; PyTorch for runs",
         )
     )
     detector = st.selectbox(

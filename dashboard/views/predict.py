@@ -22,6 +22,7 @@ from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, 
 from fer_core.labels import top_two
 from fer_core.loading import BACKENDS
 from fer_core.predict import Face
+from fer_core.registry import default_model, model_names, model_record
 from fer_core.video import (
     MIN_TRACK_SECONDS,
     VIDEO_SUFFIXES,
@@ -36,18 +37,54 @@ VIDEO_TYPES = [suffix.lstrip(".") for suffix in VIDEO_SUFFIXES]
 DISPLAY_MAX_SIDE = 1600  # a 100 MP photo is shown (and sent to the browser) at this size
 MAX_TRACKS = 8  # timelines shown per video (the faces seen longest)
 
+
+def models_help() -> str:
+    """The Models box's help: the default, and how several chosen models are combined."""
+    record = model_record("ensemble") or {}
+    weights = record.get("weights") or {}
+    running = ", ".join(f"{n} {w:g}" for n, w in weights.items() if w > 0)
+    idle = [n for n, w in weights.items() if w == 0]
+    text = (
+        f"Starts with **{default_model()}**, the default of fer-predict: the cheapest model not significantly "
+        "less accurate on val than the best (results/models/ensemble.md). Several chosen models are shown side by "
+        "side, each with its own answer"
+    )
+    if running:
+        text += f"; with all three shipped, the verdict is the calibrated ensemble, weighted {running}"
+        text += f" ({', '.join(idle)}: weight 0, shown but not counted)" if idle else ""
+    return text + "; any other set is combined by its plain mean."
+
+
+def what_runs(recognizer) -> str:
+    """One line: which models run, in which views, and how their answers become the verdict."""
+    blend, views = recognizer.blend, recognizer.views
+    ran = ", ".join(f"{spec} {views[spec]}" for spec in recognizer.models)
+    if blend is None:
+        how = "their plain mean" if len(views) > 1 else "its probabilities as they are (no temperature applied)"
+    elif len(blend.weights) > 1:
+        idle = [spec for spec in recognizer.models if spec not in blend.weights]
+        how = "the calibrated ensemble: " + ", ".join(
+            f"{n} weight {w:g}, T={blend.temperatures[n]:.2f}" for n, w in blend.weights.items()
+        )
+        how += f", then T={blend.temperature:.2f}" + (f"; {', '.join(idle)}: weight 0, not counted" if idle else "")
+    else:
+        [(name, t)] = blend.temperatures.items()
+        how = f"probabilities scaled by T={t:.2f}, the temperature its card applies in this view"
+    return f"Runs {ran}; the verdict is {how}. Fitted on val (scripts/calibrate_models.py); the label never changes."
+
+
 st.title("Predict")
 choices = model_choices()
 if not choices:
     st.warning("No trained model yet: train one on the **Train** page.")
     st.stop()
-default = [label for label in choices if label.endswith("(shipped)")] or list(choices)[:1]
+default = [label for label in choices if choices[label] in model_names(default_model())] or list(choices)[:1]
 picked = st.multiselect(
     "Models",
     list(choices),
     default=default,
     key="predict_models",
-    help="several models are shown side by side, with their ensemble (mean)",
+    help=models_help(),
 )
 c1, c2, c3 = st.columns(3)
 detector = c1.selectbox(
@@ -71,8 +108,8 @@ backend = c3.selectbox(
     "Runtime",
     BACKENDS,
     key="predict_backend",
-    help="auto: the faster one - ONNX Runtime for the shipped models (each exported once, on first use), "
-    "PyTorch for runs",
+    help="auto: the faster one ready - ONNX Runtime for the shipped models once exported into the cache "
+    "(`make run` does it, `fer-export --cache`), else PyTorch, so no answer waits for an export; PyTorch for runs",
 )
 explain = st.toggle("Explain (Grad-CAM, and the ST-CNN's transformed input)", value=False, key="explain")
 card_views = st.toggle(
@@ -85,30 +122,19 @@ card_views = st.toggle(
 files = st.file_uploader(
     "Drop face photos or videos here", type=IMAGE_TYPES + VIDEO_TYPES, accept_multiple_files=True, key="uploads"
 )
+status = st.empty()  # the hint, then the loading message, in one place (never one over the other)
 if not picked or not files:
-    st.info(
+    status.info(
         f"Choose at least one model and drop one or more images ({', '.join(IMAGE_TYPES)}) "
         f"or videos ({', '.join(VIDEO_TYPES)})."
     )
     st.stop()
-recognizer = get_recognizer([choices[label] for label in picked], card_views, backend).with_options(
-    detector=detector, min_face_confidence=min_confidence
-)
-models, tta = recognizer.models, recognizer.views
-if any(view != "none" for view in tta.values()):
-    st.caption("Test-time views (photos): " + ", ".join(f"{spec} {view}" for spec, view in tta.items()))
-if recognizer.blend is not None:  # fer_core.calibration.Blend, from the records (scripts/calibrate_models.py)
-    blend = recognizer.blend
-    st.caption(
-        "Calibrated on val: "
-        + ", ".join(f"{n} T={blend.temperatures[n]:.2f}" for n in blend.weights)
-        + (
-            "; the ensemble weighs them " + ", ".join(f"{n} {w:g}" for n, w in blend.weights.items())
-            if len(blend.weights) > 1
-            else ""
-        )
-        + ". Confidences are the temperature-scaled probabilities (the label is the same)."
+with status.container(), st.spinner("Loading the models..."):
+    recognizer = get_recognizer([choices[label] for label in picked], card_views, backend).with_options(
+        detector=detector, min_face_confidence=min_confidence
     )
+status.caption(what_runs(recognizer))
+models, tta = recognizer.models, recognizer.views
 videos = [f for f in files if Path(f.name).suffix.lower() in VIDEO_SUFFIXES]
 every = (
     st.columns(3)[0].number_input(
@@ -155,6 +181,16 @@ def probability_chart(face: Face) -> None:
     st.plotly_chart(fig, width="stretch")
 
 
+def verdict_source() -> str:
+    """After a face's confidence: what the verdict is made of, when several models are shown."""
+    if len(models) == 1:
+        return ""
+    blend = recognizer.blend
+    if blend is not None and len(blend.weights) > 1:
+        return ", weighted ensemble of " + " + ".join(f"{n} {w:g}" for n, w in blend.weights.items())
+    return f", mean of {len(models)}"
+
+
 def show_photo(upload) -> None:
     data = upload.getvalue()
     if not data:
@@ -179,9 +215,7 @@ def show_photo(upload) -> None:
     with c2:
         for i, face in enumerate(faces, 1):
             label, confidence = face.label()
-            combined = ""
-            if len(models) > 1:
-                combined = f", {'weighted ensemble' if recognizer.blend else 'mean'} of {len(models)}"
+            combined = verdict_source()
             ranked = top_two(face.combined())
             if len(ranked) > 1:  # below UNSURE_BELOW: the runner-up is said too, as on the tag
                 combined += f"; unsure, next {ranked[1][0]} {ranked[1][1]:.0%}"

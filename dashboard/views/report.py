@@ -8,12 +8,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.common import predictions_version, shipped_rows, store
+from dashboard.paper_tables import PAGE_LABELS
 from dashboard.report_html import paper_report, report_html
 
 st.title("Paper report")
 st.caption(
     "The paper measured on its own 80:20 split of FER2013 train; we measure on FER2013 PublicTest (our val "
-    "split), which no model trained on. Each number's split and protocol is in its row."
+    "split), which no model trained on. Each column's name says where its numbers were measured (hover for more); "
+    "the notes say it in full."
 )
 
 
@@ -39,9 +41,13 @@ for section in sections:
     st.subheader(section.title)
     if section.note:
         st.caption(section.note)
-    tables = [item for item in section.items if isinstance(item, pd.DataFrame)]
-    figures = [item for item in section.items if not isinstance(item, pd.DataFrame)]
-    for table in tables:
-        st.dataframe(table, hide_index=True)
-    for column, fig in zip(st.columns(len(figures)) if figures else [], figures, strict=True):
-        column.plotly_chart(fig)
+    for item in section.items:  # full width each: side by side, their axes and legends did not fit
+        if isinstance(item, pd.DataFrame):
+            config = {
+                c: st.column_config.Column(PAGE_LABELS[c][0], help=PAGE_LABELS[c][1])
+                for c in item.columns
+                if c in PAGE_LABELS
+            }
+            st.dataframe(item, hide_index=True, placeholder="-", column_config=config)
+        else:
+            st.plotly_chart(item, width="stretch")

@@ -9,7 +9,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from dashboard import compare
-from dashboard.common import queue, runs_table, store
+from dashboard.common import queue, runs_table, shipped_runs, store
 from fer_core.classes import CLASSES
 from fer_core.paper_compare import (
     MIN_EPOCHS,
@@ -135,8 +135,11 @@ if text:
     table = table[hay.str.contains(text.lower(), regex=False)]
 table = table.sort_values("created", ascending=False).reset_index(drop=True)
 names = compare.chart_labels(table.run_id, table.name)
+table["label"] = table.run_id.map(names)  # two runs of one name get their start time too
 chosen = chosen_runs(table, set(info), names)
-
+all_columns = st.toggle(
+    "All columns", value=False, key="runs_all_columns", help="every setting and detail (the table then scrolls)"
+)
 st.dataframe(
     table,
     key="runs_table",
@@ -145,37 +148,55 @@ st.dataframe(
     hide_index=True,
     placeholder="",
     column_order=[
-        "name",
+        "label",
         "model",
-        "preset",
         "status",
         "best_val_accuracy",
-        "val_macro_f1",
-        "val_auc",
+        *(["val_macro_f1"] if all_columns else []),
+        *(["val_auc", "preset"] if all_columns else []),
         *(["test_accuracy"] if table.test_accuracy.notna().any() else []),  # only runs on a CSV have a test split
         "progress",
         "minutes",
-        "started_from",
-        "distilled_from",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "model_config",
-        "device",
-        "sweep",
-        "tags",
-        "error",
-        "run_id",
+        "shipped_as",
+        *(
+            [
+                "started_from",
+                "distilled_from",
+                "batch_size",
+                "lr",
+                "weight_decay",
+                "model_config",
+                "device",
+                "sweep",
+                "tags",
+                "error",
+                "run_id",
+            ]
+            if all_columns
+            else []
+        ),
     ],
     column_config={
-        "name": st.column_config.TextColumn("name", width=compare.fit_width(table.name, "name", most=300)),
+        "label": st.column_config.TextColumn(
+            "name",
+            width=compare.fit_width(table.label, "name", most=300),
+            help="a name two runs share is followed by the run's start time",
+        ),
+        "status": st.column_config.TextColumn(
+            "status",
+            help="cancelled: stopped by hand; a stopped run keeps every finished epoch and its best checkpoint",
+        ),
         "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.4f"),
         "val_macro_f1": st.column_config.NumberColumn("val macro-F1", format="%.4f"),
         "val_auc": st.column_config.NumberColumn("val AUC", format="%.4f"),
         "test_accuracy": st.column_config.NumberColumn(
             "test acc", format="%.4f", help="PrivateTest at the best epoch (runs on the FER2013 CSV only)"
         ),
-        "progress": st.column_config.TextColumn("epochs", width=compare.fit_width(table.progress, "epochs")),
+        "progress": st.column_config.TextColumn("epochs", width=compare.fit_width(table.progress, "epochs", most=170)),
+        "minutes": st.column_config.NumberColumn("minutes", format="%.0f"),
+        "shipped_as": st.column_config.TextColumn(
+            "shipped as", help="the shipped model made from this run, and the epoch taken (results/models/NAME.md)"
+        ),
         "started_from": st.column_config.TextColumn(
             "started from", width=compare.fit_width(table.started_from, "started from")
         ),
@@ -188,6 +209,13 @@ selected = chosen or table.run_id[:3].tolist()
 st.caption(
     f"{len(table)} runs; showing {len(selected)}: {'selected' if chosen else 'the newest (select rows to choose)'}."
 )
+for run in table[table.shipped_as.notna() & (table.status != "finished")].itertuples():
+    source = shipped_runs()[run.run_id]
+    st.caption(
+        f"**{run.label}** shows `{run.status}`: it was stopped after {source['epochs_completed']} of "
+        f"{source['epochs']} epochs. A stopped run keeps its best checkpoint, and its epoch {source['epoch']} is the "
+        f"shipped `{source['name']}` (card: results/models/{source['name']}.md)."
+    )
 for run in table[table.run_id.isin(selected) & (table.status == "failed")].itertuples():
     st.error(
         f"**{run.name}** failed: {run.error or 'the trainer stopped answering (stale heartbeat)'}. "
@@ -195,10 +223,10 @@ for run in table[table.run_id.isin(selected) & (table.status == "failed")].itert
     )
 
 # -- settings of the selected runs ---------------------------------------------------------
-settings = compare.settings_table([info[r] for r in selected])
+settings = compare.settings_table([info[r] for r in selected]).assign(name=[names.get(r, r) for r in selected])
 if st.toggle("Only the settings that differ", value=True, key="settings_diff", help="between the selected runs"):
     settings = compare.differing(settings)
-st.dataframe(settings, hide_index=True, placeholder="")
+st.dataframe(compare.settings_by_run(settings), hide_index=True, placeholder="")  # a column per run: it fits
 
 # -- tags, notes, delete -----------------------------------------------------------------
 with st.expander("Tags, notes and delete"):
@@ -379,18 +407,26 @@ PAPER_COLUMNS = {
         for m, label in (("macro_f1", "F1"), ("loss", "loss"), ("auc", "AUC"))
     },
     "our_best_epoch": st.column_config.NumberColumn("best epoch"),
-    "our_epochs": st.column_config.NumberColumn("epochs"),
-    "our_train_images": st.column_config.NumberColumn("train faces"),
+    "our_epochs": st.column_config.NumberColumn("epochs", help="epochs our run trained"),
+    "our_train_images": st.column_config.NumberColumn("train faces", help="faces our run trained on"),
     "our_val_images": st.column_config.NumberColumn("val faces"),
+    **{k: st.column_config.Column(k.replace("_size", "").replace("_", " ")) for k in TABLE2_KEYS},
+    "batch_size": st.column_config.Column("batch size"),
 }
+OTHER_METRICS = [f"{who}_{m}" for m in ("macro_f1", "loss", "auc") for who in ("paper", "our")]
+other_metrics = st.toggle(
+    "F1, loss and AUC too", value=False, key="paper_other_metrics", help="the paper's and ours, beside accuracy"
+)
 for title, frame, keys, name in (
     ("Table 1 - ST-CNN, batch size (Adam 1e-4, L2 0.01)", table1_rows(runs), ["batch_size"], "paper_table1"),
     ("Table 2 - ViT configurations", table2_rows(runs), TABLE2_KEYS, "paper_table2"),
     ("Headline - best accuracy per architecture, any recipe", headline_rows(runs), ["model"], "paper_headline"),
 ):
     st.markdown(f"**{title}**")
-    shown_columns = [c for c in frame.columns if c not in ("our_run_id", "paper_protocol", "our_protocol")]
-    config = PAPER_COLUMNS | {k: st.column_config.Column(pinned=True) for k in keys}  # keys stay in view
-    config["our_run"] = st.column_config.TextColumn("our run", width=compare.fit_width(frame.our_run, "our run"))
-    st.dataframe(frame, hide_index=True, column_order=shown_columns, column_config=config, placeholder="-")
+    main = ["paper_accuracy", "our_accuracy", "accuracy_gap", "our_epochs", "our_train_images", "our_run"]
+    shown = [c for c in [*keys, *(OTHER_METRICS if other_metrics else main)] if c in frame.columns]
+    config = PAPER_COLUMNS | {
+        "our_run": st.column_config.TextColumn("our run", width=min(200, compare.fit_width(frame.our_run, "our run")))
+    }
+    st.dataframe(frame, hide_index=True, column_order=shown, column_config=config, placeholder="-")
     csv_button(frame, name)

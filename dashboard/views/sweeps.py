@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard.common import runs_table, store
+from dashboard.compare import fit_width
 from fer_core.presets import options
 
 METRICS = {"best_val_accuracy": "best val accuracy", "val_macro_f1": "val macro F1", "val_auc": "val AUC"}
@@ -58,21 +59,26 @@ def hyperparameters(run: dict) -> dict:
 params = pd.DataFrame([hyperparameters(r) for r in trials])
 varied = [c for c in params.columns if params[c].astype(str).nunique() > 1]
 table = runs_table(trials).reset_index(drop=True)
+# the varied settings right after the name, under their readable names (a column named
+# "model_config.layers" showed empty cells: Streamlit reads a dot in a name as a path)
 table = pd.concat(
-    [table[["name", "status", "progress", "best_val_accuracy", "val_macro_f1", "val_auc", "minutes"]], params[varied]],
+    [
+        table[["name"]],
+        params[varied].rename(columns=readable),
+        table[["best_val_accuracy", "val_macro_f1", "val_auc", "status", "progress", "minutes"]],
+    ],
     axis=1,
 )
-st.caption(
-    f"{len(trials)} trials; varied: {', '.join(map(readable, varied)) or 'nothing (repeats)'}. "
-    f"Statuses: {table.status.value_counts().to_dict()}."
-)
+statuses = ", ".join(f"{n} {status}" for status, n in table.status.value_counts().items())
+st.caption(f"{len(trials)} trials; varied: {', '.join(map(readable, varied)) or 'nothing (repeats)'}. {statuses}.")
 st.dataframe(
     table.sort_values("best_val_accuracy", ascending=False, na_position="last"),
     hide_index=True,
     column_config={
-        **{c: readable(c) for c in varied},
+        "name": st.column_config.TextColumn("name", width=min(250, fit_width(table.name, "name"))),
         **{c: st.column_config.NumberColumn(label, format="%.4f") for c, label in METRICS.items()},
         "progress": st.column_config.TextColumn("epochs"),
+        "minutes": st.column_config.NumberColumn("minutes", format="%.0f"),
     },
 )
 
@@ -119,7 +125,7 @@ def axis(name: str, values: pd.Series) -> dict:
     }
 
 
-dimensions = [axis(c, scored[c]) for c in varied] + [axis(metric, scored[metric])]
+dimensions = [axis(c, scored[readable(c)]) for c in varied] + [axis(metric, scored[metric])]
 fig = go.Figure(
     go.Parcoords(
         line={
@@ -129,10 +135,13 @@ fig = go.Figure(
             "colorbar": {"tickformat": ".3f"},
         },
         dimensions=dimensions,
+        labelfont={"size": 15},
+        tickfont={"size": 13},
+        rangefont={"size": 11},
     )
 )
 # the first axis's tick labels sit left of it: room for the longest, which was cut at 60 px ("er-stcnn-b64")
 longest = max(map(len, dimensions[0].get("ticktext", [])), default=0)
-fig.update_layout(height=420, margin={"t": 60, "l": max(60, 7 * longest + 20), "r": 60})
+fig.update_layout(height=440, margin={"t": 70, "l": max(60, 8 * longest + 20), "r": 70})
 st.subheader("Hyperparameters against the metric")
 st.plotly_chart(fig, width="stretch")

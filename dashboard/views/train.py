@@ -263,11 +263,27 @@ def on_the_sample(run: dict) -> bool:
     return (run.get("dataset") or {}).get("fingerprint") == sample_facts()[1]
 
 
+def run_deleted(job: dict) -> bool:
+    """An ended job that started a trainer and has no error of its own, whose run is gone."""
+    return (
+        job["status"] not in ACTIVE
+        and bool(job.get("started"))
+        and not job.get("error")
+        and not store().exists(job["run_id"])
+    )
+
+
 @st.fragment(run_every=2 if live else None)
 def jobs_panel() -> None:
     q = queue()
     q.tick()  # start queued jobs when a slot is free
     jobs = sorted(q.jobs(), key=lambda j: j["created"], reverse=True)
+    gone = [j for j in jobs if run_deleted(j)]
+    for job in gone:  # what the job made was deleted on Compare runs: nothing is left to show
+        q.forget(job["job_id"])
+    jobs = [j for j in jobs if j not in gone]
+    if gone:
+        st.caption(f"{len(gone)} job(s) left this list: their runs were deleted.")
     if not jobs:
         st.info("No jobs yet: fill in the form above and press **Start training**.")
         return
