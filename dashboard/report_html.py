@@ -19,6 +19,7 @@ from fer_core import calibration, paper_compare
 from fer_core.classes import CLASSES
 from fer_core.predictions import probabilities
 from fer_core.registry import ENSEMBLE, model_record
+from fer_core.robustness import STORED_DIR, load_results
 from fer_core.runstore import RunStore
 
 PAPER = "the authors' own 80:20 split of FER2013 train, as they report it"
@@ -294,8 +295,11 @@ def paper_tables(store: RunStore) -> list[Section]:
         Section(
             "Table 1: ST-CNN, batch size",
             f"The paper's rows ({PAPER}), then ours row for row: our best run with the paper's recipe at that "
-            "batch size.",
-            [readable(paper_compare.table1_rows(runs), ["batch_size"])],
+            f"batch size; below, each trial at its budget. {paper_compare.TABLE1_BUDGET_NOTE}",
+            [
+                readable(paper_compare.table1_rows(runs), ["batch_size"]),
+                readable(paper_compare.table1_budget_rows(runs), ["budget", "preset"]),
+            ],
         ),
         Section(
             "Table 2: ViT configurations",
@@ -356,6 +360,11 @@ def paper_report(store: RunStore, rows: pd.DataFrame) -> list[Section]:
                 items,
             )
         )
+    from dashboard.robustness_figures import robustness_section  # it builds on this module
+
+    stored = load_results(STORED_DIR)  # the committed results, not those measured on demand
+    if stored:
+        sections.append(robustness_section(stored))
     return sections
 
 

@@ -16,8 +16,10 @@ from fer_core.paper_compare import (
     MIN_TRAIN_IMAGES,
     OUR_PROTOCOL,
     PAPER_PROTOCOL,
+    TABLE1_BUDGET_NOTE,
     TABLE2_KEYS,
     headline_rows,
+    table1_budget_rows,
     table1_rows,
     table2_rows,
 )
@@ -297,13 +299,25 @@ PAPER_COLUMNS = {
     "our_epochs": st.column_config.NumberColumn("epochs"),
     "our_train_images": st.column_config.NumberColumn("train faces"),
     "our_val_images": st.column_config.NumberColumn("val faces"),
+    "train_faces": st.column_config.NumberColumn("train faces"),
+    "val_faces": st.column_config.NumberColumn("val faces"),
+    "epochs_done": st.column_config.NumberColumn("epochs done"),
 }
-for title, frame, keys, name in (
-    ("Table 1 - ST-CNN, batch size (Adam 1e-4, L2 0.01)", table1_rows(runs), ["batch_size"], "paper_table1"),
-    ("Table 2 - ViT configurations", table2_rows(runs), TABLE2_KEYS, "paper_table2"),
-    ("Headline - best accuracy per architecture, any recipe", headline_rows(runs), ["model"], "paper_headline"),
+for title, frame, keys, name, note in (
+    ("Table 1 - ST-CNN, batch size (Adam 1e-4, L2 0.01)", table1_rows(runs), ["batch_size"], "paper_table1", ""),
+    (
+        "Table 1 at fixed budgets - each trial of the full-data sweep and of the quick version",
+        table1_budget_rows(runs),
+        ["budget", "preset"],
+        "paper_table1_budgets",
+        TABLE1_BUDGET_NOTE,
+    ),
+    ("Table 2 - ViT configurations", table2_rows(runs), TABLE2_KEYS, "paper_table2", ""),
+    ("Headline - best accuracy per architecture, any recipe", headline_rows(runs), ["model"], "paper_headline", ""),
 ):
     st.markdown(f"**{title}**")
+    if note:
+        st.caption(note)
     shown_columns = [c for c in frame.columns if c not in ("our_run_id", "paper_protocol", "our_protocol")]
     config = PAPER_COLUMNS | {k: st.column_config.Column(pinned=True) for k in keys}  # keys stay in view
     config["our_run"] = st.column_config.TextColumn("our run", width=compare.fit_width(frame.our_run, "our run"))
