@@ -77,6 +77,8 @@ def curves_figure(results: list[dict]) -> go.Figure:
             row=row + 1,
             col=col + 1,
         )
+    low, high = points.accuracy.min(), points.accuracy.max()
+    fig.update_yaxes(range=[max(0.0, low - 0.03), min(1.0, high + 0.03)])  # one scale for every chart
     fig.update_yaxes(title_text="accuracy", col=1)
     fig.update_layout(height=260 * rows + 80, margin={"t": 40, "b": 10}, legend={"orientation": "h", "y": -0.06})
     return fig

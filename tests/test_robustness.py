@@ -221,3 +221,22 @@ def test_the_report_has_a_robustness_section(stored):
     assert middle.model.tolist()[:2] == ["stcnn", "stcnn (ST bypassed)"]
     assert "fp32" in section.note and "PublicTest" in section.note
     assert "Robustness" in report_html(sections)
+
+
+@pytest.mark.slow
+def test_the_page_measures_a_run_on_demand(runs_copy, stored):
+    """A real run (tiny ST-CNN, 2 epochs): measured from the page, with and without its transformer,
+    into the cache folder; the page then shows it beside the stored results."""
+    at = AppTest.from_file(APP, default_timeout=600)
+    at.run()
+    at.switch_page("views/robustness.py").run()
+    at.selectbox(key="rob_run").set_value(next(o for o in at.selectbox(key="rob_run").options if o.startswith("b16")))
+    at.number_input(key="rob_faces").set_value(50)
+    at.button(key="rob_measure").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    measured = json.loads((robustness.on_demand_dir() / "b16.json").read_text())
+    assert measured["data"]["faces"] == 50 and measured["source"]["run_id"]
+    assert (robustness.on_demand_dir() / "b16-no-st.json").is_file()
+    middle = at.dataframe[0].value
+    assert {"b16", "b16 (ST bypassed)"} <= set(middle.model) and "stcnn" in set(middle.model)
+    assert set(at.dataframe[1].value.model) == {"stcnn", "b16"}  # the ST's part of each

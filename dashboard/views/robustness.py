@@ -50,9 +50,9 @@ def show_examples(results: list[dict]) -> None:
     c1, c2 = st.columns(2)
     names = [n for n in PERTURBATIONS if n in results[0]["perturbations"]]
     name = c1.selectbox("Perturbation", names, format_func=lambda n: PERTURBATIONS[n].label, key="rob_perturbation")
-    labels = results[0]["examples"]["labels"]
+    ids, labels = results[0]["examples"]["ids"], results[0]["examples"]["labels"]
     example = c2.selectbox(
-        "Face", range(len(labels)), format_func=lambda i: f"a {CLASSES[labels[i]]} face", key="rob_example"
+        "Face", range(len(labels)), format_func=lambda i: f"{CLASSES[labels[i]]} (val face {ids[i]})", key="rob_example"
     )
     strip = example_strip(results, name, example)
     p = PERTURBATIONS[name]
