@@ -15,6 +15,12 @@ from fer_core import robustness
 from fer_core.perturb import PERTURBATIONS, affine_warp, perturb
 
 COLUMNS = 4
+ST_RESPONSE = (
+    "what the transformer does: how much its theta varies from face to face (the largest standard deviation "
+    "of its six entries over the clean faces; 0 is one fixed warp for every face) and the share of each "
+    "geometric perturbation it takes back (1: its output is what it made of the clean face; 0: it does "
+    "nothing about it; below 0: it adds to it)"
+)
 PROTOCOL = (
     "Every model is run the same way: PyTorch in fp32, one view (no test-time augmentation), on the same "
     "stratified subset of FER2013 PublicTest (our val; never the test set) with the same seeded perturbations."
@@ -112,6 +118,22 @@ def st_gap_table(results: list[dict]) -> pd.DataFrame | None:
     return pd.DataFrame(rows) if rows else None
 
 
+def st_response_table(results: list[dict]) -> pd.DataFrame | None:
+    """Per ST-CNN: how much its theta varies from face to face, and the share of each geometric
+    perturbation its transformer takes back at each severity (1 all, 0 none). None without one."""
+    rows = []
+    for r in results:
+        st = r.get("st")
+        if not st:
+            continue
+        row = {"model": r["key"], "theta spread": max(st["theta_std"])}
+        for name, shares in st["takes_back"].items():
+            severities = PERTURBATIONS[name].severities
+            row |= {f"{name} {v}": share for v, share in zip(severities, shares, strict=True)}
+        rows.append(row)
+    return pd.DataFrame(rows) if rows else None
+
+
 def example_strip(results: list[dict], name: str, example: int) -> dict:
     """One example face under one perturbation at every level: the faces, each model's answer, and
     for each ST model what its transformer made of them (rebuilt from the stored thetas). Only the
@@ -140,15 +162,13 @@ def example_strip(results: list[dict], name: str, example: int) -> dict:
 def robustness_section(results: list[dict]) -> Section:
     """The paper report's section: the middle-severity table, the ST's part, the curves."""
     items = [middle_table(results)]
-    gaps = st_gap_table(results)
-    if gaps is not None:
-        items.append(gaps)
+    items += [t for t in (st_gap_table(results), st_response_table(results)) if t is not None]
     items.append(curves_figure(results))
     faces = results[0]["data"]["faces"]
     return Section(
         "Robustness",
-        f"Accuracy on {faces} val faces, clean and under each perturbation at three severities (the table: the "
-        "middle one; the second table: the ST-CNN with its transformer minus the same weights with it bypassed, "
-        f"in points). {PROTOCOL}",
+        f"Accuracy on {faces} val faces, clean and under each perturbation at three severities (the first table: "
+        "the middle one). Then the spatial transformer's part: the ST-CNN with its transformer minus the same "
+        f"weights with it bypassed, in points; and {ST_RESPONSE}. {PROTOCOL}",
         items,
     )

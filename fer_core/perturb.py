@@ -83,18 +83,27 @@ def _signs(rngs) -> np.ndarray:
     return np.array([r.choice([-1.0, 1.0]) for r in rngs])
 
 
-def _rotate(x, degrees, rngs):
-    return affine_warp(x, similarity_theta(_signs(rngs) * degrees, 1.0, 0.0, 0.0))  # either way, per face
+# The geometric perturbations as thetas (per face: the rngs' draws), so that what a spatial
+# transformer makes of them can be compared with what was done (fer_core/robustness.py).
+def _rotation(degrees, rngs):
+    return similarity_theta(_signs(rngs) * degrees, 1.0, 0.0, 0.0)  # either way, per face
 
 
-def _zoom(x, factor, rngs):
-    return affine_warp(x, similarity_theta(0.0, np.full(len(x), factor), 0.0, 0.0))
+def _zoom(factor, rngs):
+    return similarity_theta(0.0, np.full(len(rngs), factor), 0.0, 0.0)
 
 
-def _shift(x, fraction, rngs):
+def _shift(fraction, rngs):
     direction = np.array([r.uniform(0, 2 * np.pi) for r in rngs])  # any direction, per face
     move = 2 * fraction  # normalised units: the side is 2
-    return affine_warp(x, similarity_theta(0.0, 1.0, move * np.cos(direction), move * np.sin(direction)))
+    return similarity_theta(0.0, 1.0, move * np.cos(direction), move * np.sin(direction))
+
+
+WARPS = {"rotation": _rotation, "zoom_out": _zoom, "zoom_in": _zoom, "shift": _shift}
+
+
+def _warp(name: str):
+    return lambda x, value, rngs: affine_warp(x, WARPS[name](value, rngs))
 
 
 def _band(centre_row: float):
@@ -159,10 +168,10 @@ def _contrast(x, factor, rngs):
 PERTURBATIONS: dict[str, Perturbation] = {
     p.name: p
     for p in [
-        Perturbation("rotation", "rotation", "degrees", (15, 30, 45), _rotate),
-        Perturbation("zoom_out", "zoom out (scale < 1)", "scale", (0.9, 0.8, 0.7), _zoom),
-        Perturbation("zoom_in", "zoom in (scale > 1)", "scale", (1.1, 1.2, 1.3), _zoom),
-        Perturbation("shift", "shift", "share of the side", (0.05, 0.1, 0.2), _shift),
+        Perturbation("rotation", "rotation", "degrees", (15, 30, 45), _warp("rotation")),
+        Perturbation("zoom_out", "zoom out (scale < 1)", "scale", (0.9, 0.8, 0.7), _warp("zoom_out")),
+        Perturbation("zoom_in", "zoom in (scale > 1)", "scale", (1.1, 1.2, 1.3), _warp("zoom_in")),
+        Perturbation("shift", "shift", "share of the side", (0.05, 0.1, 0.2), _warp("shift")),
         Perturbation("occlude_eyes", "band over the eyes", "band height, px", (6, 10, 14), _band(EYES_ROW)),
         Perturbation("occlude_mouth", "band over the mouth", "band height, px", (6, 10, 14), _band(MOUTH_ROW)),
         Perturbation("occlude_patches", "random patches", "share of the area", (0.1, 0.2, 0.3), _patches),
@@ -173,7 +182,7 @@ PERTURBATIONS: dict[str, Perturbation] = {
         Perturbation("contrast", "contrast", "contrast kept", (0.6, 0.4, 0.2), _contrast),
     ]
 }
-GEOMETRIC = ("rotation", "zoom_out", "zoom_in", "shift")  # what a spatial transformer could undo
+GEOMETRIC = tuple(WARPS)  # what a spatial transformer could undo
 
 
 def face_rngs(name: str, level: int, ids, seed: int = 0) -> list[np.random.Generator]:
@@ -210,3 +219,8 @@ def perturbation_names(spec: str) -> list[str]:
         known = ", ".join(PERTURBATIONS)
         raise ValueError(f"unknown perturbation {', '.join(unknown) or repr(spec)}; choose from all, {known}")
     return names
+
+
+def warp_theta(name: str, level: int, ids, seed: int = 0) -> np.ndarray:
+    """The thetas [N, 2, 3] with which `perturb` resamples faces `ids` for a geometric perturbation."""
+    return WARPS[name](PERTURBATIONS[name].severities[level - 1], face_rngs(name, level, ids, seed))

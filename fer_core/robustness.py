@@ -26,7 +26,7 @@ import pandas as pd
 from .atomic import atomic_write
 from .classes import CLASSES
 from .paths import SHIPPED_MODELS_DIR, cache_dir
-from .perturb import PERTURBATIONS
+from .perturb import GEOMETRIC, PERTURBATIONS
 from .registry import ENSEMBLE
 
 STORED_DIR = SHIPPED_MODELS_DIR / "robustness"  # the shipped models', committed
@@ -115,6 +115,68 @@ def measure(
     }
     if not out["thetas"]:
         del out["thetas"]
+    if hasattr(model, "theta") and not getattr(model, "identity_warp", False):
+        out["st"] = st_response(model, images, ids, [n for n in names if n in GEOMETRIC], seed)
+    return out
+
+
+def _thetas(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The transformer's thetas of faces, as 3x3 matrices [N, 3, 3]."""
+    import torch
+
+    from .augment import to_model_input
+
+    with torch.inference_mode():
+        parts = [
+            model.theta(to_model_input(torch.from_numpy(images[i : i + batch_size].copy()))).numpy()
+            for i in range(0, len(images), batch_size)
+        ]
+    return _square(np.concatenate(parts))
+
+
+def _square(theta: np.ndarray) -> np.ndarray:
+    bottom = np.broadcast_to([[0.0, 0.0, 1.0]], (len(theta), 1, 3))
+    return np.concatenate([theta.astype(np.float64), bottom], axis=1)
+
+
+def _pose(m: np.ndarray, name: str) -> np.ndarray:
+    """The part of sampling matrices [N, 3, 3] a geometric perturbation changes: the angle
+    (degrees), the log of the scale, or where the output's centre reads (x, y)."""
+    if name == "rotation":
+        return np.degrees(np.arctan2(m[:, 1, 0], m[:, 0, 0]))[:, None]
+    if name.startswith("zoom"):
+        return 0.5 * np.log(np.abs(np.linalg.det(m[:, :2, :2])))[:, None]
+    return m[:, :2, 2]
+
+
+def st_response(model, images: np.ndarray, ids: np.ndarray, names: list[str], seed: int = 0) -> dict:
+    """What an ST-CNN's transformer does with the faces: its theta's mean and spread over the clean
+    faces (a spread of 0: one fixed warp for every face), and `takes_back` - how much of each
+    geometric perturbation it undoes, per severity: 1 when its output on the perturbed face is what
+    it made of the clean face, 0 when it does nothing about it, below 0 when it adds to it. Per
+    face, the perturbation moves the transformer's view of the clean face by `applied` (angle,
+    log-scale or centre); what is left after the transformer is `left`; the share is
+    1 - sum(left along applied) / sum(|applied|) over the faces."""
+    from .perturb import perturb, warp_theta
+
+    clean = _thetas(model, images)
+    flat = clean[:, :2].reshape(len(clean), 6)
+    out = {"theta_mean": np.round(flat.mean(0), 4).tolist(), "theta_std": np.round(flat.std(0), 5).tolist()}
+    takes_back = out["takes_back"] = {}
+    for name in names:
+        shares = []
+        for level in range(1, len(PERTURBATIONS[name].severities) + 1):
+            moved = _square(warp_theta(name, level, ids, seed))
+            seen = _thetas(model, perturb(images, name, level, seed, ids))
+            start = _pose(clean, name)
+            applied = _pose(moved @ clean, name) - start
+            left = _pose(moved @ seen, name) - start  # the transformer's output, in the clean face's frame
+            if name == "rotation":
+                applied, left = (np.mod(a + 180, 360) - 180 for a in (applied, left))
+            size = np.linalg.norm(applied, axis=1)
+            along = (left * applied).sum(1) / np.maximum(size, 1e-12)
+            shares.append(round(float(1 - along.sum() / size.sum()), 3) + 0.0)  # + 0.0: no -0.0
+        takes_back[name] = shares
     return out
 
 

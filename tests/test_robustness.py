@@ -19,7 +19,15 @@ from fer_core.augment import to_model_input
 from fer_core.checkpoint import load_model
 from fer_core.data import load_dataset
 from fer_core.explain import spatial_transform
-from fer_core.perturb import PERTURBATIONS, affine_warp, perturb, perturbation_names, similarity_theta
+from fer_core.perturb import (
+    GEOMETRIC,
+    PERTURBATIONS,
+    affine_warp,
+    perturb,
+    perturbation_names,
+    similarity_theta,
+    warp_theta,
+)
 from fer_core.registry import ENSEMBLE, resolve_model_path
 from tests.conftest import PROJECT
 
@@ -106,6 +114,33 @@ def test_the_transformers_output_is_rebuilt_from_its_theta(stcnn, val):
     assert np.abs(rebuilt.astype(int) - spatial_transform(stcnn, face[0])).max() <= 1
 
 
+class ScriptedTransformer:
+    """Answers each theta() call with the next of the given thetas: a transformer whose answer is
+    known, to check st_response's arithmetic (1: undoes all, 0: nothing, -1: doubles it)."""
+
+    def __init__(self, thetas: list[np.ndarray]):
+        self.queue = list(thetas)
+
+    def theta(self, x):
+        return torch.from_numpy(self.queue.pop(0)[:, :2]).float()
+
+
+@pytest.mark.parametrize("name", GEOMETRIC)
+def test_st_response_measures_what_the_transformer_takes_back(val, name):
+    ids = np.arange(300, 340)
+    base = robustness._square(similarity_theta(10.0, np.full(40, 1.1), 0.05, -0.02))  # its view of clean faces
+    moves = [robustness._square(warp_theta(name, level, ids)) for level in (1, 2, 3)]
+    for answer, expected in (
+        (lambda m: np.linalg.inv(m) @ base, 1.0),  # undoes the perturbation: sees the clean view
+        (lambda m: base, 0.0),  # does nothing about it
+        (lambda m: m @ base, -1.0),  # moves the same way again
+    ):
+        model = ScriptedTransformer([base] + [answer(m) for m in moves])
+        response = robustness.st_response(model, val.images[ids], ids, [name])
+        assert response["takes_back"][name] == pytest.approx([expected] * 3, abs=0.02)
+        assert response["theta_std"] == pytest.approx([0.0] * 6, abs=1e-6)
+
+
 @pytest.fixture(scope="module")
 def small_result(fer2013):
     return robustness.evaluate("stcnn", fer2013, "val", limit=28, names=["rotation", "blur"])
@@ -183,6 +218,7 @@ def test_the_shipped_models_results_are_stored(stored):
         assert list(r["perturbations"]) == list(PERTURBATIONS)
         assert r["data"]["split"] == "val" and r["precision"] == "fp32"
         assert r["examples"] == stored[0]["examples"]  # the same faces for every model
+        assert ("st" in r) == (r["architecture"] == "stcnn" and not r["bypass_transformer"])
     assert set(ENSEMBLE) <= {r["model"] for r in stored}
 
 
@@ -200,6 +236,10 @@ def test_the_page_renders_from_the_stored_results(stored, tmp_path, monkeypatch)
     )
     gaps = at.dataframe[1].value
     assert set(gaps.perturbation) == set(PERTURBATIONS) and (gaps.model == "stcnn").all()
+    response = at.dataframe[2].value
+    assert response.model.tolist() == ["stcnn"]
+    assert response["theta spread"][0] == max(stored[0]["st"]["theta_std"])
+    assert response["rotation 30"][0] == stored[0]["st"]["takes_back"]["rotation"][1]
     [chart] = at.get("plotly_chart")
     assert len(json.loads(chart.proto.spec)["data"]) == len(stored) * len(PERTURBATIONS)
     images = at.get("imgs")

@@ -13,7 +13,15 @@ import numpy as np
 import streamlit as st
 
 from dashboard.common import FULL_DATA_HINT, data_path_hint, store
-from dashboard.robustness_figures import PROTOCOL, curves_figure, example_strip, middle_table, st_gap_table
+from dashboard.robustness_figures import (
+    PROTOCOL,
+    ST_RESPONSE,
+    curves_figure,
+    example_strip,
+    middle_table,
+    st_gap_table,
+    st_response_table,
+)
 from fer_core import robustness
 from fer_core.classes import CLASSES
 from fer_core.perturb import PERTURBATIONS
@@ -133,14 +141,18 @@ else:
     if shown:
         st.subheader("At the middle severity")
         st.dataframe(middle_table(shown), hide_index=True, placeholder="-")
-        gaps = st_gap_table(shown)
-        if gaps is not None:
+        gaps, response = st_gap_table(shown), st_response_table(shown)
+        if gaps is not None or response is not None:
             st.subheader("The spatial transformer's part")
+        if gaps is not None:
             st.caption(
                 "Accuracy with the transformer minus the same weights with it bypassed (identity warp), in "
                 "points. Where it undoes geometry, the gap grows with the severity of rotation, zoom and shift."
             )
             st.dataframe(gaps, hide_index=True, placeholder="-")
+        if response is not None:
+            st.caption(ST_RESPONSE[0].upper() + ST_RESPONSE[1:] + ".")
+            st.dataframe(response, hide_index=True, placeholder="-")
         st.subheader("Accuracy against severity")
         st.plotly_chart(curves_figure(shown), key="rob_curves", width="stretch")
         show_examples(shown)
