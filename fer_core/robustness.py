@@ -74,9 +74,6 @@ def measure(
 ) -> dict:
     """Accuracy and macro-F1 of `model` (fp32, one view) on the faces, clean and under each
     perturbation at each severity; each example face's answer, and an ST-CNN's thetas."""
-    import torch
-
-    from .augment import to_model_input
     from .inference import predict_probs
     from .metrics import classification_metrics
     from .perturb import perturb
@@ -103,11 +100,7 @@ def measure(
         out["answers"][key] = probs[examples].argmax(1).tolist()
         out["confidence"][key] = np.round(probs[examples].max(1), 3).tolist()
         if hasattr(model, "theta"):
-            with torch.inference_mode():
-                theta = model.theta(to_model_input(torch.from_numpy(faces[examples].copy())))
-            out["thetas"][key] = np.round(theta.reshape(len(examples), 6).numpy(), 5).tolist()
-    if progress:
-        progress(1.0, "done")
+            out["thetas"][key] = np.round(_thetas(model, faces[examples])[:, :2].reshape(-1, 6), 5).tolist()
     out["examples"] = {
         "ids": ids[examples].tolist(),
         "labels": labels[examples].tolist(),
@@ -116,7 +109,11 @@ def measure(
     if not out["thetas"]:
         del out["thetas"]
     if hasattr(model, "theta") and not getattr(model, "identity_warp", False):
+        if progress:
+            progress((len(steps) - 0.5) / len(steps), "what the transformer does")
         out["st"] = st_response(model, images, ids, [n for n in names if n in GEOMETRIC], seed)
+    if progress:
+        progress(1.0, "done")
     return out
 
 
