@@ -242,12 +242,20 @@ def test_the_page_renders_from_the_stored_results(stored, tmp_path, monkeypatch)
     assert response["rotation 30"][0] == stored[0]["st"]["takes_back"]["rotation"][1]
     [chart] = at.get("plotly_chart")
     assert len(json.loads(chart.proto.spec)["data"]) == len(stored) * len(PERTURBATIONS)
-    images = at.get("imgs")
+    images = at.get("image")
     assert len(images) == 4 + 4  # the face at each level, and the stcnn transformer's output of each
+    assert [i.proto.imgs[0].caption for i in images[:4]] == ["clean", "15 (degrees)", "30 (degrees)", "45 (degrees)"]
     at.selectbox(key="rob_perturbation").set_value("zoom_out").run()
     at.selectbox(key="rob_example").set_value(3).run()
     assert not at.exception
-    assert "happy" in " ".join(m.value for m in at.markdown)
+    assert [i.proto.imgs[0].caption for i in at.get("image")[:4]] == [
+        "clean",
+        "0.9 (scale)",
+        "0.8 (scale)",
+        "0.7 (scale)",
+    ]
+    answers = [m.value for m in at.markdown if m.value.startswith("**stcnn**")]
+    assert len(answers) == 4 and all(line.count("**") == 2 * len(stored) for line in answers)
 
 
 def test_the_report_has_a_robustness_section(stored):
