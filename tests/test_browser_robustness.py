@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 def test_the_robustness_page_draws_curves_and_examples(browser, dashboard):  # noqa: F811
     results = robustness.load_results(robustness.STORED_DIR)
-    with browser_page(browser, height=1000) as page:
+    with browser_page(browser, height=2300) as page:  # tall enough for the whole page in one screenshot
         open_in_browser(page, f"{dashboard}/robustness")
         page.get_by_role("heading", name="Robustness", exact=True).wait_for()
         plot = page.locator(".js-plotly-plot").first
@@ -36,9 +36,10 @@ def test_the_robustness_page_draws_curves_and_examples(browser, dashboard):  # n
         )
         before = images.first.get_attribute("src"), images.nth(1).get_attribute("src")
         assert page.get_by_text("What stcnn's spatial transformer made of each face").count() == 1
-        page.get_by_text("What stcnn's spatial transformer").scroll_into_view_if_needed()
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=SCREENSHOTS / "robustness.png", full_page=True)
+        page.set_viewport_size({"width": 1400, "height": 1000})
+        page.get_by_text("What stcnn's spatial transformer").scroll_into_view_if_needed()
 
         page.get_by_test_id("stSelectbox").filter(has_text="Perturbation").click()
         page.get_by_role("option", name="band over the eyes").click()

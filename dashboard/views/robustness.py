@@ -136,7 +136,8 @@ if not results:
     )
 else:
     labels = [robustness.label(r) for r in results]
-    picked = st.multiselect("Models", labels, default=labels, key="rob_models")
+    # keyed by the choices, so that a run just measured comes in selected
+    picked = st.multiselect("Models", labels, default=labels, key=f"rob_models:{'|'.join(labels)}")
     shown = [r for r in results if robustness.label(r) in picked]
     if shown:
         st.subheader("At the middle severity")
