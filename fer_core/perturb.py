@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .augment import MEAN
+from .pixels import MEAN
 
 FILL = MEAN * 255  # the gray that the ST's zero padding (in normalised units) is
 EYES_ROW, MOUTH_ROW = 17.5, 38.5

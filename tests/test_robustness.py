@@ -288,3 +288,13 @@ def test_the_page_measures_a_run_on_demand(runs_copy, stored):
     middle = at.dataframe[0].value
     assert {"b16", "b16 (ST bypassed)"} <= set(middle.model) and "stcnn" in set(middle.model)
     assert set(at.dataframe[1].value.model) == {"stcnn", "b16"}  # the ST's part of each
+
+
+def test_the_page_needs_no_pytorch():
+    """What the Robustness page imports to draw the stored results leaves PyTorch unloaded (its
+    import alone takes seconds here), so the page opens fast on a fresh server."""
+    code = (
+        "import sys; import dashboard.common, dashboard.robustness_figures, fer_core.robustness, fer_core.perturb; "
+        "sys.exit('torch' in sys.modules)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=PROJECT, timeout=120).returncode == 0
