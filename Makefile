@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch from this machine's wheel cache; a plain `pip install torch` would download gigabytes.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: run test setup setup-test format clean
+.PHONY: run test test-quick screenshots setup setup-test format clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,19 @@ test: setup-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# The quick loop while developing: everything but training, exporting and the browser.
+test-quick: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# The README's screenshots: the browser tests write them to a temporary folder, and only when
+# every one of them passes are they copied over results/screenshots.
+screenshots: setup-test
+	shots=$$(mktemp -d) && \
+	FER_SCREENSHOT_DIR=$$shots $(BIN)/python -m pytest -q -p no:randomly -m slow \
+	  tests/test_browser.py tests/test_browser_video.py tests/test_browser_analysis.py && \
+	cp $$shots/*.png results/screenshots/ && rm -r $$shots && ls results/screenshots
 
 format: setup
 	$(BIN)/ruff check --fix .

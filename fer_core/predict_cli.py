@@ -20,6 +20,7 @@ from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, detect_f
 from .files import OUT_SUFFIXES, expand_inputs, predict_one, write_out  # noqa: E402
 from .loading import add_runtime_options  # noqa: E402
 from .registry import default_model  # noqa: E402
+from .video import MIN_TRACK_SECONDS, track_summaries  # noqa: E402
 
 PROGRESS_MIN_FILES = 10  # fewer files finish before a bar over them would tell anything
 
@@ -110,19 +111,22 @@ def print_text(r: dict) -> None:
     if "error" in r:
         return
     if "video" in r:
-        v, tracks = r["video"], {}
-        for frame in r["frames"]:
-            for face in frame["faces"]:
-                tracks.setdefault(face["track"], []).append(face["label"])
+        v, tracks = r["video"], track_summaries(r)
         found = f"{len(tracks)} face track(s)" if tracks else "no face found"
+        cuts = f", {len(r['cuts'])} scene cut(s)" if r.get("cuts") else ""
         print(
             f"{r['path']}: {v['frames']} frames at {v['fps']:g} fps, {v['width']}x{v['height']}, "
-            f"processed at {v['processed_fps']:g} fps; {found}"
+            f"processed at {v['processed_fps']:g} fps; {found}{cuts}"
         )
-        for track, labels in tracks.items():
-            top = max(set(labels), key=labels.count)
-            share = labels.count(top) / len(labels)
-            print(f"{r['path']}: track {track}: {len(labels)} frames, mostly {top} ({share:.0%})")
+        for track in tracks:
+            if track["long"]:
+                print(
+                    f"{r['path']}: track {track['track']}: {track['frames']} frames, "
+                    f"{track['start']:.1f}-{track['end']:.1f} s, mostly {track['text']} (mean)"
+                )
+        short = sum(not track["long"] for track in tracks)
+        if short:
+            print(f"{r['path']}: {short} track(s) shorter than {MIN_TRACK_SECONDS:g} s (in --json and --out only)")
         return
     if not r["faces"]:
         print(f"{r['path']}: no face found (try --whole-image)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -29,66 +30,21 @@ from .calibration import Blend
 from .classes import CLASSES
 from .device import autocast_dtype
 from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, VIDEO_DETECT_MAX_SIDE
+from .labels import label_text
 from .predict import Face, classify_faces, face_json, find_faces
+from .tracking import CUT_THUMBNAIL, TRACK_MEMORY_SECONDS, CutDetector, Tracker
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 BATCH_FACES = 32  # crops classified in one forward pass per model
 # bf16 where the CPU computes it natively (AMX / AVX512-BF16: the ensemble ~2.8x faster per face),
 # as fer-eval does; fp32 elsewhere. Probabilities move by ~0.01, labels hardly ever.
 VIDEO_DTYPE = autocast_dtype(torch.device("cpu"))
-TRACK_MEMORY_SECONDS = 1.0  # a face unseen for longer starts a new track when it comes back
+MIN_TRACK_SECONDS = 0.5  # shorter tracks stay in the JSON and CSV but get no timeline or summary line
 PROGRESS_MIN_SECONDS = 5.0  # shorter clips finish before a progress bar would tell anything
 
 
 class VideoError(ValueError):
     """A file that cannot be used as a video; the message names the file and says why."""
-
-
-class Tracker:
-    """Gives each detection the id of the face it continues, greedily by overlap.
-
-    A detection continues a track when their boxes overlap (IoU >= 0.3) or its centre moved
-    less than half the track's face size (fast motion, or --every skipping frames). Good
-    enough for the few, mostly still faces of webcam and interview clips; no new dependency.
-    """
-
-    def __init__(self, memory: float = TRACK_MEMORY_SECONDS):
-        self.memory = memory
-        self.tracks: dict[int, tuple[tuple[int, int, int, int], float]] = {}  # id -> (last box, last time)
-        self.next_id = 0
-
-    def update(self, boxes: list[tuple[int, int, int, int]], t: float) -> list[int]:
-        self.tracks = {k: v for k, v in self.tracks.items() if t - v[1] <= self.memory}
-        pairs = sorted(
-            (-_iou(box, old), _distance(box, old), i, k)
-            for i, box in enumerate(boxes)
-            for k, (old, _) in self.tracks.items()
-        )
-        ids: list[int | None] = [None] * len(boxes)
-        taken = set()
-        for neg_iou, distance, i, k in pairs:
-            if ids[i] is None and k not in taken and (-neg_iou >= 0.3 or distance < 0.5):
-                ids[i] = k
-                taken.add(k)
-        for i, box in enumerate(boxes):
-            if ids[i] is None:
-                ids[i], self.next_id = self.next_id, self.next_id + 1
-            self.tracks[ids[i]] = (box, t)
-        return ids
-
-
-def _iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = w * h
-    return inter / (aw * ah + bw * bh - inter) if inter else 0.0
-
-
-def _distance(a, b) -> float:
-    """Centre distance in units of b's (the track's) face size."""
-    return float(np.hypot(a[0] + a[2] / 2 - b[0] - b[2] / 2, a[1] + a[3] / 2 - b[1] - b[3] / 2) / max(b[2], b[3], 1))
 
 
 class Smoother:
@@ -131,14 +87,16 @@ class Video:
         self.seconds = float(seconds or 0)
         self.expected_frames = self.stream.frames or int(round(self.seconds * self.fps))
         self.decoded = 0  # frames decoded so far (every one, sampled or not)
+        self.cuts: list[int] = []  # frames that begin a new shot, among those decoded so far
+        self._is_cut = CutDetector()
         self.damaged = 0  # packets the decoder refused
         self.size = (self.stream.codec_context.width, self.stream.codec_context.height)
 
     def frames(self, every: int = 1):
         """(index, seconds from the first frame, RGB HxWx3) for every `every`-th frame.
 
-        All frames are decoded (inter-frame codecs need them) but only sampled ones are
-        converted. A damaged packet is skipped and counted, so a truncated file gives the
+        All frames are decoded (inter-frame codecs need them) and checked for scene cuts (`cuts`),
+        but only sampled ones are converted. A damaged packet is skipped and counted, so a truncated file gives the
         frames before the damage; phone clips are turned upright by their display rotation.
         """
         start = None
@@ -151,6 +109,10 @@ class Video:
             for frame in decoded:
                 index = self.decoded
                 self.decoded += 1
+                # every frame, sampled or not: a camera pan over --every N frames looks like a cut
+                thumbnail = frame.reformat(*CUT_THUMBNAIL, format="gray", interpolation="AREA").to_ndarray()
+                if self._is_cut(thumbnail):
+                    self.cuts.append(index)
                 if index % every:
                     continue
                 t = frame.time if frame.time is not None else index / (self.fps or 1)
@@ -186,6 +148,7 @@ def predict_video(
     """Faces, tracks and emotions of every `every`-th frame of a video file (see fer-predict).
 
     `frames` lists the frames where a face was found (none: an empty list, not an error);
+    `cuts` the frames where a new shot begins (a hard cut ends every track: fer_core/tracking.py);
     `video.frames` counts all decoded frames and `processed_fps` is that count over the wall
     time, so processed_fps >= fps means faster than real time. `tta` maps a model name to its
     test-time views, one view when missing; `blend` combines the models (the recognizer's).
@@ -198,6 +161,11 @@ def predict_video(
     if smooth < 0:
         raise ValueError(f"smooth must be 0 (off) or more, not {smooth}")
     begin = time.perf_counter()
+    if blend is not None and set(blend.weights) <= set(models):
+        # a member the blend gives no weight (the shipped ensemble's vit) changes no answer: not run
+        used = [name for name, weight in blend.weights.items() if weight > 0]
+        models = {name: models[name] for name in used}
+        blend = Blend({name: blend.weights[name] for name in used}, blend.temperatures, blend.temperature)
     video = Video(path)
     # a track outlives a missed detection or two: 1 s, or 2.5 sampling intervals with a large `every`
     tracker = Tracker(max(TRACK_MEMORY_SECONDS, 2.5 * every / (video.fps or 25)))
@@ -205,14 +173,25 @@ def predict_video(
     frames: list[dict] = []
     pending: list[tuple[int, float, list[Face], list[int]]] = []
 
-    def flush() -> None:
-        classify_faces([f for *_, faces, _ in pending for f in faces], models, tta, VIDEO_DTYPE, blend)
-        for index, t, faces, tracks in pending:
+    def classify(batch) -> None:
+        classify_faces([f for *_, faces, _ in batch for f in faces], models, tta, VIDEO_DTYPE, blend)
+        for index, t, faces, tracks in batch:
             entries = []
             for face, track in zip(faces, tracks, strict=True):
                 face.probabilities, face.blend = {"smoothed": smoother(track, face.combined())}, None
                 entries.append({**face_json(face), "track": track})
             frames.append({"frame": index, "time": round(t, 3), "faces": entries})
+
+    # Batches are classified on a second thread while the next frames are decoded and searched:
+    # detection's small networks keep two cores only partly busy, so the two overlap (one batch
+    # at a time, in order).
+    worker, job = ThreadPoolExecutor(1, thread_name_prefix="classify"), None
+
+    def flush() -> None:
+        nonlocal job
+        if job is not None:
+            job.result()
+        job = worker.submit(classify, pending.copy()) if pending else None
         pending.clear()
 
     bar = tqdm(
@@ -222,18 +201,23 @@ def predict_video(
         leave=False,
         disable=not progress or video.seconds < PROGRESS_MIN_SECONDS,
     )
+    previous = -1
     try:
         for index, t, rgb in video.frames(every):
             bar.update(video.decoded - bar.n)
+            cut = bool(video.cuts) and video.cuts[-1] > previous  # a cut since the last sampled frame
+            previous = index
             faces = find_faces(rgb, max_side=VIDEO_DETECT_MAX_SIDE, detector=detector, min_confidence=min_confidence)
             if faces:
-                pending.append((index, t, faces, tracker.update([f.box for f in faces], t)))
+                pending.append((index, t, faces, tracker.update([f.box for f in faces], t, cut)))
             if sum(len(p[2]) for p in pending) >= BATCH_FACES:
                 flush()
         flush()
+        flush()  # waits for the last batch
     except av.error.FFmpegError as e:  # the container broke down between packets
         raise VideoError(f"{video.path}: not a readable video ({_reason(e)})") from None
     finally:
+        worker.shutdown(wait=True, cancel_futures=True)
         bar.close()
         video.close()
     if not video.decoded:
@@ -250,6 +234,7 @@ def predict_video(
             "processed_fps": round(video.decoded / seconds, 2),
         },
         "frames": frames,
+        "cuts": video.cuts,
     }
     short = video.stream.frames - video.decoded > 2  # the header's count is exact for mp4, mov and avi
     if video.damaged or short:
@@ -302,3 +287,29 @@ def result_rows(result: dict) -> pd.DataFrame:
         **dict.fromkeys(CLASSES, float),
     }
     return pd.DataFrame(rows, columns=columns).astype(types)
+
+
+def track_summaries(result: dict) -> list[dict]:
+    """Each track of a video result in order of first appearance: its frame count, time span,
+    mean probabilities and the label they give (never a vote between frames, whose ties would
+    be broken by order), and `long`: whether it lasts MIN_TRACK_SECONDS, enough for a timeline
+    and a summary line (shorter ones are mostly a face seen for a moment, or a false box)."""
+    rows = result_rows(result)
+    frame_seconds = 1 / (result["video"]["fps"] or 25)
+    summaries = []
+    for track, face in rows.groupby("track", sort=False):
+        mean = face[list(CLASSES)].mean().to_numpy()
+        start, end = float(face.time.min()), float(face.time.max())
+        summaries.append(
+            {
+                "track": int(track),
+                "frames": len(face),
+                "start": start,
+                "end": end,
+                "probabilities": dict(zip(CLASSES, mean.tolist(), strict=True)),
+                "label": CLASSES[int(mean.argmax())],
+                "text": label_text(mean),
+                "long": len(face) >= 2 and end - start + frame_seconds >= MIN_TRACK_SECONDS,
+            }
+        )
+    return summaries

@@ -1,25 +1,100 @@
-"""Shared fixtures: real FER2013 faces from ../shared/data and the bundled sample."""
+"""What every test shares. Read this before writing a test; reuse what is here.
+
+Isolation (pytest_configure, before any fixture or test module runs)
+    HOME, XDG_CACHE_HOME / XDG_DATA_HOME / XDG_CONFIG_HOME, FER_HOME, FER_CACHE_DIR,
+    FER_RUNS_DIR, FER_JOBS_DIR, FER_SCREENSHOT_DIR and Hypothesis's folder all point into one
+    folder of the session (<pytest basetemp>/session), for this process and every process it
+    starts. So no test, fixture or module-level statement reads or writes the user's home or
+    the checkout; the dataset and ONNX caches are made once per session. Set your own with
+    monkeypatch.setenv (per test) - never change os.environ for good.
+
+Fixtures (session-wide unless marked "per test"; the session ones are shared: do not change them)
+    fer2013              the real FER2013 folders (../shared/data/fer2013, or FER2013_DIR)
+    small_folder         a real image-folder dataset: 12 train and 4 val faces per class
+    finished_runs        a runs folder with two 2-epoch ST-CNN runs made by fer-train (b16, b32)
+    runs_copy            per test: a private copy of finished_runs; FER_RUNS_DIR/FER_JOBS_DIR point at it
+    committed_runs       a copy of the committed results/runs; a test that changes it fails the session
+    on_committed_runs    per test: FER_RUNS_DIR at committed_runs (jobs in tmp_path); yields its RunStore
+    committed_dashboard  `streamlit run dashboard/app.py` on committed_runs (read only); yields its URL
+    browser              one headless Chromium (Playwright) whose fake webcam shows one real face
+    page                 per test: a fresh 1400x900 page of `browser`
+    s3_server, s3_runs   a real S3 endpoint on localhost (moto); s3_runs: a fresh prefix per test
+
+Helpers (import from tests.conftest)
+    make_photo, detectable_faces, happy_face, write_y4m, write_clip, write_video: real faces as media
+                         (tests/media.py)
+    wait_for(condition), job_ended(queue, job_id)   polling with a generous deadline, never a sleep
+    fer_train(...), run_fer_train(...)   the real fer-train on the bundled sample (TINY_STCNN: a small
+                         ST-CNN); the first asserts success and gives stdout, the second its CompletedProcess
+    app_page(view)       Streamlit's AppTest of the whole app on one page
+    streamlit_server(home[, runs]), chromium(camera), browser_page, open_in_browser, wait_idle
+    screenshot(page, name)   into FER_SCREENSHOT_DIR: tmp here; `make screenshots` refreshes the README's
+
+Markers
+    slow: trains, exports or drives a browser. A test that uses finished_runs, runs_copy, browser
+    or page (or test_export.py's exported) is marked slow here automatically; mark one that
+    starts fer-train or fer-export itself.
+    `pytest -m "not slow"` is the quick loop.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from tests.media import (  # noqa: F401 - tests import these from here too
+    detectable_faces,
+    happy_face,
+    make_photo,
+    write_clip,
+    write_video,
+    write_y4m,
+)
 
 PROJECT = Path(__file__).resolve().parents[1]
 FER2013 = Path(os.environ.get("FER2013_DIR", PROJECT.parent / "shared" / "data" / "fer2013"))
 SAMPLE_CSV = PROJECT / "data" / "fer2013_sample.csv.gz"
+BIN = Path(sys.executable).parent
+SLOW_FIXTURES = {"finished_runs", "browser", "exported"}  # they train, start Chromium or run fer-export
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Each test session gets its own dataset cache, so tests never see a stale one."""
-    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.hookimpl(trylast=True)  # after the tmp_path plugin has set up basetemp
+def pytest_configure(config) -> None:
+    """Point every place the code (and the tools it starts) writes to into the session folder."""
+    root = config._tmp_path_factory.getbasetemp() / "session"
+    home = root / "home"
+    settings = {
+        "HOME": home,
+        "XDG_CACHE_HOME": home / ".cache",
+        "XDG_DATA_HOME": home / ".local" / "share",
+        "XDG_CONFIG_HOME": home / ".config",
+        "FER_HOME": root / "fer-home",  # runs and jobs when nothing else is said (fer_core/paths.py)
+        "FER_RUNS_DIR": root / "runs",
+        "FER_JOBS_DIR": root / "jobs",
+        "FER_CACHE_DIR": root / "cache",
+        "FER_SCREENSHOT_DIR": Path(os.environ.get("FER_SCREENSHOT_DIR") or root / "screenshots"),
+    }
+    for name, path in settings.items():
+        path.mkdir(parents=True, exist_ok=True)
+        os.environ[name] = str(path)
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(root / "hypothesis")  # not .hypothesis/ in the checkout
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+# -- data -------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +106,7 @@ def fer2013() -> Path:
 
 @pytest.fixture(scope="session")
 def small_folder(fer2013, tmp_path_factory) -> Path:
-    """A real image-folder dataset: 12 train and 4 val faces per class."""
+    """A real image-folder dataset: 12 train and 4 val faces per class (copy it to change it)."""
     root = tmp_path_factory.mktemp("folder")
     for split, n in (("train", 12), ("val", 4)):
         for class_dir in sorted((fer2013 / split).iterdir()):
@@ -42,87 +117,22 @@ def small_folder(fer2013, tmp_path_factory) -> Path:
     return root
 
 
-def happy_face(fer2013: Path) -> Path:
-    return sorted((fer2013 / "val" / "happy").iterdir())[0]
-
-
-def detectable_faces(fer2013: Path, split: str = "val", cls: str = "happy", n: int = 2) -> list[Path]:
-    """Real FER2013 faces that the default detector finds once enlarged (most of them)."""
-    from fer_core.faces import detect_faces
-
-    found = []
-    for f in sorted((fer2013 / split / cls).iterdir()):
-        if len(detect_faces(np.asarray(make_photo([f], size=(400, 400))))) == 1:
-            found.append(f)
-            if len(found) == n:
-                return found
-    raise AssertionError("no detectable faces found")
-
-
-def make_photo(faces: list[Path], size=(640, 480), face_px: int = 180) -> Image.Image:
-    """A grayscale 'photo': real 48x48 faces enlarged and pasted side by side on a plain background."""
-    canvas = Image.new("L", size, 128)
-    step = size[0] // len(faces)
-    for i, f in enumerate(faces):
-        face = Image.open(f).convert("L").resize((face_px, face_px), Image.Resampling.BICUBIC)
-        canvas.paste(face, (i * step + (step - face_px) // 2, (size[1] - face_px) // 2))
-    return canvas.convert("RGB")
-
-
-def write_y4m(frames: list[Image.Image], path: Path, fps: int = 10) -> Path:
-    """A Y4M video (Chromium's fake camera format) from RGB frames of the same size."""
-    w, h = frames[0].size
-    with open(path, "wb") as out:
-        out.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for frame in frames:
-            y = np.asarray(frame.convert("L"), dtype=np.uint8)
-            out.write(b"FRAME\n" + y.tobytes() + bytes([128]) * (w * h // 2))
-    return path
-
-
-def write_clip(path: Path, frames: list[np.ndarray], fps: float = 25) -> Path:
-    """RGB frames to a real video file: mp4v in .mp4, MJPG in .avi (OpenCV's writers)."""
-    import cv2
-
-    fourcc = "mp4v" if path.suffix == ".mp4" else "MJPG"
-    h, w = frames[0].shape[:2]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
-    assert writer.isOpened(), f"OpenCV cannot write {path}"
-    for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
-    return path
-
-
-def write_video(path: Path, faces: list[Path], seconds: float = 3, fps: int = 10, size=(640, 360)) -> Path:
-    """A video of real FER2013 faces: each face in turn for an equal share of the frames,
-    drifting a little to the right (so tracking has something to follow)."""
-    n = round(seconds * fps)
-    frames = [
-        np.roll(np.asarray(make_photo([faces[i * len(faces) // n]], size=size, face_px=170)), 2 * i, axis=1)
-        for i in range(n)
-    ]
-    return write_clip(path, frames, fps)
-
+# -- runs -------------------------------------------------------------------------------------
 
 TINY_STCNN = ["--model-config", "widths=[8,16,32,32]"]
 
 
-def fer_train(*args, runs_dir: Path, timeout: int = 600) -> str:
-    """Run the real `fer-train` on the bundled sample; returns its stdout."""
-    import subprocess
-    import sys
+def run_fer_train(*args, runs_dir: Path | str, env: dict | None = None, timeout: int = 600):
+    """The real `fer-train` on the bundled sample (a later --data wins); its CompletedProcess."""
+    command = [str(BIN / "fer-train"), "--data", str(SAMPLE_CSV), "--runs-dir", str(runs_dir), "--no-progress"]
+    return subprocess.run(
+        [*command, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env and {**os.environ, **env}
+    )
 
-    command = [
-        str(Path(sys.executable).parent / "fer-train"),
-        "--data",
-        str(SAMPLE_CSV),
-        "--runs-dir",
-        str(runs_dir),
-        "--no-progress",
-        *map(str, args),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+def fer_train(*args, runs_dir: Path | str, timeout: int = 600) -> str:
+    """run_fer_train that must succeed; its stdout."""
+    result = run_fer_train(*args, runs_dir=runs_dir, timeout=timeout)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -133,14 +143,7 @@ def finished_runs(tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("finished") / "runs"
     for batch in (16, 32):
         fer_train(
-            "--preset",
-            f"paper-stcnn-b{batch}",
-            "--epochs",
-            2,
-            "--limit",
-            140,
-            "--name",
-            f"b{batch}",
+            *("--preset", f"paper-stcnn-b{batch}", "--epochs", 2, "--limit", 140, "--name", f"b{batch}"),
             *TINY_STCNN,
             runs_dir=runs,
         )
@@ -157,6 +160,57 @@ def runs_copy(finished_runs, tmp_path, monkeypatch) -> Path:
     return runs
 
 
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under root: (size, mtime) by relative path."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session")
+def committed_runs(tmp_path_factory):
+    """One copy of the committed results/runs (as a clone has them: no checkpoints) for the
+    session, to read only: the session fails at its end if any test changed it (copy it
+    yourself to change it)."""
+    runs = tmp_path_factory.mktemp("committed") / "runs"
+    shutil.copytree(PROJECT / "results" / "runs", runs, ignore=shutil.ignore_patterns("checkpoints", "train.log"))
+    before = tree_state(runs)
+    yield runs
+    after = tree_state(runs)
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert not changed, f"a test changed the session copy of results/runs: {sorted(changed)[:5]}"
+
+
+@pytest.fixture
+def on_committed_runs(committed_runs, tmp_path, monkeypatch):
+    """FER_RUNS_DIR at the session copy of results/runs (jobs in tmp_path); its RunStore."""
+    from fer_core.runstore import RunStore
+
+    monkeypatch.setenv("FER_RUNS_DIR", str(committed_runs))
+    monkeypatch.setenv("FER_JOBS_DIR", str(tmp_path / "jobs"))
+    return RunStore(committed_runs)
+
+
+# -- processes: Streamlit, S3 -----------------------------------------------------------------
+
+
+def wait_for(condition, seconds: float = 300, what: str = "the condition", every: float = 0.2):
+    """condition()'s first true value, polled every EVERY seconds; an AssertionError naming WHAT
+    after SECONDS (generous: a loaded machine is slow, not wrong)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out after {seconds:g} s waiting for {what}"
+        time.sleep(every)
+    return value
+
+
+def job_ended(queue, job_id: str, seconds: float = 300) -> dict:
+    """A JobQueue job once it is neither queued nor running."""
+    return wait_for(
+        lambda: (job := queue.job(job_id))["status"] not in ("queued", "running") and job, seconds, f"job {job_id}"
+    )
+
+
 def free_port() -> int:
     import socket
 
@@ -165,43 +219,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def streamlit_server(home: Path):
-    """`streamlit run dashboard/app.py` with the project's .streamlit/config.toml (so its
-    address and XSRF settings apply) on a free port, runs and jobs in HOME; yields its URL."""
-    import socket
-    import subprocess
-    import sys
+def wait_until_served(proc: subprocess.Popen, ready, log: Path, seconds: float = 90) -> None:
+    """Until ready() is true; the server's log as the error if it dies or takes too long."""
     import time
 
-    env = dict(os.environ, FER_RUNS_DIR=str(home / "runs"), FER_JOBS_DIR=str(home / "jobs"))
-    port = free_port()
-    with open(home / "streamlit.log", "wb") as log:
+    deadline = time.time() + seconds
+    while not ready():
+        if time.time() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise AssertionError(log.read_text())
+        time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def streamlit_server(home: Path, runs: Path | None = None):
+    """`streamlit run dashboard/app.py` with the project's .streamlit/config.toml (so its
+    address and XSRF settings apply) on a free port, runs in RUNS (default HOME/runs) and jobs
+    in HOME/jobs; yields its URL."""
+    import socket
+
+    def listening() -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+        return False
+
+    env = dict(os.environ, FER_RUNS_DIR=str(runs or home / "runs"), FER_JOBS_DIR=str(home / "jobs"))
+    port, log = free_port(), home / "streamlit.log"
+    with open(log, "wb") as out:
+        command = [sys.executable, "-m", "streamlit", "run", str(PROJECT / "dashboard" / "app.py")]
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "streamlit",
-                "run",
-                str(PROJECT / "dashboard" / "app.py"),
-                "--server.port",
-                str(port),
-            ],
-            cwd=PROJECT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            [*command, "--server.port", str(port)], cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT
         )
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.time() > deadline or proc.poll() is not None:
-                    raise AssertionError((home / "streamlit.log").read_text()) from None
-                time.sleep(0.5)
+        wait_until_served(proc, listening, log)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -209,42 +259,36 @@ def streamlit_server(home: Path):
 
 
 @pytest.fixture(scope="session")
+def committed_dashboard(committed_runs, tmp_path_factory):
+    """The dashboard as `make run` shows it, on the session copy of results/runs: for tests that
+    only look (Compare runs, Sweeps, Predict, Live, Faces, Report). Yields its URL."""
+    with streamlit_server(tmp_path_factory.mktemp("committed-dashboard"), committed_runs) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3 endpoint on localhost (moto's server, spoken to over HTTP by s3fs/botocore);
     the standard AWS_* variables point this process and every child process at it."""
-    import subprocess
-    import sys
-    import time
     import urllib.request
 
+    def answers() -> bool:
+        with contextlib.suppress(OSError), urllib.request.urlopen(endpoint, timeout=1):
+            return True
+        return False
+
     port = free_port()
-    log = tmp_path_factory.mktemp("s3") / "moto.log"
+    endpoint, log = f"http://127.0.0.1:{port}", tmp_path_factory.mktemp("s3") / "moto.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(endpoint, timeout=1)
-            break
-        except OSError:
-            if time.time() > deadline or proc.poll() is not None:
-                raise AssertionError(log.read_text()) from None
-            time.sleep(0.3)
-    saved = {
-        k: os.environ.get(k)
-        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-    }
-    os.environ.update(
-        AWS_ENDPOINT_URL=endpoint,
-        AWS_ACCESS_KEY_ID="test",
-        AWS_SECRET_ACCESS_KEY="test",
-        AWS_DEFAULT_REGION="us-east-1",
-    )
+    wait_until_served(proc, answers, log)
+    aws = dict(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
+    saved = {k: os.environ.get(k) for k in [*aws, "AWS_DEFAULT_REGION"]}
+    os.environ.update(aws, AWS_DEFAULT_REGION="us-east-1")
     import fsspec
 
     fsspec.filesystem("s3", skip_instance_cache=True).mkdir("fer-runs")
@@ -265,6 +309,8 @@ def s3_runs(s3_server, request) -> str:
     return f"s3://fer-runs/{request.node.name.replace('[', '-').strip(']')}-{secrets.token_hex(3)}"
 
 
+# -- the dashboard: AppTest and a real browser ------------------------------------------------
+
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -280,34 +326,24 @@ def chromium(camera: Path):
         from playwright import sync_api
     else:
         sync_api = pytest.importorskip("playwright.sync_api")
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+    camera_flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-video-capture={camera}",
-            ],
+            args=[*flags, *camera_flags, f"--use-file-for-fake-video-capture={camera}"],
         )
         yield browser
         browser.close()
 
 
-def app_page(view: str, timeout: int = 300):
-    """Streamlit's AppTest of the whole app, switched to dashboard/views/VIEW.py and run once."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(PROJECT / "dashboard" / "app.py"), default_timeout=timeout)
-    at.run()
-    at.switch_page(f"views/{view}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+@pytest.fixture(scope="session")
+def browser(fer2013, tmp_path_factory):
+    """One Chromium for the session; its fake webcam shows one real FER2013 face."""
+    camera = tmp_path_factory.mktemp("camera") / "face.y4m"
+    with chromium(write_y4m([make_photo(detectable_faces(fer2013, n=1))] * 20, camera)) as browser:
+        yield browser
 
 
 @contextlib.contextmanager
@@ -315,11 +351,17 @@ def browser_page(browser, height: int = 900):
     """One 1400-px-wide page in a fresh browser context (nothing cached; downloads accepted)."""
     context = browser.new_context(viewport={"width": 1400, "height": height}, accept_downloads=True)
     page = context.new_page()
-    page.set_default_timeout(120_000)
+    page.set_default_timeout(300_000)  # the first model load in a server may export it to ONNX; slow, not wrong
     try:
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser):
+    with browser_page(browser) as page:
+        yield page
 
 
 def wait_idle(page) -> None:
@@ -333,3 +375,23 @@ def open_in_browser(page, url: str) -> None:
     page.goto(url)
     page.get_by_test_id("stApp").wait_for()
     wait_idle(page)
+
+
+def screenshot(page, name: str) -> Path:
+    """A full-page PNG in FER_SCREENSHOT_DIR (the session's folder; `make screenshots` gives the
+    README's results/screenshots only after every screenshot test has passed)."""
+    path = Path(os.environ["FER_SCREENSHOT_DIR"]) / f"{name}.png"
+    page.screenshot(path=path, full_page=True)
+    return path
+
+
+def app_page(view: str, timeout: int = 300):
+    """Streamlit's AppTest of the whole app, switched to dashboard/views/VIEW.py and run once."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PROJECT / "dashboard" / "app.py"), default_timeout=timeout)
+    at.run()
+    at.switch_page(f"views/{view}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at

@@ -2,55 +2,29 @@
 Playwright + Debian's Chromium. Clicking a confusion cell shows that cell's faces; the report
 downloads as one HTML file that renders its tables and plotly figures with the network off.
 
-Screenshots: results/screenshots/faces.png and report.png.
+On the session's committed_dashboard (the report's learning curves come from the committed runs).
+Screenshots faces.png and report.png go to FER_SCREENSHOT_DIR (`make screenshots`).
 """
 
 from __future__ import annotations
 
-import shutil
-
 import pandas as pd
 import pytest
-from PIL import Image
 
 from fer_core.classes import CLASSES
 from fer_core.predictions import SHIPPED_PREDICTIONS_DIR
 from fer_core.registry import model_record
-from tests.conftest import PROJECT, browser_page, chromium, open_in_browser, streamlit_server, wait_idle, write_y4m
-
-SCREENSHOTS = PROJECT / "results" / "screenshots"
+from tests.conftest import open_in_browser, screenshot, wait_idle
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory):
-    """The dashboard on a copy of the committed runs (the report's learning curves come from them)."""
-    home = tmp_path_factory.mktemp("analysis")
-    shutil.copytree(PROJECT / "results" / "runs", home / "runs")
-    with streamlit_server(home) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    camera = write_y4m([Image.new("RGB", (64, 48), "grey")], tmp_path_factory.mktemp("camera") / "grey.y4m")
-    with chromium(camera) as browser:  # no camera is used here; the launcher wants one
-        yield browser
-
-
-@pytest.fixture
-def page(browser):
-    with browser_page(browser) as page:
-        yield page
-
-
-def test_click_a_confusion_cell_to_see_its_faces(page, dashboard, fer2013):
+def test_click_a_confusion_cell_to_see_its_faces(page, committed_dashboard, fer2013):
     view = model_record("stcnn")["val"]["tta"]
     rows = pd.read_parquet(SHIPPED_PREDICTIONS_DIR / f"stcnn-val-{view}.parquet")
     true, pred = "fear", "sad"
     expected = int(((rows.label == CLASSES.index(true)) & (rows.pred == CLASSES.index(pred))).sum())
-    open_in_browser(page, f"{dashboard}/faces")
+    open_in_browser(page, f"{committed_dashboard}/faces")
     page.get_by_role("heading", name="Faces & errors").wait_for()
     plot = page.locator(".js-plotly-plot").first
     plot.wait_for()
@@ -71,15 +45,14 @@ def test_click_a_confusion_cell_to_see_its_faces(page, dashboard, fer2013):
     )
     assert page.get_by_text(f"true {true}").count() >= min(expected, 32)  # the captions
     plot.evaluate("e => e.scrollIntoView({block: 'start'})")  # the heatmap above the gallery's first rows
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / "faces.png", full_page=True)
+    screenshot(page, "faces")
 
 
-def test_download_the_report_and_open_it_offline(page, browser, dashboard, tmp_path):
-    open_in_browser(page, f"{dashboard}/report")
+def test_download_the_report_and_open_it_offline(page, browser, committed_dashboard, tmp_path):
+    open_in_browser(page, f"{committed_dashboard}/report")
     page.get_by_role("heading", name="Paper report").wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
-    page.screenshot(path=SCREENSHOTS / "report.png", full_page=True)
+    screenshot(page, "report")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download the report").click()
     saved = tmp_path / "report.html"

@@ -1,9 +1,11 @@
 """A video on the Predict page in a real browser: `streamlit run` on localhost driven by
 Playwright + Debian's Chromium, a short mp4 made from real FER2013 faces uploaded as a user
 would; its emotion timeline and CSV. Also Live: its detector settings reach the running stream,
-and STOP stays in view at 1400x900.
+the video and STOP stay in view at 1400x900.
 
-Screenshots go to results/screenshots/ (predict_video.png, live_settings.png).
+On the session's committed_dashboard (its Predict and Live offer the shipped models). The fake
+camera (the session's `browser`) shows one real face. Screenshots (predict_video, live,
+live_settings) go to FER_SCREENSHOT_DIR (`make screenshots`).
 """
 
 from __future__ import annotations
@@ -20,45 +22,11 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from fer_core.classes import CLASSES
 from fer_core.faces import DEFAULT_DETECTOR, DETECTORS, VIDEO_DETECT_MAX_SIDE, detect_faces
-from tests.conftest import (
-    PROJECT,
-    browser_page,
-    chromium,
-    detectable_faces,
-    make_photo,
-    open_in_browser,
-    streamlit_server,
-    wait_idle,
-    write_video,
-    write_y4m,
-)
+from tests.conftest import detectable_faces, make_photo, open_in_browser, screenshot, wait_idle, write_video
 
-SCREENSHOTS = PROJECT / "results" / "screenshots"
-PURPLE = np.array([123, 63, 160])
+PURPLE = np.array([123, 63, 160])  # the box and label colour the Predict and Live pages draw
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory):
-    """`streamlit run dashboard/app.py` on a free port with an empty run store (the shipped models)."""
-    with streamlit_server(tmp_path_factory.mktemp("dashboard")) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser(fer2013, tmp_path_factory):
-    camera = write_y4m(
-        [make_photo(detectable_faces(fer2013, n=1))] * 20, tmp_path_factory.mktemp("camera") / "face.y4m"
-    )
-    with chromium(camera) as browser:
-        yield browser
-
-
-@pytest.fixture
-def page(browser):
-    with browser_page(browser) as page:
-        yield page
 
 
 def purple_mask(png: bytes) -> np.ndarray:
@@ -67,15 +35,10 @@ def purple_mask(png: bytes) -> np.ndarray:
     return np.abs(pixels - PURPLE).max(axis=2) < 40
 
 
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
-
-
-def test_predict_a_video_shows_an_emotion_timeline_and_a_csv(page, dashboard, fer2013, tmp_path):
+def test_predict_a_video_shows_an_emotion_timeline_and_a_csv(page, committed_dashboard, fer2013, tmp_path):
     faces = detectable_faces(fer2013, cls="happy", n=1) + detectable_faces(fer2013, cls="surprise", n=1)
     video = write_video(tmp_path / "clip.mp4", faces, seconds=3, fps=10, size=(640, 360))
-    open_in_browser(page, f"{dashboard}/predict")
+    open_in_browser(page, f"{committed_dashboard}/predict")
     page.locator("input[type=file]").set_input_files(str(video))
     page.get_by_text("mostly").first.wait_for()  # "Track 0: mostly happy (2 frame(s), ...)"
     every = page.get_by_label("Videos: classify every Nth frame", exact=True)
@@ -94,7 +57,7 @@ def test_predict_a_video_shows_an_emotion_timeline_and_a_csv(page, dashboard, fe
     assert page.get_by_test_id("stException").count() == 0 and page.get_by_test_id("stAlertContentError").count() == 0
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     page.wait_for_timeout(1000)  # plotly's redraw
-    shot(page, "predict_video")
+    screenshot(page, "predict_video")
 
     with page.expect_download() as download:
         button.click()
@@ -107,11 +70,11 @@ def purple_pixels(png: bytes) -> int:
     return int(purple_mask(png).sum())
 
 
-def test_predict_labels_a_photo_legibly(page, dashboard, fer2013, tmp_path):
+def test_predict_labels_a_photo_legibly(page, committed_dashboard, fer2013, tmp_path):
     """Each box's label is drawn large on a filled tag: as shown on the page it is at least
     ~13 px high (it used to be Pillow's 10 px bitmap font in purple on the photo)."""
     make_photo(detectable_faces(fer2013, n=2)).save(tmp_path / "two.jpg")
-    open_in_browser(page, f"{dashboard}/predict")
+    open_in_browser(page, f"{committed_dashboard}/predict")
     page.locator("input[type=file]").set_input_files(str(tmp_path / "two.jpg"))
     page.get_by_text("Face 2:").wait_for()
     wait_idle(page)
@@ -121,11 +84,11 @@ def test_predict_labels_a_photo_legibly(page, dashboard, fer2013, tmp_path):
     assert tag_rows >= 13 + 2, f"the label is {tag_rows - 2} px high on the page"
 
 
-def test_live_settings_apply_to_the_running_stream_and_stop_stays_in_view(page, dashboard, fer2013):
+def test_live_settings_apply_to_the_running_stream_and_stop_stays_in_view(page, committed_dashboard, fer2013):
     """The fake camera shows one real face, which a CNN detector finds with a confidence below 1
     and Haar with 1.0: a 1.0 floor makes the boxes go, switching to Haar brings them back, all
     without pressing STOP. At 1400x900 the video sits in a column, so STOP stays above the fold."""
-    open_in_browser(page, f"{dashboard}/live")
+    open_in_browser(page, f"{committed_dashboard}/live")
     frame = page.frame_locator("iframe[title*='webrtc']").first
     frame.get_by_role("button", name="START").click()
     video = frame.locator("video")
@@ -174,7 +137,9 @@ def test_live_settings_apply_to_the_running_stream_and_stop_stays_in_view(page, 
     }
     graded = next(d for d in DETECTORS if confidence[d] is not None and confidence[d] < 1.0)  # e.g. a CNN
     certain = next(d for d in DETECTORS if confidence[d] == 1.0)  # Haar
-    wait_for_boxes(True)
+    wait_for_boxes(True)  # a box and label drawn on the webcam's face
+    screenshot(page, "live")
+    assert in_view(video.bounding_box()), f"the video at {video.bounding_box()} is below the fold of 1400x900"
     if graded != DEFAULT_DETECTOR:
         choose_detector(graded)
     slider = page.get_by_role("slider").first
@@ -185,7 +150,10 @@ def test_live_settings_apply_to_the_running_stream_and_stop_stays_in_view(page, 
     wait_for_boxes(True)
 
     stop = frame.get_by_role("button", name="STOP")
-    box = stop.bounding_box()
-    shot(page, "live_settings")
-    assert box and box["y"] + box["height"] <= 900, f"STOP at {box} is below the fold of a 1400x900 window"
+    screenshot(page, "live_settings")
+    assert in_view(stop.bounding_box()), f"STOP at {stop.bounding_box()} is below the fold of a 1400x900 window"
     stop.click()
+
+
+def in_view(box: dict | None) -> bool:
+    return bool(box) and box["y"] >= 0 and box["y"] + box["height"] <= 900

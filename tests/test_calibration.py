@@ -75,17 +75,8 @@ def test_ensemble_silences_a_member_that_knows_nothing_and_cv_is_honest():
     assert out_of_fold <= in_sample + 1e-9  # never better than scoring on the faces it was fitted on
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from tests.conftest import TINY_STCNN, fer_train
-
-    runs = tmp_path_factory.mktemp("preds") / "runs"
-    fer_train("--model", "stcnn", *TINY_STCNN, "--epochs", 1, "--limit", 140, runs_dir=runs)
-    return runs
-
-
-def test_training_keeps_each_val_face_of_its_best_checkpoint(tiny_run):
-    store = RunStore(tiny_run)
+def test_training_keeps_each_val_face_of_its_best_checkpoint(finished_runs):
+    store = RunStore(finished_runs)
     run = store.list_runs()[0]
     faces = store.predictions([run["run_id"]])
     val = load_dataset(SAMPLE_CSV).splits["val"]
@@ -96,13 +87,13 @@ def test_training_keeps_each_val_face_of_its_best_checkpoint(tiny_run):
     assert np.allclose(probabilities(rows).sum(1), 1, atol=1e-6)
     accuracy = (probabilities(rows).argmax(1) == rows.label.to_numpy()).mean()
     assert accuracy == pytest.approx(run["final"]["val_accuracy"], abs=2 / len(val))  # float16 storage
-    size = sum(p.stat().st_size for p in (tiny_run / run["run_id"] / "predictions").iterdir())
+    size = sum(p.stat().st_size for p in (finished_runs / run["run_id"] / "predictions").iterdir())
     assert size < 60_000 * 3  # small enough to commit with a reference run
 
 
-def test_fer_eval_save_writes_a_subset_with_its_face_indices(tiny_run):
-    run_id = RunStore(tiny_run).list_runs()[0]["run_id"]
-    command = [BIN / "fer-eval", "--model", run_id, "--runs-dir", tiny_run, "--data", SAMPLE_CSV]
+def test_fer_eval_save_writes_a_subset_with_its_face_indices(runs_copy):
+    run_id = RunStore(runs_copy).list_runs()[0]["run_id"]
+    command = [BIN / "fer-eval", "--model", run_id, "--runs-dir", runs_copy, "--data", SAMPLE_CSV]
     out = subprocess.run(
         [*map(str, command), "--split", "train", "--limit", "70", "--save", "--json"],
         capture_output=True,
@@ -110,16 +101,16 @@ def test_fer_eval_save_writes_a_subset_with_its_face_indices(tiny_run):
         check=True,
     )
     result = json.loads(out.stdout)
-    rows = RunStore(tiny_run).predictions([run_id]).query("split == 'train'")
+    rows = RunStore(runs_copy).predictions([run_id]).query("split == 'train'")
     train = load_dataset(SAMPLE_CSV).splits["train"]
     assert len(rows) == 70 == result["n"] and rows["index"].is_unique
     assert (train.labels[rows["index"].to_numpy()] == rows.label.to_numpy()).all()
     assert list(rows.columns[-len(CLASSES) - 1 : -1]) == PROB_COLUMNS
 
 
-def test_fer_eval_save_refuses_a_bare_checkpoint_before_any_work(tiny_run, tmp_path):
-    run_id = RunStore(tiny_run).list_runs()[0]["run_id"]
-    checkpoint = tiny_run / run_id / "checkpoints" / "best.safetensors"
+def test_fer_eval_save_refuses_a_bare_checkpoint_before_any_work(finished_runs):
+    run_id = RunStore(finished_runs).list_runs()[0]["run_id"]
+    checkpoint = finished_runs / run_id / "checkpoints" / "best.safetensors"
     out = subprocess.run(
         [str(BIN / "fer-eval"), "--model", str(checkpoint), "--data", str(SAMPLE_CSV), "--save"],
         capture_output=True,
@@ -203,15 +194,15 @@ def predict_one_face(model, crop, view):
     return predict_probs(model, crop[None], tta=view)[0]
 
 
-def test_auto_backend_is_onnx_for_shipped_models_and_torch_for_runs(tiny_run):
+def test_auto_backend_is_onnx_for_shipped_models_and_torch_for_runs(finished_runs):
     from fer_core.loading import load_named_model, resolve_backend
     from fer_core.onnx_export import OnnxModel
 
-    run_id = RunStore(tiny_run).list_runs()[0]["run_id"]
+    run_id = RunStore(finished_runs).list_runs()[0]["run_id"]
     assert resolve_backend("stcnn") == "onnx" and isinstance(load_named_model("vit"), OnnxModel)
     assert resolve_backend("stcnn", backend="torch") == "torch" and resolve_backend("stcnn", int8=True) == "onnx"
     assert resolve_backend(run_id) == "torch"
-    assert not isinstance(load_named_model(run_id, runs_dir=tiny_run), OnnxModel)
+    assert not isinstance(load_named_model(run_id, runs_dir=finished_runs), OnnxModel)
     assert resolve_backend("stcnn", device="cuda") == "torch"
 
 

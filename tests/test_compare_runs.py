@@ -1,5 +1,5 @@
-"""The Compare runs page's controls, through Streamlit's AppTest on a copy of the committed
-results/runs: the x axis of the learning curves, grouping with a band, the settings diff, the
+"""The Compare runs page's controls, through Streamlit's AppTest on the session's copy of the
+committed results/runs: the x axis of the learning curves, grouping with a band, the settings diff, the
 CSV downloads (checked against what is drawn), the paper's rows beside ours, the runs table."""
 
 from __future__ import annotations
@@ -25,12 +25,9 @@ APP = str(PROJECT / "dashboard" / "app.py")
 
 
 @pytest.fixture
-def shipped(tmp_path, monkeypatch) -> RunStore:
-    """A private copy of results/runs that the dashboard works on."""
-    shutil.copytree(PROJECT / "results" / "runs", tmp_path / "runs")
-    monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("FER_JOBS_DIR", str(tmp_path / "jobs"))
-    return RunStore(tmp_path / "runs")
+def shipped(on_committed_runs) -> RunStore:
+    """The session's copy of results/runs, which the dashboard reads (and no test may change)."""
+    return on_committed_runs
 
 
 @pytest.fixture
@@ -251,7 +248,11 @@ def test_toy_failed_and_sample_runs_never_stand_for_ours(shipped):
     assert table1_rows([]).our_run.isna().all()
 
 
-def test_the_runs_table_hides_test_accuracy_until_a_run_has_one(shipped):
+def test_the_runs_table_hides_test_accuracy_until_a_run_has_one(committed_runs, tmp_path, monkeypatch):
+    shutil.copytree(committed_runs, tmp_path / "runs")  # this test changes a run: its own copy
+    monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("FER_JOBS_DIR", str(tmp_path / "jobs"))
+    shipped = RunStore(tmp_path / "runs")
     at = page()
     table = at.dataframe[0]
     assert "test_accuracy" not in table.proto.column_order  # no committed run has a test split

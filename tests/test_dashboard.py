@@ -3,7 +3,6 @@ form, the run selection, tags and deletion work. (Live needs a browser: see test
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,17 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core.checkpoint import read_checkpoint_metadata
 from fer_core.runstore import RunStore
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN, job_ended, run_fer_train
 from trainers.jobs import JobQueue
 
 APP = str(PROJECT / "dashboard" / "app.py")
-PAGES = ["views/runs.py", "views/sweeps.py", "views/train.py", "views/predict.py", "views/data.py"]
+PAGES = {
+    "views/runs.py": "Compare runs",
+    "views/sweeps.py": "Sweeps",
+    "views/train.py": "Train",
+    "views/predict.py": "Predict",
+    "views/data.py": "Data",
+}
 
 
 def app(page: str | None = None) -> AppTest:
@@ -31,29 +36,69 @@ def app(page: str | None = None) -> AppTest:
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders(runs_copy, page):
     at = app(page)
-    assert at.title[0].value in ("Compare runs", "Sweeps", "Train", "Predict", "Data")
+    assert at.title[0].value == PAGES[page]
     assert not at.error, [e.value for e in at.error]
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_every_page_renders_with_the_shipped_runs(page, tmp_path, monkeypatch):
-    """What `make run` shows: results/runs (a copy, so nothing here can change it)."""
-    import shutil
+def test_every_page_renders_with_the_shipped_runs(on_committed_runs):
+    """What `make run` shows: results/runs (the session's copy, which no test may change); each
+    page says what it is about."""
+    runs = on_committed_runs.list_runs()
+    assert runs
+    for page, title in PAGES.items():
+        at = app(page)
+        assert at.title[0].value == title and not at.error, [e.value for e in at.error]
+        check_page_on_the_shipped_runs[page](at, runs)
 
-    shutil.copytree(PROJECT / "results" / "runs", tmp_path / "runs")
-    monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("FER_JOBS_DIR", str(tmp_path / "jobs"))
-    assert RunStore(tmp_path / "runs").list_runs()
-    at = app(page)
-    assert not at.exception
-    if page == "views/runs.py":  # Table 2 beside our patch-embedded ViTs; the conv-stem one is our best ViT
-        [table2] = [df.value for df in at.dataframe if "kernel_init" in df.value.columns]
-        assert len(table2) == 4 and table2.our_run.str.startswith("paper-table2-").all()
-        [headline] = [df.value for df in at.dataframe if list(df.value.columns[:2]) == ["model", "paper_accuracy"]]
-        assert headline.set_index("model").our_run["vit"] == "ref-vit-kd"
-        runs = at.dataframe[0].value  # the shipped vit is a warm restart of the 30-epoch conv-stem run
-        assert runs.set_index("name").started_from["ref-vit-convstem-restart"] == "ref-vit-convstem"
-        assert runs.set_index("name").distilled_from["ref-vit-kd"] == "ref-stcnn-long"  # its teacher, by name
+
+def runs_page(at: AppTest, runs: list[dict]) -> None:
+    """Table 2 beside our patch-embedded ViTs; the conv-stem one is our best ViT."""
+    [table2] = [df.value for df in at.dataframe if "kernel_init" in df.value.columns]
+    assert len(table2) == 4 and table2.our_run.str.startswith("paper-table2-").all()
+    [headline] = [df.value for df in at.dataframe if list(df.value.columns[:2]) == ["model", "paper_accuracy"]]
+    assert headline.set_index("model").our_run["vit"] == "ref-vit-kd"
+    table = at.dataframe[0].value  # the shipped vit is a warm restart of the 30-epoch conv-stem run
+    assert len(table) == len(runs)
+    assert table.set_index("name").started_from["ref-vit-convstem-restart"] == "ref-vit-convstem"
+    assert table.set_index("name").distilled_from["ref-vit-kd"] == "ref-stcnn-long"  # its teacher, by name
+
+
+def sweeps_page(at: AppTest, runs: list[dict]) -> None:
+    sweeps = {r["sweep"] for r in runs if r.get("sweep")}
+    options = at.selectbox(key="sweep").options
+    assert len(options) == len(sweeps) and at.selectbox(key="sweep").value.startswith("paper-table1-")
+    assert at.get("plotly_chart")  # the parallel coordinates of its trials
+
+
+def train_page(at: AppTest, runs: list[dict]) -> None:
+    assert at.radio(key="train_source").value.startswith("Bundled sample")
+    assert any(b.label == "Start training" for b in at.button)
+    stopped = [r for r in runs if r["status"] in ("failed", "cancelled")]  # the committed cancelled runs
+    assert len(at.selectbox(key="resume_run").options) == len(stopped) > 0
+
+
+def predict_page(at: AppTest, runs: list[dict]) -> None:
+    from fer_core.registry import shipped_names
+
+    assert at.multiselect(key="predict_models").value == [f"{n} (shipped)" for n in shipped_names()]
+    assert at.file_uploader(key="uploads")  # and the drop zone waits
+
+
+def data_page(at: AppTest, runs: list[dict]) -> None:
+    from fer_core.data import load_dataset
+
+    sample = load_dataset(SAMPLE_CSV)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown == {f"{name} images": f"{len(split):,}" for name, split in sample.splits.items()}
+
+
+check_page_on_the_shipped_runs = {
+    "views/runs.py": runs_page,
+    "views/sweeps.py": sweeps_page,
+    "views/train.py": train_page,
+    "views/predict.py": predict_page,
+    "views/data.py": data_page,
+}
 
 
 def test_runs_page_shows_runs_curves_and_tables(runs_copy):
@@ -151,10 +196,7 @@ def test_train_form_refuses_bad_input_then_queues_one_job(runs_copy, tmp_path):
     jobs = JobQueue().jobs()
     assert len(jobs) == 1 and jobs[0]["name"] == "from-the-form"
     assert jobs[0]["args"][:2] == ["--preset", "cnn"] and "--limit" in jobs[0]["args"]
-    deadline = time.time() + 300
-    while JobQueue().job(jobs[0]["job_id"])["status"] == "running" and time.time() < deadline:
-        time.sleep(1)
-    assert JobQueue().job(jobs[0]["job_id"])["status"] == "finished"
+    assert job_ended(JobQueue(), jobs[0]["job_id"])["status"] == "finished"
     run = RunStore(runs_copy).read_run(jobs[0]["run_id"])
     assert run["status"] == "finished" and run["name"] == "from-the-form" and run["epochs_completed"] == 1
     at.run()
@@ -190,9 +232,7 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
     assert any("Queued" in s.value for s in at.success), [e.value for e in at.error]
     [job] = JobQueue().jobs()
     assert job["args"][job["args"].index("--init-from") + 1] == "stcnn"
-    deadline = time.time() + 300
-    while JobQueue().job(job["job_id"])["status"] == "running" and time.time() < deadline:
-        time.sleep(1)
+    job_ended(JobQueue(), job["job_id"])
     run = RunStore(runs_copy).read_run(job["run_id"])
     assert run["status"] == "finished", JobQueue().log_tail(job["job_id"], 20)
     assert run["config"]["ema_decay"] == 0.99
@@ -213,34 +253,8 @@ def test_train_form_starts_from_a_trained_model(runs_copy):
 
 
 def test_a_failed_run_shows_its_reason_and_resumes_from_the_train_page(runs_copy):
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import SAMPLE_CSV, TINY_STCNN
-
-    failed = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "fer-train"),
-            "--model",
-            "stcnn",
-            *TINY_STCNN,
-            "--data",
-            str(SAMPLE_CSV),
-            "--epochs",
-            "2",
-            "--limit",
-            "140",
-            "--name",
-            "oom-run",
-            "--runs-dir",
-            str(runs_copy),
-            "--no-progress",
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, FER_INJECT_FAULT="oom@2"),
-    )
+    args = ["--model", "stcnn", *TINY_STCNN, "--epochs", 2, "--limit", 140, "--name", "oom-run"]
+    failed = run_fer_train(*args, runs_dir=runs_copy, env={"FER_INJECT_FAULT": "oom@2"})
     assert failed.returncode == 1
     [run] = [r for r in RunStore(runs_copy).list_runs() if r.get("name") == "oom-run"]
 
@@ -256,8 +270,6 @@ def test_a_failed_run_shows_its_reason_and_resumes_from_the_train_page(runs_copy
     assert any("Queued" in s.value for s in at.success)
     [job] = JobQueue().jobs()
     assert job["args"] == ["--resume", run["run_id"], "--epochs", "3"] and job["run_id"] == run["run_id"]
-    deadline = time.time() + 300
-    while JobQueue().job(job["job_id"])["status"] == "running" and time.time() < deadline:
-        time.sleep(1)
+    job_ended(JobQueue(), job["job_id"])
     run = RunStore(runs_copy).read_run(run["run_id"])
     assert run["status"] == "finished" and run["epochs_completed"] == 3 and run["config"]["epochs"] == 3

@@ -21,7 +21,9 @@ def test_two_process_ddp_run_on_cpu(tmp_path):
     ddp_runs, single_runs = tmp_path / "ddp", tmp_path / "single"
     result = subprocess.run(
         [
-            str(BIN / "torchrun"),
+            sys.executable,  # torchrun, from whichever environment runs the tests
+            "-m",
+            "torch.distributed.run",
             "--nproc-per-node",
             "2",
             "--no-python",

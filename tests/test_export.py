@@ -124,6 +124,7 @@ def tiny_checkpoint(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_failed_check_leaves_no_file(tmp_path, fer2013):
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
     target = tmp_path / "out" / "tiny.onnx"
@@ -134,6 +135,7 @@ def test_failed_check_leaves_no_file(tmp_path, fer2013):
     assert list(target.parent.iterdir()) == []  # neither the file nor its temporary
 
 
+@pytest.mark.slow
 def test_load_onnx_model_exports_once_into_the_cache_and_serves_predict_probs(tmp_path, fer2013):
     """A checkpoint's first load exports it to cache/onnx/<sha256>.onnx; the next reuses it; OnnxModel
     gives predict_probs the same probabilities as torch, with test-time views too."""
@@ -161,6 +163,7 @@ def test_stcnn_ships_an_int8_onnx_model():
     assert "stcnn" in INT8_ONNX
 
 
+@pytest.mark.slow  # 700 faces
 @pytest.mark.parametrize("name", INT8_ONNX)
 def test_int8_onnx_accuracy_on_700_val_faces(name, fer2013):
     """The shipped ORT int8 model is int8 (QDQ), from the shipped weights, and reads the fixed 700-face
@@ -177,6 +180,7 @@ def test_int8_onnx_accuracy_on_700_val_faces(name, fer2013):
     assert accuracy >= model_record(name)["val"]["subset"]["accuracy"] - 0.01
 
 
+@pytest.mark.slow  # four CLI processes; the quick loop switches runtimes in the pages and the library
 def test_backend_switch_in_the_clis_and_the_library(fer2013, tmp_path):
     """`--backend onnx` (fer-predict, fer-eval, Recognizer) gives the PyTorch answers."""
     from fer_core import Recognizer

@@ -23,7 +23,7 @@ from fer_core.faces import (
     detect_faces,
     to_gray,
 )
-from tests.conftest import make_photo
+from tests.conftest import detectable_faces, make_photo
 
 DATA = Path(__file__).parent / "data"
 
@@ -124,8 +124,15 @@ def test_fer2013_faces_pasted_into_a_photo_are_found(fer2013):
         faces = detect_faces(np.asarray(make_photo([f])))  # 180 px, centred in 640x480
         found += len(faces) == 1 and math.dist(centre(faces[0].box), (320, 240)) < 40
     assert found >= 17, f"{found} of {len(files)}"
-    two = detect_faces(np.asarray(make_photo(files[:2])))
-    assert len(two) >= 1 and all(f.box[0] >= 0 and f.box[1] >= 0 for f in two)
+
+
+def test_a_photo_of_two_faces_gives_two_boxes_left_to_right(fer2013):
+    one, two = detectable_faces(fer2013, n=2)
+    found = detect_faces(np.asarray(make_photo([one, two])))  # 180 px each, centred in each half of 640x480
+    assert len(found) == 2, found
+    left, right = sorted(found, key=lambda f: f.box[0])
+    assert math.dist(centre(left.box), (160, 240)) < 40 and math.dist(centre(right.box), (480, 240)) < 40
+    assert all(f.box[0] >= 0 and f.box[1] >= 0 for f in found)
 
 
 @pytest.mark.parametrize("shape", [(1, 5000, 3), (5000, 1), (8, 8, 3)])

@@ -29,8 +29,9 @@ def rows(model: str, view: str | None = None) -> pd.DataFrame:
 
 
 @pytest.fixture
-def committed_runs(monkeypatch):
-    monkeypatch.setenv("FER_RUNS_DIR", str(PROJECT / "results" / "runs"))  # read only: the page writes nothing
+def committed_runs(on_committed_runs):
+    """The session's copy of results/runs (the page only reads it; the copy is checked for changes)."""
+    return on_committed_runs
 
 
 def faces_page(fer2013) -> AppTest:

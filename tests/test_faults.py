@@ -19,6 +19,7 @@ from fer_core.runstore import RunStore
 from tests.conftest import SAMPLE_CSV, TINY_STCNN
 
 FER_TRAIN = Path(sys.executable).parent / "fer-train"
+SOAK_EPOCHS = 2  # epochs each trainer finishes while the soak polls
 pytestmark = pytest.mark.slow
 
 
@@ -71,7 +72,7 @@ def test_out_of_memory_fails_with_one_clear_line_then_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     run = only_run(runs)
     assert run["status"] == "finished" and run["epochs_completed"] == 3 and not run.get("error")
-    assert 1000 < run["train_seconds"] < 1300  # the time before the failure still counts
+    assert 1000 < run["train_seconds"] < 2000  # the time before the failure still counts (once)
 
 
 def in_private_mount(tmp_path: Path, script: str) -> None:
@@ -171,9 +172,12 @@ def test_dataset_deleted_mid_training_then_resume(tmp_path):
     deadline = time.time() + 120
     while not list(runs.glob("*/checkpoints/last_optimizer.safetensors")) and time.time() < deadline:
         time.sleep(0.2)
-    data.unlink()  # the trainer holds the decoded data in memory: it carries on
-    time.sleep(3)
-    assert proc.poll() is None
+    done = only_run(runs)["epochs_completed"]
+    data.unlink()  # the trainer holds the decoded data in memory: it carries on, epoch after epoch
+    deadline = time.time() + 300
+    while only_run(runs)["epochs_completed"] < done + 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None and only_run(runs)["epochs_completed"] >= done + 2
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     run_id = only_run(runs)["run_id"]
@@ -190,9 +194,10 @@ def test_dataset_deleted_mid_training_then_resume(tmp_path):
 
 def test_three_trainers_and_a_polling_dashboard(tmp_path):
     """A bounded soak: every poll reads every run and every Parquet row without an error, and
-    at the end each run has exactly one row per finished epoch and split. A minute keeps the
-    suite inside its CI budget; FER_SOAK_SECONDS=3600 makes it a real soak."""
-    soak_seconds = float(os.environ.get("FER_SOAK_SECONDS", 60))
+    at the end each run has exactly one row per finished epoch and split. It goes on for
+    FER_SOAK_SECONDS (20; 3600 makes it a real soak) and until the polls have seen every run
+    grow by SOAK_EPOCHS epochs, so that reads really met writes however loaded the machine."""
+    soak_seconds = float(os.environ.get("FER_SOAK_SECONDS", 20))
     runs = tmp_path / "runs"
     procs = [
         subprocess.Popen(
@@ -203,10 +208,11 @@ def test_three_trainers_and_a_polling_dashboard(tmp_path):
         )
         for i in range(3)
     ]
-    errors, polls, rows_seen = [], 0, 0
-    started = time.time()
+    errors, polls, grown = [], 0, {}  # run -> the epochs it finished while being polled
+    started, first_seen = time.time(), {}
     try:
-        while time.time() - started < soak_seconds:
+        while time.time() - started < soak_seconds or len(grown) < 3 or min(grown.values()) < SOAK_EPOCHS:
+            assert time.time() - started < 900, f"the trainers made no progress ({grown})"
             store = RunStore(runs)  # a fresh reader each time, like a restarted dashboard
             try:
                 listed = store.list_runs()
@@ -215,11 +221,13 @@ def test_three_trainers_and_a_polling_dashboard(tmp_path):
                 if not metrics.empty:
                     keys = metrics[["run_id", "epoch", "split", "tta"]]
                     assert not keys.duplicated().any(), "duplicated epoch rows"
-                    rows_seen = max(rows_seen, len(metrics))
+                for run in listed:
+                    first_seen.setdefault(run["run_id"], run.get("epochs_completed", 0))
+                    grown[run["run_id"]] = run.get("epochs_completed", 0) - first_seen[run["run_id"]]
             except Exception as e:  # noqa: BLE001 - the soak counts every read error
                 errors.append(repr(e))
             polls += 1
-            time.sleep(1)
+            time.sleep(0.5)
     finally:
         for p in procs:
             os.killpg(p.pid, signal.SIGTERM)
@@ -233,11 +241,10 @@ def test_three_trainers_and_a_polling_dashboard(tmp_path):
     for run in listed:
         epochs = sorted(metrics[(metrics.run_id == run["run_id"]) & (metrics.split == "val")].epoch)
         assert epochs == list(range(1, run["epochs_completed"] + 1)), "lost or duplicated epochs"
-    assert polls >= soak_seconds * 0.5 and rows_seen > 0
     print(
         json.dumps(
             {
-                "soak_seconds": soak_seconds,
+                "soak_seconds": round(time.time() - started),
                 "polls": polls,
                 "rows_checked": len(metrics),
                 "epochs": sum(r["epochs_completed"] for r in listed),

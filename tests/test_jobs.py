@@ -5,23 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 import pytest
 
 from fer_core.runstore import RunStore
-from tests.conftest import SAMPLE_CSV, TINY_STCNN
+from tests.conftest import SAMPLE_CSV, TINY_STCNN, wait_for
 from trainers.jobs import JobQueue
-
-
-def wait_for(condition, timeout=300, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def long_job(name: str, epochs: int = 40) -> list[str]:
@@ -85,7 +74,7 @@ def test_a_killed_trainer_shows_as_failed_and_resumes(tmp_path):
         what="the first epoch",
     )
     os.killpg(job["pid"], signal.SIGKILL)
-    wait_for(lambda: queue.job(job["job_id"])["status"] == "failed", timeout=30, what="failed job")
+    wait_for(lambda: queue.job(job["job_id"])["status"] == "failed", seconds=60, what="failed job")
     run = runs.read_run(job["run_id"])
     assert run["status"] == "failed" and run["epochs_completed"] >= 1
     # An epoch's metrics are written before run.json counts it, so a kill between the two leaves

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,6 +23,9 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
     """A fresh venv with only the built wheel installed; the heavy dependencies (torch, OpenCV...)
     are this venv's, reached through one path line rather than installed again."""
     root = tmp_path_factory.mktemp("package")
+    source = root / "source"  # a copy: building in the checkout would leave build/ and egg-info there
+    left_out = shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "runs", "jobs", "screenshots")
+    shutil.copytree(PROJECT, source, ignore=left_out)
     subprocess.run(
         [
             sys.executable,
@@ -33,7 +37,7 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
             "-q",
             "-w",
             str(root / "dist"),
-            str(PROJECT),
+            str(source),
         ],
         check=True,
         capture_output=True,
@@ -90,7 +94,7 @@ print(json.dumps({{"package": fer_core.__file__, "models": str(p.SHIPPED_MODELS_
         )
     )
     assert where["labels"] == ["happy"]
-    assert str(venv) in where["package"] and str(PROJECT) not in where["package"]
+    assert str(venv) in where["package"] and str(PROJECT) not in where["package"] and "source" not in where["package"]
     assert where["models"].startswith(str(venv)) and Path(where["models"], "stcnn.safetensors").is_file()
     assert where["results"] == str(Path(env["HOME"], ".local", "share", "fer-lab"))
     assert where["cache"] == str(Path(env["HOME"], ".cache", "fer-lab"))

@@ -1,31 +1,22 @@
 """Issue 50, what a new user hit on Train, Sweeps and Live: each fix checked so that the old page
 fails. AppTest for what a page says; Chromium at 1400x900 for what must be in view without
-scrolling (Train's Start and its message, Live's video and STOP); one real tiny training job for
-the phases the trainer reports between batches."""
+scrolling (Train's Start and its message; Live's video and STOP: test_browser_video.py); one
+real tiny training job for the phases the trainer reports between batches."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import pytest
-from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from fer_core.data import load_dataset
 from fer_core.presets import preset_config
 from fer_core.runstore import RunStore, now_iso
-from tests.conftest import (
-    SAMPLE_CSV,
-    TINY_STCNN,
-    app_page,
-    browser_page,
-    chromium,
-    open_in_browser,
-    streamlit_server,
-    write_y4m,
-)
+from tests.conftest import SAMPLE_CSV, TINY_STCNN, app_page, open_in_browser
 from trainers.jobs import JobQueue
 
 SAMPLE = load_dataset(SAMPLE_CSV)
@@ -190,34 +181,12 @@ def test_without_table_1_sweeps_opens_on_the_largest(home):
 # -- in a real browser at 1400x900 --------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    camera = write_y4m([Image.new("RGB", (640, 480), (128, 128, 128))] * 10, tmp_path_factory.mktemp("cam") / "a.y4m")
-    with chromium(camera) as browser:
-        yield browser
-
-
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory):
-    home = tmp_path_factory.mktemp("dashboard")
-    sweep(RunStore(home / "runs"), "paper-table1-20261124-175650-ddf7", [16, 32, 64, 128])
-    with streamlit_server(home) as url:
-        yield url
-
-
-@pytest.fixture
-def page(browser):
-    with browser_page(browser) as page:
-        yield page
-
-
 def in_view(box: dict | None) -> bool:
     return bool(box) and box["y"] >= 0 and box["y"] + box["height"] <= 900
 
 
-@pytest.mark.slow
-def test_start_and_its_message_are_in_view(page, dashboard):
-    open_in_browser(page, f"{dashboard}/train")
+def test_start_and_its_message_are_in_view(page, committed_dashboard):
+    open_in_browser(page, f"{committed_dashboard}/train")
     start = page.get_by_role("button", name="Start training")
     assert in_view(start.bounding_box()), (
         f"Start at {start.bounding_box()}"
@@ -232,27 +201,15 @@ def test_start_and_its_message_are_in_view(page, dashboard):
     assert in_view(message.bounding_box()), f"the message at {message.bounding_box()}"
 
 
-@pytest.mark.slow
-def test_the_sweeps_axis_labels_are_not_cut(page, dashboard):
-    open_in_browser(page, f"{dashboard}/sweeps")
+def test_the_sweeps_axis_labels_are_not_cut(page, committed_dashboard):
+    """On the committed paper-table1 sweep (trials paper-stcnn-b16 ... b128)."""
+    open_in_browser(page, f"{committed_dashboard}/sweeps")
     plot = page.locator(".js-plotly-plot").first
     plot.locator(".parcoords").first.wait_for()
     plot.scroll_into_view_if_needed()
     left = plot.bounding_box()["x"]
     ticks = plot.locator(".parcoords .tick text")
     texts = ticks.all_text_contents()
-    assert "paper-stcnn-b128" in texts and "0.400" in texts  # whole, and three decimals
+    assert "paper-stcnn-b128" in texts  # whole
+    assert any(re.fullmatch(r"0\.\d{3}", t) for t in texts), texts  # accuracies with three decimals
     assert min(ticks.nth(i).bounding_box()["x"] for i in range(ticks.count())) >= left  # none cut at the edge
-
-
-@pytest.mark.slow
-def test_the_live_video_and_stop_are_in_view(page, dashboard):
-    open_in_browser(page, f"{dashboard}/live")
-    frame = page.frame_locator("iframe[title*='webrtc']").first
-    frame.get_by_role("button", name="START").click()
-    video, stop = frame.locator("video"), frame.get_by_role("button", name="STOP")
-    stop.wait_for()
-    video.wait_for()
-    assert in_view(video.bounding_box()), f"the video at {video.bounding_box()}"
-    assert in_view(stop.bounding_box()), f"STOP at {stop.bounding_box()}"
-    stop.click()

@@ -21,8 +21,8 @@ EXTERNAL = re.compile(r"<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)\
 
 
 @pytest.fixture(scope="module")
-def sections():
-    return paper_report(RunStore(PROJECT / "results" / "runs"), shipped_predictions())
+def sections(committed_runs):
+    return paper_report(RunStore(committed_runs), shipped_predictions())
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_tables_1_and_2_keep_the_papers_rows(sections):
     assert table1["paper protocol"].str.contains("80:20").all()
 
 
-def test_learning_curves_join_warm_restarts(sections):
+def test_learning_curves_join_warm_restarts(sections, committed_runs):
     """The vit's weights came through three warm restarts: its curves run end to end, and the
     star sits at the shipped epoch after all the epochs taken from its parents."""
     curves = next(s for s in sections if s.title == "Learning curves").items
@@ -74,7 +74,7 @@ def test_learning_curves_join_warm_restarts(sections):
     assert [run_id for run_id, _ in chain][-1] == record["source"]["run_id"] and len(chain) == 4
     star = next(t for t in curves[ENSEMBLE.index("vit")].data if t.name.startswith("shipped"))
     assert list(star.x) == [sum(epoch for _, epoch in chain)]
-    metrics = RunStore(PROJECT / "results" / "runs").metrics([record["source"]["run_id"]])
+    metrics = RunStore(committed_runs).metrics([record["source"]["run_id"]])
     at = metrics[(metrics.split == "val") & (metrics.tta == "none") & (metrics.epoch == record["source"]["epoch"])]
     assert list(star.y) == pytest.approx(at.accuracy.tolist())
 
@@ -92,8 +92,7 @@ def test_the_html_file_holds_the_numbers_and_needs_no_network(html, sections):
     assert not EXTERNAL.findall(html), EXTERNAL.findall(html)[:3]
 
 
-def test_the_report_page_shows_the_same(monkeypatch):
-    monkeypatch.setenv("FER_RUNS_DIR", str(PROJECT / "results" / "runs"))
+def test_the_report_page_shows_the_same(on_committed_runs):
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
     at.switch_page("views/report.py").run()

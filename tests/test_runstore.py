@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pandas as pd
 import pytest
 
 from fer_core.runstore import STALE_SECONDS, RunStore
+from tests.conftest import wait_for
 
 
 def test_create_list_read_update_delete(tmp_path):
@@ -60,14 +62,15 @@ def test_keep_alive_heartbeats_while_the_trainer_is_busy_elsewhere(tmp_path):
     w = store.create({"model": "stcnn"})
     w.update(status="running", pid=os.getpid(), heartbeat_unix=time.time() - STALE_SECONDS - 1)
     assert store.read_run(w.run_id)["status"] == "failed"
+    beats = {thread.ident for thread in threading.enumerate()}
     w.keep_alive(every=0.05)
-    time.sleep(0.5)
-    assert store.read_run(w.run_id)["status"] == "running"
-    w.stop_keep_alive()
-    time.sleep(0.2)
+    [beating] = [thread for thread in threading.enumerate() if thread.ident not in beats]
+    wait_for(lambda: store.read_run(w.run_id)["status"] == "running", 60, "a heartbeat")
     last = store.read_run(w.run_id)["heartbeat_unix"]
-    time.sleep(0.3)
-    assert store.read_run(w.run_id)["heartbeat_unix"] == last  # stopped
+    wait_for(lambda: store.read_run(w.run_id)["heartbeat_unix"] > last, 60, "another heartbeat")
+    w.stop_keep_alive()
+    beating.join(timeout=30)
+    assert not beating.is_alive()  # stopped: no beat after this
 
 
 @pytest.mark.parametrize("bad", ["../x", "..", "/etc", "a/b", "a\0b", "", ".hidden", "x" * 200, "a..b"])

@@ -10,7 +10,6 @@ import ast
 import pickle
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
@@ -21,7 +20,7 @@ from safetensors import SafetensorError
 
 from fer_core.checkpoint import load_model
 from fer_core.runstore import RunStore
-from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN, streamlit_server
+from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN, job_ended
 from trainers.jobs import JobQueue
 
 SOURCES = [
@@ -88,6 +87,7 @@ def test_a_pickled_checkpoint_is_refused_without_running_it(tmp_path):
     assert pickle.loads(pickle.dumps(_Payload(str(marker)))) and marker.exists()  # the payload does work
 
 
+@pytest.mark.slow
 def test_the_trainer_is_launched_without_a_shell(tmp_path):
     """Shell metacharacters in a run name reach fer-train as one literal argument."""
     name = "x; touch PWNED1 && $(touch PWNED2) `touch PWNED3` | tee PWNED4 > PWNED5 'q\" *"
@@ -98,10 +98,7 @@ def test_the_trainer_is_launched_without_a_shell(tmp_path):
         name="metachars",
         model="stcnn",
     )
-    deadline = time.time() + 300
-    while queue.job(job["job_id"])["status"] in ("queued", "running") and time.time() < deadline:
-        time.sleep(1)
-    assert queue.job(job["job_id"])["status"] == "finished", queue.log_tail(job["job_id"])
+    assert job_ended(queue, job["job_id"])["status"] == "finished", queue.log_tail(job["job_id"])
     assert runs.read_run(job["run_id"])["name"] == name
     for where in (tmp_path, PROJECT, PROJECT / "dashboard", runs.root):
         assert not list(where.glob("PWNED*"))
@@ -145,22 +142,22 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
-@pytest.mark.slow
-def test_the_dashboard_is_served_on_loopback_only_and_refuses_forged_uploads(tmp_path):
-    with streamlit_server(tmp_path) as url:
-        port = int(url.rsplit(":", 1)[1])
-        assert reachable("127.0.0.1", port)
-        assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, not 0.0.0.0 or ::
-        for address in other_addresses():
-            assert not reachable(address, port), f"the dashboard answers on {address}"
-        # A cross-site upload without Streamlit's XSRF cookie and token is refused.
-        request = urllib.request.Request(
-            f"{url}/_stcore/upload_file/some-session/some-file",
-            data=b"x" * 10,
-            method="PUT",
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(request, timeout=10)
-        assert refused.value.code == 403
-        assert urllib.request.urlopen(url, timeout=10).status == 200  # and the app still serves
+def test_the_dashboard_is_served_on_loopback_only_and_refuses_forged_uploads(committed_dashboard):
+    """The dashboard as `make run` starts it (the project's .streamlit/config.toml)."""
+    url = committed_dashboard
+    port = int(url.rsplit(":", 1)[1])
+    assert reachable("127.0.0.1", port)
+    assert listening_addresses(port) == {"0100007F"}  # 127.0.0.1, not 0.0.0.0 or ::
+    for address in other_addresses():
+        assert not reachable(address, port), f"the dashboard answers on {address}"
+    # A cross-site upload without Streamlit's XSRF cookie and token is refused.
+    request = urllib.request.Request(
+        f"{url}/_stcore/upload_file/some-session/some-file",
+        data=b"x" * 10,
+        method="PUT",
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 403
+    assert urllib.request.urlopen(url, timeout=10).status == 200  # and the app still serves

@@ -27,6 +27,17 @@ def sweep_id(stdout: str) -> str:
     return re.search(r"^sweep (\S+): \d+ trials", stdout, re.M).group(1)
 
 
+def in_process(capsys, *args) -> tuple[int, str, str]:
+    """fer-sweep's own entry point in this process: (exit status, stdout, stderr). A fresh process
+    per case costs seconds of imports; the real fer-sweep process is checked once below."""
+    try:
+        code = sweep.main([*map(str, args)])
+    except SystemExit as e:
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.mark.parametrize(
     "spec,presets",
     [
@@ -34,17 +45,18 @@ def sweep_id(stdout: str) -> str:
         ("paper-table2", ["paper-vit-1", "paper-vit-2", "paper-vit-3", "paper-vit-4"]),
     ],
 )
-def test_the_paper_specs(tmp_path, spec, presets):
-    result = fer_sweep(PROJECT / "sweeps" / f"{spec}.toml", "--dry-run", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert sweep_id(result.stdout).startswith(spec)
-    commands = [line.split("fer-train ", 1)[1] for line in result.stdout.splitlines() if "fer-train " in line]
+def test_the_paper_specs(tmp_path, monkeypatch, capsys, spec, presets):
+    monkeypatch.chdir(tmp_path)  # the spec's paths are relative to the repo, not the cwd
+    code, out, err = in_process(capsys, PROJECT / "sweeps" / f"{spec}.toml", "--dry-run")
+    assert code == 0, err
+    assert sweep_id(out).startswith(spec)
+    commands = [line.split("fer-train ", 1)[1] for line in out.splitlines() if "fer-train " in line]
     assert [re.search(r"--preset (\S+)", c).group(1) for c in commands] == presets
-    assert all(f"--data {FER2013.resolve()}" in c for c in commands)  # relative to the repo, not the cwd
+    assert all(f"--data {FER2013.resolve()}" in c for c in commands)
 
 
-def test_a_bad_trial_refuses_the_whole_sweep_before_anything_starts(tmp_path):
-    result = fer_sweep(
+def test_a_bad_trial_refuses_the_whole_sweep_before_anything_starts(tmp_path, monkeypatch, capsys):
+    result = fer_sweep(  # the real process: exit status 2 and one line naming the trial
         "--grid",
         "batch_size=32,0",
         *TINY,
@@ -56,13 +68,15 @@ def test_a_bad_trial_refuses_the_whole_sweep_before_anything_starts(tmp_path):
     )
     assert result.returncode == 2 and "trial t02 (batch_size=0)" in result.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "jobs").exists()
+    monkeypatch.chdir(tmp_path)
     (tmp_path / "typo.toml").write_text('name = "x"\ngird = {lr = [1]}\n')
-    result = fer_sweep(tmp_path / "typo.toml", *TINY, cwd=tmp_path)
-    assert result.returncode == 2 and "unknown key(s) gird" in result.stderr
-    result = fer_sweep("--random", "lr=0:0.1:log", *TINY, "--dry-run", cwd=tmp_path)
-    assert result.returncode == 2 and "0 < low < high" in result.stderr
-    result = fer_sweep("--grid", "name=a,b", *TINY, "--dry-run", cwd=tmp_path)
-    assert result.returncode == 2 and "set by fer-sweep itself" in result.stderr
+    for args, needle in (
+        ([tmp_path / "typo.toml", *TINY], "unknown key(s) gird"),
+        (["--random", "lr=0:0.1:log", *TINY, "--dry-run"], "0 < low < high"),
+        (["--grid", "name=a,b", *TINY, "--dry-run"], "set by fer-sweep itself"),
+    ):
+        code, _, err = in_process(capsys, *args)
+        assert code == 2 and needle in err, err
 
 
 def test_grid_random_and_seeds_are_a_reproducible_product():

@@ -118,28 +118,24 @@ def _epoch_rows(runs: Path | str) -> pd.DataFrame:
     return m[m.tta == "none"].sort_values(["epoch", "split"]).reset_index(drop=True)
 
 
+# With a weight average (--ema-decay), whose state must come back too: val measures the average.
+RESUMED = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--epochs", 4, "--limit", 420, "--ema-decay", 0.9]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> pd.DataFrame:
+    """The epoch rows of a RESUMED run that nothing interrupted (trained once for both stores)."""
+    runs = tmp_path_factory.mktemp("uninterrupted") / "runs"
+    cli("fer-train", *RESUMED, "--no-progress", "--runs-dir", runs)
+    return _epoch_rows(runs)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("store", ["local", "s3"])
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path, store, request, monkeypatch):
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, store, request, monkeypatch, uninterrupted):
     """Also with the run store on S3 and the resume on "another machine" (an empty local
     checkpoint cache): the checkpoints come back from the store."""
-    # With a weight average (--ema-decay), whose state must come back too: val measures the average.
-    args = [
-        "--model",
-        "stcnn",
-        *TINY_STCNN,
-        "--data",
-        SAMPLE_CSV,
-        "--epochs",
-        4,
-        "--limit",
-        420,
-        "--ema-decay",
-        0.9,
-        "--no-progress",
-    ]
-    cli("fer-train", *args, "--runs-dir", tmp_path / "a")
-    reference = _epoch_rows(tmp_path / "a")
+    args, reference = [*RESUMED, "--no-progress"], uninterrupted
 
     runs = tmp_path / "b" if store == "local" else request.getfixturevalue("s3_runs")
     proc = subprocess.Popen(
@@ -260,15 +256,14 @@ def test_not_a_dataset_is_refused_with_one_clear_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_init_from_starts_from_the_given_weights(tmp_path):
+def test_init_from_starts_from_the_given_weights(runs_copy):
     """A warm restart: the new run's weights are the old run's (a learning rate of ~0 keeps them
     there), its optimizer and schedule are fresh, and run.json says where it started."""
     from safetensors.torch import load_file
 
-    runs = tmp_path / "runs"
+    runs = runs_copy  # "first": the finished 2-epoch b16 run
     base = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 140, "--runs-dir", runs, "--no-progress"]
-    cli("fer-train", *base, "--epochs", 2, "--name", "first")
-    first = only_run(runs)
+    [first] = [r for r in RunStore(runs).list_runs() if r["name"] == "b16"]
     cli(
         "fer-train",
         *base,
@@ -318,7 +313,7 @@ def test_init_from_starts_from_the_given_weights(tmp_path):
     assert refused.returncode == 2 and "is a stcnn, not a cnn" in refused.stderr
     refused = cli("fer-train", *base, "--init-from", "no-such-model", check=False)
     assert refused.returncode == 2 and "--init-from no-such-model" in refused.stderr
-    assert len(RunStore(runs).list_runs()) == 3
+    assert len(RunStore(runs).list_runs()) == 4  # b16, b32, again, averaged: the refused ones made none
 
 
 @pytest.mark.slow
@@ -434,17 +429,16 @@ def test_localization_net_trains_at_its_fraction_of_the_learning_rate(tmp_path):
 
 
 @pytest.mark.slow
-def test_distillation_pulls_the_student_to_its_teacher(tmp_path):
+def test_distillation_pulls_the_student_to_its_teacher(runs_copy):
     """`--distill-from`: the soft-target loss is zero for a student that is its teacher and
     shrinks as a different student trains on it alone; a real run records its teacher."""
     from fer_core.checkpoint import file_sha256, load_model
     from fer_core.data import load_dataset
     from trainers.distill import Distiller
 
-    runs = tmp_path / "runs"
+    runs = runs_copy  # the teacher: the finished 2-epoch b16 run
     base = ["--model", "stcnn", *TINY_STCNN, "--data", SAMPLE_CSV, "--limit", 140, "--runs-dir", runs, "--no-progress"]
-    cli("fer-train", *base, "--epochs", 2, "--name", "teacher")
-    teacher = only_run(runs)
+    [teacher] = [r for r in RunStore(runs).list_runs() if r["name"] == "b16"]
     teacher_path = runs / teacher["run_id"] / "checkpoints" / "best.safetensors"
 
     x = torch.from_numpy(load_dataset(SAMPLE_CSV).splits["train"].images[:64]).float().div(255).unsqueeze(1)

@@ -1,14 +1,13 @@
 """fer-predict on real videos and folders: clips made here from real FER2013 faces.
 
 Tracks, --every, --smooth, --out (csv, parquet), folders with junk, broken and odd files
-(truncated, zero frames, random bytes, unknown codec, 4K), the progress bar and the speed
-promise: the default settings keep up with a 640x360 clip in real time.
+(truncated, zero frames, random bytes, unknown codec, 4K), the progress bar and the default
+settings. Speed (real time at the default settings) is benchmarks/video.py's.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -279,18 +278,23 @@ def test_api_errors(clips, models, tmp_path):
         predict_video(clips["one"], models, every=0)
 
 
-def test_faster_than_real_time_at_default_settings(clips):
-    """The default model (the ensemble of three) keeps up with a 25 fps 640x360 clip: video is
-    classified in batches, on one view, in bf16 where the CPU has it; detection runs at
-    VIDEO_DETECT_MAX_SIDE. (benchmarks/video.py shows 30 fps clips kept up with on a quiet
-    machine; 25 fps leaves a margin for other work on the shared cores.)"""
-    for _ in range(2):  # a second try when other work on the shared cores slowed the first
-        run = fer_predict("--json", clips["speed"])
-        assert run.returncode == 0, run.stderr
-        result = json.loads(run.stdout)
-        assert len(result["frames"]) >= 70 and result["video"]["fps"] == 25
-        if result["video"]["processed_fps"] >= 25:
-            return
-    pytest.fail(
-        f"{result['video']['processed_fps']} fps < 25 (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+def test_default_settings_classify_every_frame_with_the_default_model(clips):
+    """`fer-predict clip.mp4` as a user types it: the default model (registry.default_model) on
+    every frame, one track for the one face. Whether that keeps up with real time is a speed,
+    measured by benchmarks/video.py (docs/performance.md), not asserted here."""
+    from fer_core import Recognizer
+
+    run = fer_predict("--json", clips["speed"])
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["video"]["fps"] == 25 and result["video"]["frames"] == 75
+    assert len(result["frames"]) >= 70 and {f["frame"] for f in result["frames"]} <= set(range(75))
+    assert {face["track"] for f in result["frames"] for face in f["faces"]} == {0}
+    for frame in result["frames"]:
+        check_face(frame["faces"][0])
+    default = Recognizer()  # registry.default_model(), as fer-predict loads it
+    expected = predict_video(
+        clips["speed"], default.batch_models(), dict.fromkeys(default.models, "none"), blend=default.blend
     )
+    labels = [[face["label"] for face in f["faces"]] for f in result["frames"]]
+    assert labels == [[face["label"] for face in f["faces"]] for f in expected["frames"]]

@@ -8,10 +8,13 @@ from collections import deque
 
 import av
 import cv2
+import numpy as np
 import streamlit as st
+from PIL import Image
 from streamlit_webrtc import webrtc_streamer
 
 from dashboard.common import get_model, model_choices, rtc_configuration
+from fer_core.drawing import draw_tags, face_tag
 from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, VIDEO_DETECT_MAX_SIDE
 from fer_core.loading import BACKENDS
 from fer_core.predict import classify_faces, find_faces
@@ -91,19 +94,9 @@ class Annotator:
                 rgb, max_side=VIDEO_DETECT_MAX_SIDE, detector=self.detector, min_confidence=self.min_confidence
             )
             faces = classify_faces(faces, {"model": self.model})
-        for face in faces:
-            x, y, w, h = face.box
-            label, confidence = face.label()
-            cv2.rectangle(image, (x, y), (x + w, y + h), (160, 63, 123), 2)
-            cv2.putText(
-                image,
-                f"{label} {confidence:.0%}",
-                (x, max(15, y - 8)),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.7,
-                (160, 63, 123),
-                2,
-            )
+        if faces:  # the same tags as Predict (fer_core.drawing): never overlapping, inside the frame
+            tagged = draw_tags(Image.fromarray(rgb), [face_tag(face.box, face.combined()) for face in faces])
+            image = cv2.cvtColor(np.asarray(tagged), cv2.COLOR_RGB2BGR)
         self.times.append(time.perf_counter())
         if len(self.times) > 1:
             fps = (len(self.times) - 1) / (self.times[-1] - self.times[0])

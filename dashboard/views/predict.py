@@ -10,21 +10,29 @@ import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from dashboard.common import get_model, get_recognizer, model_choices
 from fer_core.calibration import Blend
 from fer_core.classes import CLASSES
+from fer_core.drawing import draw_tags, face_tag
 from fer_core.explain import grad_cam, overlay, spatial_transform
 from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, ImageError, load_photo
+from fer_core.labels import top_two
 from fer_core.loading import BACKENDS
 from fer_core.predict import Face
-from fer_core.video import VIDEO_SUFFIXES, VideoError, predict_video, result_rows
+from fer_core.video import (
+    MIN_TRACK_SECONDS,
+    VIDEO_SUFFIXES,
+    VideoError,
+    predict_video,
+    result_rows,
+    track_summaries,
+)
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
 VIDEO_TYPES = [suffix.lstrip(".") for suffix in VIDEO_SUFFIXES]
 DISPLAY_MAX_SIDE = 1600  # a 100 MP photo is shown (and sent to the browser) at this size
-PURPLE = (123, 63, 160)
 MAX_TRACKS = 8  # timelines shown per video (the faces seen longest)
 
 st.title("Predict")
@@ -55,7 +63,8 @@ min_confidence = c2.slider(
     float(DEFAULT_MIN_CONFIDENCE),
     0.05,
     key="predict_min_confidence",
-    help="faces the detector is less sure of are left out (Haar reports 1.0 for every face)",
+    help="faces the detector is less sure of are left out (for mtcnn+yunet: MTCNN's score; Haar reports 1.0 "
+    "for every face). The default suits mtcnn+yunet; yunet alone needs about 0.8 (docs/faces.md)",
 )
 backend = c3.selectbox(
     "Runtime",
@@ -115,32 +124,11 @@ every = (
 )
 
 
-def label_font(canvas: Image.Image) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """4% of the longer side (min 16 px): ~14 px on screen when the photo fills a third of the page."""
-    return ImageFont.load_default(size=max(16, round(0.04 * max(canvas.size))))
-
-
 def draw_boxes(image: Image.Image, faces: list[Face]) -> Image.Image:
-    """The photo at display size, each face boxed and labelled in large text on a filled tag
-    (legible on any photo)."""
+    """The photo at display size, each face boxed and tagged by fer_core.drawing (as on Live)."""
     scale = min(1.0, DISPLAY_MAX_SIDE / max(image.size))
-    canvas = image.resize((round(image.width * scale), round(image.height * scale))) if scale < 1 else image.copy()
-    draw = ImageDraw.Draw(canvas)
-    width = max(2, canvas.height // 200)
-    font = label_font(canvas)
-    for i, face in enumerate(faces, 1):
-        x, y, w, h = (round(v * scale) for v in face.box)
-        label, confidence = face.label()
-        draw.rectangle([x, y, x + w, y + h], outline=PURPLE, width=width)
-        text = f"{i}: {label} {confidence:.0%}"
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
-        pad = max(3, font.size // 5)
-        tag_w, tag_h = right - left + 2 * pad, bottom - top + 2 * pad
-        tx = min(max(0, x), max(0, canvas.width - tag_w))
-        ty = y - tag_h if y >= tag_h else min(y + h, canvas.height - tag_h)  # above the box, else below it
-        draw.rectangle([tx, ty, tx + tag_w, ty + tag_h], fill=PURPLE)
-        draw.text((tx + pad - left, ty + pad - top), text, fill="white", font=font)
-    return canvas
+    canvas = image.resize((round(image.width * scale), round(image.height * scale))) if scale < 1 else image
+    return draw_tags(canvas, [face_tag(face.box, face.combined(), i, scale) for i, face in enumerate(faces, 1)])
 
 
 def probability_chart(face: Face) -> None:
@@ -193,6 +181,9 @@ def show_photo(upload) -> None:
             combined = ""
             if len(models) > 1:
                 combined = f", {'weighted ensemble' if recognizer.blend else 'mean'} of {len(models)}"
+            ranked = top_two(face.combined())
+            if len(ranked) > 1:  # below UNSURE_BELOW: the runner-up is said too, as on the tag
+                combined += f"; unsure, next {ranked[1][0]} {ranked[1][1]:.0%}"
             st.markdown(f"**Face {i}: {label}** ({confidence:.0%}{combined})")
             probability_chart(face)
             if explain:
@@ -246,15 +237,16 @@ def video_result(
     return {**result, "path": name}
 
 
-def timeline(rows: pd.DataFrame, track, key: str) -> None:
-    """Each emotion's probability over time for one tracked face."""
-    face = rows[rows.track == track]
+def timeline(rows: pd.DataFrame, track: dict, key: str) -> None:
+    """Each emotion's probability over time for one tracked face, under its summary line."""
+    face = rows[rows.track == track["track"]]
     long = face.melt(id_vars=["time"], value_vars=list(CLASSES), var_name="emotion", value_name="probability")
     fig = px.line(
         long,
         x="time",
         y="probability",
         color="emotion",
+        markers=len(face) < 30,  # a few points still show as points
         range_y=[0, 1],
         height=300,
         labels={"time": "time (s)"},
@@ -262,8 +254,8 @@ def timeline(rows: pd.DataFrame, track, key: str) -> None:
     )
     fig.update_layout(margin={"t": 10, "b": 10})
     st.markdown(
-        f"**Track {track}**: mostly {face.label.mode().iloc[0]} "
-        f"({len(face)} frame(s), {face.time.min():.1f}-{face.time.max():.1f} s)"
+        f"**Track {track['track']}**: mostly {track['text']} "
+        f"(mean of {track['frames']} frame(s), {track['start']:.1f}-{track['end']:.1f} s)"
     )
     st.plotly_chart(fig, width="stretch", key=key)
 
@@ -288,14 +280,18 @@ def show_video(upload) -> None:
     if "warning" in result:
         st.warning(result["warning"])
     info, rows = result["video"], result_rows(result)
-    tracks = rows.track.value_counts() if len(rows) else pd.Series(dtype=int)
+    tracks = track_summaries(result)
+    charted = sorted(
+        sorted((t for t in tracks if t["long"]), key=lambda t: -t["frames"])[:MAX_TRACKS], key=lambda t: t["start"]
+    )
+    cuts = f", {len(result['cuts'])} scene cut(s)" if result.get("cuts") else ""
     c1, c2 = st.columns([1, 2])
     with c1:
         st.video(upload)
         st.caption(
             f"{info['frames']} frames ({info['fps']:.0f} fps, {info['width']}x{info['height']}), {sampled} "
             f"classified at {info['processed_fps']:.0f} frames/s; faces in {len(result['frames'])} "
-            f"of them, {len(tracks)} track(s)"
+            f"of them, {len(tracks)} track(s){cuts}"
         )
         st.download_button(
             "Download CSV (one row per face and frame)",
@@ -308,10 +304,19 @@ def show_video(upload) -> None:
     with c2:
         if rows.empty:
             st.warning(f"No face found in {upload.name}.")
-        for track in sorted(tracks.index[:MAX_TRACKS]):
-            timeline(rows, track, key=f"timeline_{upload.file_id}_{track}")
-        if len(tracks) > MAX_TRACKS:
-            st.caption(f"{len(tracks) - MAX_TRACKS} shorter track(s) are in the CSV only.")
+        elif not charted:
+            st.info(
+                f"{len(tracks)} track(s), each shorter than {MIN_TRACK_SECONDS:g} s (a face seen for a moment, "
+                "or a scene cut at nearly every frame): no timeline; their rows are in the CSV."
+            )
+        for track in charted:
+            timeline(rows, track, key=f"timeline_{upload.file_id}_{track['track']}")
+        hidden = len(tracks) - len(charted)
+        if charted and hidden:
+            st.caption(
+                f"{hidden} other track(s), shorter than {MIN_TRACK_SECONDS:g} s or beyond the longest "
+                f"{MAX_TRACKS}, are in the CSV only."
+            )
 
 
 for upload in files:
