@@ -15,6 +15,7 @@ pages = [
     st.Page("views/runs.py", title="Compare runs", icon=":material/monitoring:", default=True),
     st.Page("views/faces.py", title="Faces & errors", icon=":material/grid_view:"),
     st.Page("views/report.py", title="Paper report", icon=":material/description:"),
+    st.Page("views/robustness.py", title="Robustness", icon=":material/shield:"),
     st.Page("views/sweeps.py", title="Sweeps", icon=":material/tune:"),
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),
     st.Page("views/predict.py", title="Predict", icon=":material/face:"),

@@ -117,6 +117,17 @@ def headline_note() -> str:
     return note
 
 
+def budget_table(runs: list[dict]) -> pd.DataFrame:
+    """Table 1 per trial of the full-data sweep and the quick version, each at its budget."""
+    frame = paper_compare.table1_budget_rows(runs).drop(columns=["our_run_id"], errors="ignore")
+    for column in ("paper_accuracy", "our_accuracy"):
+        frame[column] = frame[column].map(percent)
+    for column in [c for c in ("epochs", "train_faces", "val_faces", "our_best_epoch", "epochs_done") if c in frame]:
+        frame[column] = frame[column].astype("Int64")
+    names = {"paper_accuracy": PAPER_COLUMN, "our_accuracy": OURS_COLUMN}
+    return frame.rename(columns=lambda c: names.get(c, c.replace("_", " ")))
+
+
 def paper_tables(store: RunStore) -> list[Section]:
     """Tables 1 and 2 as the paper has them, ours row for row."""
     runs = store.list_runs()
@@ -126,6 +137,11 @@ def paper_tables(store: RunStore) -> list[Section]:
             "The paper's rows, ours row for row: our best run with the paper's recipe at that batch size. "
             + COLUMNS_NOTE,
             readable(paper_compare.table1_rows(runs), ["batch_size"]),
+        ),
+        Section(
+            "Table 1 at fixed budgets",
+            paper_compare.TABLE1_BUDGET_NOTE,
+            [budget_table(runs)],
         ),
         Section(
             "Table 2: ViT configurations",

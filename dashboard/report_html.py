@@ -15,10 +15,12 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from dashboard.paper_tables import Section, headline_note, headline_table, paper_tables
+from dashboard.robustness_figures import robustness_section
 from fer_core import calibration
 from fer_core.classes import CLASSES
 from fer_core.predictions import probabilities
 from fer_core.registry import ENSEMBLE, model_record
+from fer_core.robustness import STORED_DIR, load_results
 from fer_core.runstore import RunStore
 
 COLOURS = px.colors.qualitative.Plotly
@@ -291,6 +293,9 @@ def paper_report(store: RunStore, rows: pd.DataFrame) -> list[Section]:
                 items,
             )
         )
+    stored = load_results(STORED_DIR)  # the committed results, not those measured on demand
+    if stored:
+        sections.append(robustness_section(stored))
     return sections
 
 

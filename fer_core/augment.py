@@ -13,8 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-# FER2013 train pixel statistics (0-1 scale), fixed so that a checkpoint needs no data.
-MEAN, STD = 0.508, 0.255
+from .pixels import MEAN, STD
 
 
 def to_model_input(images_uint8: torch.Tensor) -> torch.Tensor:

@@ -266,7 +266,12 @@ def eval_main(argv: list[str] | None = None) -> int:
         help="the plain mean of raw probabilities (default: the temperatures and ensemble weights the records hold)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_robustness_options(p)
     args = p.parse_args(argv)
+    if args.perturb:
+        return robustness_eval(args)
+    if args.bypass_transformer or args.out:
+        p.error("--bypass-transformer and --out go with --perturb")
     try:
         dataset = load_dataset(args.data)
         split = args.split or next(s for s in ("test", "val", "train") if s in dataset.splits)
@@ -331,4 +336,52 @@ def eval_main(argv: list[str] | None = None) -> int:
         print("per-class recall:")
         for c in CLASSES:
             print(f"  {c:<9} {m[f'recall_{c}']:.4f}  (n={result['per_class_n'][c]})")
+    return 0
+
+
+# -- fer-eval --perturb: robustness curves (fer_core/robustness.py) ---------------------------
+
+
+def add_robustness_options(p: argparse.ArgumentParser) -> None:
+    from fer_core.perturb import PERTURBATIONS
+
+    p.add_argument(
+        "--perturb",
+        metavar="NAMES",
+        help="robustness: the accuracy clean and under each perturbation at each severity, 'all' or names "
+        f"joined by commas ({', '.join(PERTURBATIONS)}); always PyTorch in fp32 with one view",
+    )
+    p.add_argument(
+        "--bypass-transformer",
+        action="store_true",
+        help="with --perturb: an ST-CNN with its spatial transformer bypassed (the same weights, identity warp)",
+    )
+    p.add_argument("--out", metavar="FILE", help="with --perturb: write the result as JSON to FILE (or into a folder)")
+
+
+def robustness_eval(args: argparse.Namespace) -> int:
+    """One model's robustness result: printed as a table (or JSON with --json), saved with --out."""
+    from fer_core import robustness
+    from fer_core.perturb import perturbation_names
+
+    def progress(fraction: float, step: str) -> None:
+        print(f"\r[{fraction:4.0%}] {step:<20}", end="\n" if fraction >= 1 else "", file=sys.stderr, flush=True)
+
+    try:
+        result = robustness.evaluate(
+            args.model,
+            args.data,
+            args.split,
+            args.limit,
+            bypass=args.bypass_transformer,
+            names=perturbation_names(args.perturb),
+            runs_dir=args.runs_dir,
+            progress=None if args.json else progress,
+        )
+    except (ValueError, FileNotFoundError) as e:
+        print(f"fer-eval: error: {e}", file=sys.stderr)
+        return 1
+    if args.out:
+        print(f"wrote {robustness.save(result, args.out)}", file=sys.stderr)
+    print(json.dumps(result) if args.json else "\n".join(robustness.summary_lines(result)))
     return 0

@@ -16,8 +16,10 @@ from fer_core.paper_compare import (
     MIN_TRAIN_IMAGES,
     OUR_PROTOCOL,
     PAPER_PROTOCOL,
+    TABLE1_BUDGET_NOTE,
     TABLE2_KEYS,
     headline_rows,
+    table1_budget_rows,
     table1_rows,
     table2_rows,
 )
@@ -412,19 +414,33 @@ PAPER_COLUMNS = {
     "our_val_images": st.column_config.NumberColumn("val faces"),
     **{k: st.column_config.Column(k.replace("_size", "").replace("_", " ")) for k in TABLE2_KEYS},
     "batch_size": st.column_config.Column("batch size"),
+    "train_faces": st.column_config.NumberColumn("train faces"),
+    "val_faces": st.column_config.NumberColumn("val faces"),
+    "epochs_done": st.column_config.NumberColumn("epochs done"),
 }
 OTHER_METRICS = [f"{who}_{m}" for m in ("macro_f1", "loss", "auc") for who in ("paper", "our")]
+MAIN_METRICS = ["paper_accuracy", "our_accuracy", "accuracy_gap", "our_epochs", "our_train_images", "our_run"]
+BUDGET_COLUMNS = ["status", "epochs", "epochs_done", "train_faces", "paper_accuracy", "our_accuracy", "our_run"]
 other_metrics = st.toggle(
     "F1, loss and AUC too", value=False, key="paper_other_metrics", help="the paper's and ours, beside accuracy"
 )
-for title, frame, keys, name in (
-    ("Table 1 - ST-CNN, batch size (Adam 1e-4, L2 0.01)", table1_rows(runs), ["batch_size"], "paper_table1"),
-    ("Table 2 - ViT configurations", table2_rows(runs), TABLE2_KEYS, "paper_table2"),
-    ("Headline - best accuracy per architecture, any recipe", headline_rows(runs), ["model"], "paper_headline"),
+for title, frame, keys, name, note in (
+    ("Table 1 - ST-CNN, batch size (Adam 1e-4, L2 0.01)", table1_rows(runs), ["batch_size"], "paper_table1", ""),
+    (
+        "Table 1 at fixed budgets - each trial of the full-data sweep and of the quick version",
+        table1_budget_rows(runs),
+        ["budget", "preset"],
+        "paper_table1_budgets",
+        TABLE1_BUDGET_NOTE,
+    ),
+    ("Table 2 - ViT configurations", table2_rows(runs), TABLE2_KEYS, "paper_table2", ""),
+    ("Headline - best accuracy per architecture, any recipe", headline_rows(runs), ["model"], "paper_headline", ""),
 ):
     st.markdown(f"**{title}**")
-    main = ["paper_accuracy", "our_accuracy", "accuracy_gap", "our_epochs", "our_train_images", "our_run"]
-    shown = [c for c in [*keys, *(OTHER_METRICS if other_metrics else main)] if c in frame.columns]
+    if note:
+        st.caption(note)
+    columns = BUDGET_COLUMNS if name == "paper_table1_budgets" else OTHER_METRICS if other_metrics else MAIN_METRICS
+    shown = [c for c in [*keys, *columns] if c in frame.columns]
     config = PAPER_COLUMNS | {
         "our_run": st.column_config.TextColumn("our run", width=min(200, compare.fit_width(frame.our_run, "our run")))
     }

@@ -70,6 +70,7 @@ class STCNN(nn.Module):
     ):
         super().__init__()
         self.theta_limit = theta_limit
+        self.identity_warp = False  # True bypasses the transformer: the same weights, theta = identity
         c1, c2 = loc_channels
         self.localization = nn.Sequential(
             nn.Conv2d(in_channels, c1, 7),
@@ -90,6 +91,8 @@ class STCNN(nn.Module):
         self.classifier = DeepCNN(widths, dropout, num_classes, in_channels)
 
     def theta(self, x: torch.Tensor) -> torch.Tensor:
+        if self.identity_warp:  # the ablation: the classifier sees the input as it is
+            return torch.eye(2, 3, device=x.device).expand(x.shape[0], 2, 3)
         raw = self.localization(x).float().view(-1, 2, 3)
         if self.theta_limit is None:
             return raw

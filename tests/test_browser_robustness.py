@@ -1,0 +1,49 @@
+"""The Robustness page in a real browser: `streamlit run` on localhost driven by Playwright +
+Debian's Chromium, on the stored results. The charts draw a line per model and perturbation, the
+example faces load, and choosing another perturbation redraws them.
+
+Screenshot: results/screenshots/robustness.png.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from fer_core import robustness
+from fer_core.perturb import PERTURBATIONS
+from tests.conftest import PROJECT, browser_page, open_in_browser, wait_idle
+from tests.test_browser_analysis import browser, dashboard  # noqa: F401 - the same server and browser
+
+SCREENSHOTS = PROJECT / "results" / "screenshots"
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_robustness_page_draws_curves_and_examples(browser, dashboard):  # noqa: F811
+    results = robustness.load_results(robustness.STORED_DIR)
+    with browser_page(browser, height=2300) as page:  # tall enough for the whole page in one screenshot
+        open_in_browser(page, f"{dashboard}/robustness")
+        page.get_by_role("heading", name="Robustness", exact=True).wait_for()
+        plot = page.locator(".js-plotly-plot").first
+        plot.wait_for()
+        lines = plot.locator(".scatterlayer .trace")
+        assert lines.count() == len(results) * len(PERTURBATIONS)
+        images = page.get_by_test_id("stImage").locator("img")
+        page.wait_for_function(
+            "n => [...document.querySelectorAll('[data-testid=stImage] img')]"
+            ".filter(i => i.complete && i.naturalWidth === 144).length >= n",
+            arg=8,
+        )
+        before = images.first.get_attribute("src"), images.nth(1).get_attribute("src")
+        assert page.get_by_text("What stcnn's spatial transformer made of each face").count() == 1
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / "robustness.png", full_page=True)
+        page.set_viewport_size({"width": 1400, "height": 1000})
+        page.get_by_text("What stcnn's spatial transformer").scroll_into_view_if_needed()
+
+        page.get_by_test_id("stSelectbox").filter(has_text="Perturbation").click()
+        page.get_by_role("option", name="band over the eyes").click()
+        wait_idle(page)
+        assert page.get_by_text("10 (band height, px)").count() == 1
+        after = images.first.get_attribute("src"), images.nth(1).get_attribute("src")
+        assert after[0] == before[0] and after[1] != before[1]  # the same clean face, another perturbation
