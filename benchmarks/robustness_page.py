@@ -1,6 +1,6 @@
 """How fast the Robustness page opens from the stored results (results/models/robustness/).
 
-    /work/bin/exclusive .venv/bin/python benchmarks/robustness_page.py [--visits 3]
+    .venv/bin/python benchmarks/robustness_page.py [--visits 3]
 
 Starts `streamlit run dashboard/app.py` on a free port and opens /robustness in Chromium in a new
 browser context per visit (nothing cached, as for a first-time visitor; the first visit is also

@@ -223,7 +223,7 @@ def evaluate(
         "architecture": model.name,
         "bypass_transformer": bypass,
         "source": source,
-        "data": {"path": str(Path(data).resolve()), "split": split, "faces": len(ids), "of": len(faces)},
+        "data": {"path": Path(data).resolve().name, "split": split, "faces": len(ids), "of": len(faces)},
         "subset_seed": 0 if limit else None,
         "seed": seed,
         "tta": "none",

@@ -1,7 +1,7 @@
 """Measure the shipped models' robustness once and keep it beside them (results/models/robustness/).
 
-    /work/bin/shared .venv/bin/python scripts/robustness.py [--limit 1000] [--only stcnn,vit]
-    /work/bin/shared .venv/bin/python scripts/robustness.py --no-shipped \\
+    .venv/bin/python scripts/robustness.py [--limit 1000] [--only stcnn,vit]
+    .venv/bin/python scripts/robustness.py --no-shipped \\
         --run paper-stcnn-b128=/path/to/runs/RUN_ID --run paper-cnn-b128=/path/to/runs/RUN_ID
 
 For each shipped model (and the shipped stcnn again with its spatial transformer bypassed),
@@ -10,8 +10,8 @@ transformer bypassed): `fer_core.robustness.evaluate` on a stratified subset of 
 perturbation at every severity, PyTorch fp32, one view - written as KEY.json. The same as
 `fer-eval --model SPEC --data DATA --split val --limit N --perturb all [--bypass-transformer]
 --out results/models/robustness/`, which the Robustness page and the paper report read. Runs'
-checkpoints are not committed, so their results are kept here as data. CPU-heavy (tens of
-minutes per model on two busy cores): run it through /work/bin/shared.
+checkpoints are not committed, so their results are kept here as data. CPU-heavy: tens of
+minutes per model on two busy cores.
 """
 
 from __future__ import annotations
