@@ -77,43 +77,20 @@ def load(page, label: str) -> list[tuple[str, float]]:
 
 def browser_timings(root: Path, visits: int = 3) -> list[tuple[str, float]]:
     """Seconds until the runs table and the first chart show, per full page load in Chromium."""
-    import socket
-    import subprocess
-    import sys
+    from PIL import Image
 
-    from playwright.sync_api import sync_playwright
+    from tests.conftest import browser_page, chromium, streamlit_server, write_y4m
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     global PAGE_URL
-    PAGE_URL = f"http://127.0.0.1:{port}/"
-    env = dict(os.environ, FER_RUNS_DIR=str(root), FER_JOBS_DIR=str(root.parent / "jobs"))
-    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)]
-    server = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     timings = []
-    try:
-        for _ in range(120):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            for visit in range(visits):  # a new browser context: nothing cached, as for a first-time visitor
-                page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    camera = write_y4m([Image.new("RGB", (64, 48))], root.parent / "camera.y4m")  # no page here uses it
+    with streamlit_server(root.parent, root) as url, chromium(camera) as browser:
+        PAGE_URL = f"{url}/"
+        for visit in range(visits):  # a new browser context: nothing cached, as for a first-time visitor
+            with browser_page(browser) as page:
                 label = "first visit to a fresh server" if visit == 0 else f"new visitor {visit}"
                 timings += load(page, f"browser, {label}")
                 timings += load(page, "  the same browser, reload (its cache warm)")
-                page.context.close()
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
     return timings
 
 

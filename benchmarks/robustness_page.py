@@ -13,21 +13,11 @@ the CPU beside the figures.
 from __future__ import annotations
 
 import argparse
-import platform
-import socket
-import subprocess
-import sys
+import tempfile
 import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def open_page(browser, url: str, title: str) -> tuple[list[float], list[float]]:
@@ -63,27 +53,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--visits", type=int, default=3)
     args = parser.parse_args()
-    from playwright.sync_api import sync_playwright
+    from PIL import Image
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.port", str(port)]
-    server = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(120):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path="/usr/bin/chromium",
-                args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-            )
-            url = f"http://127.0.0.1:{port}"
-            print(f"CPU: {cpu_name()}\n{'visit':<30} title  table  charts  faces   Data page title (s)")
+    from fer_core.device import cpu_description
+    from tests.conftest import chromium, streamlit_server, write_y4m
+
+    with tempfile.TemporaryDirectory() as tmp:
+        camera = write_y4m([Image.new("RGB", (64, 48))], Path(tmp) / "camera.y4m")  # no page here uses it
+        with streamlit_server(Path(tmp), PROJECT / "results" / "runs") as url, chromium(camera) as browser:
+            print(f"CPU: {cpu_description()}\n{'visit':<30} title  table  charts  faces   Data page title (s)")
             for visit in range(args.visits):
                 label = "first visit to a fresh server" if visit == 0 else f"new visitor {visit}"
                 robustness, data = (
@@ -92,10 +70,6 @@ def main() -> None:
                 )
                 for kind, page, other in ((label, robustness[0], data[0]), ("  reload", robustness[1], data[1])):
                     print(f"{kind:<30} " + " ".join(f"{t:6.2f}" for t in page) + f"   {other[0]:6.2f}")
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=20)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.image_budget import MAXRSS
 from fer_core import faces
 from fer_core.faces import ImageError, load_photo
 from fer_core.recognizer import Recognizer
@@ -50,17 +51,6 @@ def overlaps(box, truth=FACE) -> bool:
     (x, y, w, h), (a, b, c, d) = box, truth
     inter = max(0, min(x + w, a + c) - max(x, a)) * max(0, min(y + h, b + d) - max(y, b))
     return inter / (w * h + c * d - inter) >= 0.3
-
-
-MAXRSS = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(f"maxrss_kb={usage.ru_maxrss}", file=sys.stderr)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
 
 
 def run_peak(command: list[str], **popen) -> tuple[int, subprocess.CompletedProcess]:
