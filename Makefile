@@ -46,7 +46,8 @@ test-quick: setup
 screenshots: setup-test
 	shots=$$(mktemp -d) && \
 	FER_SCREENSHOT_DIR=$$shots $(BIN)/python -m pytest -q -p no:randomly -m slow \
-	  tests/test_browser.py tests/test_browser_video.py tests/test_browser_analysis.py && \
+	  tests/test_browser.py tests/test_browser_video.py tests/test_browser_analysis.py \
+	  tests/test_browser_robustness.py tests/test_browser_real_clip.py && \
 	cp $$shots/*.png results/screenshots/ && rm -r $$shots && ls results/screenshots
 
 format: setup

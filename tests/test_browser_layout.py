@@ -13,13 +13,11 @@ import pytest
 from tests.conftest import (
     PROJECT,
     browser_page,
-    chromium,
     detectable_faces,
     make_photo,
     open_in_browser,
     streamlit_server,
     wait_idle,
-    write_y4m,
 )
 
 pytestmark = pytest.mark.slow
@@ -88,13 +86,6 @@ def dashboard(tmp_path_factory):
     shutil.copytree(PROJECT / "results" / "runs", home / "runs")
     with streamlit_server(home) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser(fer2013, tmp_path_factory):
-    camera = write_y4m([make_photo(detectable_faces(fer2013, n=1))], tmp_path_factory.mktemp("camera") / "c.y4m")
-    with chromium(camera) as browser:
-        yield browser
 
 
 # The element that scrolls the page; tables and charts below the fold are drawn once scrolled to.

@@ -2,7 +2,7 @@
 Debian's Chromium, on the stored results. The charts draw a line per model and perturbation, the
 example faces load, and choosing another perturbation redraws them.
 
-Screenshot: results/screenshots/robustness.png.
+On the session's committed_dashboard and Chromium. Screenshot: robustness (`make screenshots`).
 """
 
 from __future__ import annotations
@@ -11,18 +11,15 @@ import pytest
 
 from fer_core import robustness
 from fer_core.perturb import PERTURBATIONS
-from tests.conftest import PROJECT, browser_page, open_in_browser, wait_idle
-from tests.test_browser_analysis import browser, dashboard  # noqa: F401 - the same server and browser
-
-SCREENSHOTS = PROJECT / "results" / "screenshots"
+from tests.conftest import browser_page, open_in_browser, screenshot, wait_idle
 
 pytestmark = pytest.mark.slow
 
 
-def test_the_robustness_page_draws_curves_and_examples(browser, dashboard):  # noqa: F811
+def test_the_robustness_page_draws_curves_and_examples(browser, committed_dashboard):
     results = robustness.load_results(robustness.STORED_DIR)
     with browser_page(browser, height=2300) as page:  # tall enough for the whole page in one screenshot
-        open_in_browser(page, f"{dashboard}/robustness")
+        open_in_browser(page, f"{committed_dashboard}/robustness")
         page.get_by_role("heading", name="Robustness", exact=True).wait_for()
         plot = page.locator(".js-plotly-plot").first
         plot.wait_for()
@@ -36,8 +33,7 @@ def test_the_robustness_page_draws_curves_and_examples(browser, dashboard):  # n
         )
         before = images.first.get_attribute("src"), images.nth(1).get_attribute("src")
         assert page.get_by_text("What stcnn's spatial transformer made of each face").count() == 1
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=SCREENSHOTS / "robustness.png", full_page=True)
+        screenshot(page, "robustness")
         page.set_viewport_size({"width": 1400, "height": 1000})
         page.get_by_text("What stcnn's spatial transformer").scroll_into_view_if_needed()
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from fer_core.runstore import RunStore
-from tests.conftest import browser_page, chromium, detectable_faces, make_photo, streamlit_server, wait_idle, write_y4m
+from tests.conftest import browser_page, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.slow
 ROW_HEIGHT = 35  # st.dataframe's rows and header, in CSS pixels
@@ -34,13 +34,6 @@ def lab(finished_runs, tmp_path_factory):
     for job in queue.jobs():
         if job["status"] in ("queued", "running"):
             queue.cancel(job["job_id"])
-
-
-@pytest.fixture(scope="module")
-def browser(fer2013, tmp_path_factory):
-    camera = write_y4m([make_photo(detectable_faces(fer2013, n=1))] * 2, tmp_path_factory.mktemp("cam") / "c.y4m")
-    with chromium(camera) as browser:
-        yield browser
 
 
 def open_runs(page, url: str) -> None:

@@ -112,18 +112,17 @@ def test_make_run_prepares_the_cache_before_the_dashboard():
 
 
 @pytest.mark.slow
-def test_the_first_predict_answer_in_chromium_exports_nothing(empty_cache, fer2013, tmp_path):
+def test_the_first_predict_answer_in_chromium_exports_nothing(empty_cache, browser, fer2013, tmp_path):
     """After the set-up step into an empty cache, the dashboard's first answer to an upload runs
     the default model on ONNX Runtime from that cache and exports nothing more."""
-    from tests.conftest import browser_page, chromium, open_in_browser, streamlit_server, write_y4m
+    from tests.conftest import browser_page, open_in_browser, streamlit_server
 
     prepare = subprocess.run([str(BIN / "fer-export"), "--cache"], capture_output=True, text=True, timeout=900)
     assert prepare.returncode == 0, prepare.stderr
     prepared = entries(empty_cache)
     photo = tmp_path / "face.jpg"
     make_photo(detectable_faces(fer2013, n=1)).save(photo)
-    camera = write_y4m([make_photo(detectable_faces(fer2013, n=1))], tmp_path / "camera.y4m")
-    with streamlit_server(tmp_path) as url, chromium(camera) as browser, browser_page(browser) as page:
+    with streamlit_server(tmp_path) as url, browser_page(browser) as page:
         open_in_browser(page, f"{url}/predict")
         page.get_by_text("Choose at least one model").wait_for()
         page.locator("input[type=file]").set_input_files(str(photo))
