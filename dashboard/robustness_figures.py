@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from dashboard.paper_tables import Section, percent
+from dashboard.paper_tables import Section, in_parts, percent
 from fer_core import robustness
 from fer_core.perturb import PERTURBATIONS, affine_warp, perturb
 
@@ -161,8 +161,11 @@ def example_strip(results: list[dict], name: str, example: int) -> dict:
 
 def robustness_section(results: list[dict]) -> Section:
     """The paper report's section: the middle-severity table, the ST's part, the curves."""
-    items = [middle_table(results)]
-    items += [t for t in (st_gap_table(results), st_response_table(results)) if t is not None]
+    items = in_parts(middle_table(results), ["model", "faces"])
+    if (gaps := st_gap_table(results)) is not None:
+        items.append(gaps)
+    if (response := st_response_table(results)) is not None:
+        items += in_parts(response, ["model"], most=8)
     items.append(curves_figure(results))
     faces = results[0]["data"]["faces"]
     return Section(

@@ -79,9 +79,9 @@ def train_page(at: AppTest, runs: list[dict]) -> None:
 
 
 def predict_page(at: AppTest, runs: list[dict]) -> None:
-    from fer_core.registry import shipped_names
+    from fer_core.registry import default_model, model_names
 
-    assert at.multiselect(key="predict_models").value == [f"{n} (shipped)" for n in shipped_names()]
+    assert at.multiselect(key="predict_models").value == [f"{n} (shipped)" for n in model_names(default_model())]
     assert at.file_uploader(key="uploads")  # and the drop zone waits
 
 

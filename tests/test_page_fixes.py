@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 from fer_core.data import load_dataset
 from fer_core.presets import preset_config
 from fer_core.runstore import RunStore, now_iso
-from tests.conftest import SAMPLE_CSV, TINY_STCNN, app_page, open_in_browser
+from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN, app_page, open_in_browser
 from trainers.jobs import JobQueue
 
 SAMPLE = load_dataset(SAMPLE_CSV)
@@ -193,10 +193,11 @@ def test_start_and_its_message_are_in_view(page, committed_dashboard):
     )  # was 400 px and more below, in the sidebar
     page.get_by_role("radio", name="A path on this machine").check(force=True)
     path = page.get_by_role("textbox", name="FER2013 CSV or image folder")
-    path.fill("/nowhere/fer2013.csv")
+    missing = PROJECT / "data" / "nowhere" / "fer2013.csv"  # inside a data root, so named plainly
+    path.fill(str(missing))
     path.press("Tab")
     start.click()
-    message = page.get_by_text("/nowhere/fer2013.csv: no such file or folder.")
+    message = page.get_by_text(f"{missing}: no such file or folder.")
     message.wait_for()
     assert in_view(message.bounding_box()), f"the message at {message.bounding_box()}"
 

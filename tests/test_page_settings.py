@@ -68,7 +68,8 @@ def shown_images(monkeypatch) -> list[np.ndarray]:
     return shown
 
 
-def test_the_data_page_on_a_folder_of_the_users(home, small_folder, shown_images):
+def test_the_data_page_on_a_folder_of_the_users(home, small_folder, shown_images, monkeypatch):
+    monkeypatch.setenv("FER_DATA_ROOTS", str(small_folder.parent))  # as the README's Serving section says
     at = app_page("data")
     at.text_input(key="data_path").set_value(str(small_folder)).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -88,7 +89,8 @@ def test_the_data_page_on_a_folder_of_the_users(home, small_folder, shown_images
             assert np.abs(strip.astype(int) - expected).mean() < 8  # the same faces, JPEG-encoded
 
 
-def test_a_path_that_is_no_dataset_is_named(home, tmp_path):
+def test_a_path_that_is_no_dataset_is_named(home, tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))  # inside a data root: said plainly
     at = app_page("data")
     at.text_input(key="data_path").set_value(str(tmp_path / "nowhere")).run()
     assert any(str(tmp_path / "nowhere") in e.value and "no such file" in e.value for e in at.error)

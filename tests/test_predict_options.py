@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from fer_core.loading import BACKENDS
+from fer_core.loading import BACKENDS, resolve_backend
 from fer_core.onnx_export import OnnxModel
 from fer_core.recognizer import Recognizer
-from fer_core.registry import shipped_names
+from fer_core.registry import default_model, model_names
 from fer_core.video import VIDEO_SUFFIXES
 from tests.conftest import app_page, detectable_faces, make_photo
 
@@ -28,7 +28,7 @@ def face(fer2013) -> Image.Image:
 
 @pytest.fixture
 def predict(tmp_path, monkeypatch) -> AppTest:
-    """The Predict page with an empty run store: the shipped models, all chosen."""
+    """The Predict page with an empty run store: the shipped models, the default one chosen."""
     monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "runs"))
     return app_page("predict")
 
@@ -47,6 +47,11 @@ def made(monkeypatch) -> list[Recognizer]:
 
     monkeypatch.setattr(Recognizer, "__init__", record)
     return seen
+
+
+def chosen() -> list[str]:
+    """What Predict runs before the user picks: the default model (its members for an ensemble)."""
+    return model_names(default_model())
 
 
 def encoded(image: Image.Image, fmt: str) -> bytes:
@@ -77,33 +82,39 @@ def test_the_runtime_selector_chooses_what_runs_the_models(predict, made, face):
     assert runtime.options == list(BACKENDS) and runtime.value == "auto"
     at = upload(predict, ("face.png", encoded(face, "PNG"), "image/png"))
     [auto] = made
-    assert all(isinstance(m, OnnxModel) for m in auto.models.values())  # auto: ONNX Runtime for shipped models
-    assert list(auto.models) == shipped_names()
+    assert list(auto.models) == chosen()
+    # auto: ONNX Runtime for a shipped model whose export is in the cache, PyTorch until then
+    ready = {name: resolve_backend(name) == "onnx" for name in chosen()}
+    assert {name: isinstance(m, OnnxModel) for name, m in auto.models.items()} == ready
     at.selectbox(key="predict_backend").set_value("torch").run()
     [_, torch_made] = made
     assert not any(isinstance(m, OnnxModel) for m in torch_made.models.values())
     [verdict] = verdicts(at)
     assert verdict.startswith(expected_verdict(torch_made, face))
+    at.selectbox(key="predict_backend").set_value("onnx").run()  # exported into the cache if need be
+    [_, _, onnx_made] = made
+    assert all(isinstance(m, OnnxModel) and m.precision == "fp32" for m in onnx_made.models.values())
 
 
 def test_tta_as_on_the_cards_is_on_by_default_and_can_be_turned_off(predict, face):
     assert predict.toggle(key="predict_tta").value is True
     at = upload(predict, ("face.png", encoded(face, "PNG"), "image/png"))
-    on_cards = Recognizer(shipped_names(), tta="auto")
-    views = ", ".join(f"{spec} {view}" for spec, view in on_cards.views.items())
-    assert any(c.value == f"Test-time views (photos): {views}" for c in at.caption)
+    on_cards = Recognizer(chosen(), tta="auto")
+    views = ", ".join(f"{spec} {view}" for spec, view in on_cards.views.items())  # e.g. "stcnn tencrop"
+    assert any(c.value.startswith(f"Runs {views};") for c in at.caption), [c.value for c in at.caption]
     assert verdicts(at)[0].startswith(expected_verdict(on_cards, face))
 
     at.toggle(key="predict_tta").set_value(False).run()
-    assert not any(c.value.startswith("Test-time views") for c in at.caption)  # one view each
-    assert verdicts(at)[0].startswith(expected_verdict(Recognizer(shipped_names(), tta="none"), face))
+    one_view = ", ".join(f"{spec} none" for spec in chosen())
+    assert any(c.value.startswith(f"Runs {one_view};") for c in at.caption), [c.value for c in at.caption]
+    assert verdicts(at)[0].startswith(expected_verdict(Recognizer(chosen(), tta="none"), face))
 
 
 @pytest.mark.parametrize("fmt,suffix,mime", [("WEBP", "webp", "image/webp"), ("BMP", "bmp", "image/bmp")])
 def test_webp_and_bmp_photos(predict, face, fmt, suffix, mime):
     at = upload(predict, (f"face.{suffix}", encoded(face, fmt), mime))
     [verdict] = verdicts(at)
-    assert verdict.startswith(expected_verdict(Recognizer(shipped_names()), face))
+    assert verdict.startswith(expected_verdict(Recognizer(chosen()), face))
 
 
 def write_container(path: Path, frames: list[np.ndarray], fps: int = 10) -> Path:

@@ -101,9 +101,10 @@ def test_the_report_page_shows_the_same(on_committed_runs):
     headline = at.dataframe[0].value.set_index("model")
     assert headline.loc["stcnn", PAPER_COLUMN] == 78.5
     assert headline.loc["stcnn", SHIPPED_COLUMN] == pytest.approx(shipped_accuracy("stcnn"))
-    assert [h.value for h in at.subheader][:3] == [
+    assert [h.value for h in at.subheader][:4] == [
         "Headline accuracies",
         "Table 1: ST-CNN, batch size",
+        "Table 1 at fixed budgets",
         "Table 2: ViT configurations",
     ]
     assert len(at.get("plotly_chart")) >= 4  # learning curves and confusion matrices

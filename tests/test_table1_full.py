@@ -87,8 +87,10 @@ def test_a_full_data_trial_shows_running_then_finished(tmp_path, monkeypatch):
 
     from dashboard.report_html import paper_tables
 
-    [table1] = [s for s in paper_tables(store) if s.title.startswith("Table 1")]
-    assert table1.items[1]["our run"].tolist().count(f"{sweep}-t02") == 1
+    [budgets] = [s for s in paper_tables(store) if s.title == "Table 1 at fixed budgets"]
+    status, accuracy = budgets.items  # what each trial was given and got, then its accuracy
+    assert accuracy["our run"].tolist().count(f"{sweep}-t02") == 1
+    assert status[status.preset == "paper-cnn-b128"].status.tolist() == ["finished"]
 
     # while training, the trainer keeps run.json's status, progress and heartbeat fresh
     store.update(
