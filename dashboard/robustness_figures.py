@@ -1,6 +1,6 @@
 """Robustness results as tables, plotly figures and example faces, for the Robustness page and
 the paper report (no Streamlit here, and no PyTorch: the examples are rebuilt from the stored
-faces and thetas with fer_core.perturb)."""
+faces and thetas with fer_core.data.perturb)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from dashboard.paper_tables import Section, percent
-from fer_core import robustness
-from fer_core.perturb import PERTURBATIONS, affine_warp, perturb
+from fer_core.data.perturb import PERTURBATIONS, affine_warp, perturb
+from fer_core.evaluation import robustness
 
 COLUMNS = 4
 ST_RESPONSE = (

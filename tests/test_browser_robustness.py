@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from fer_core import robustness
-from fer_core.perturb import PERTURBATIONS
+from fer_core.data.perturb import PERTURBATIONS
+from fer_core.evaluation import robustness
 from tests.conftest import PROJECT, browser_page, open_in_browser, wait_idle
 from tests.test_browser_analysis import browser, dashboard  # noqa: F401 - the same server and browser
 

@@ -1,4 +1,4 @@
-"""ONNX export (fer-export, fer_core/onnx_export.py) and the ONNX Runtime backend, on real faces and
+"""ONNX export (fer-export, fer_core/inference/onnx_export.py) and the ONNX Runtime backend, on real faces and
 the real ONNX Runtime: every shipped model's export matches PyTorch on 256 val faces, runs any batch
 size, carries its metadata; OnnxModel drops into predict_probs (TTA included); the shipped int8 ONNX
 model is as accurate as it says."""
@@ -15,14 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core.checkpoint import file_sha256, load_model, save_checkpoint
 from fer_core.classes import CLASSES
-from fer_core.data import load_dataset
-from fer_core.inference import predict_probs
-from fer_core.loading import load_named_model
-from fer_core.models import create_model
-from fer_core.onnx_cache import cache_key, load_onnx_model, onnx_cache_path
-from fer_core.onnx_export import (
+from fer_core.data.fer2013 import load_dataset
+from fer_core.inference.loading import load_named_model
+from fer_core.inference.onnx_cache import cache_key, load_onnx_model, onnx_cache_path
+from fer_core.inference.onnx_export import (
     ExportError,
     OnnxModel,
     check_faces,
@@ -32,7 +29,10 @@ from fer_core.onnx_export import (
     source_metadata,
     val_accuracy,
 )
-from fer_core.registry import ENSEMBLE, int8_path, model_record, resolve_model_path, shipped_tta
+from fer_core.inference.probabilities import predict_probs
+from fer_core.inference.registry import ENSEMBLE, int8_path, model_record, resolve_model_path, shipped_tta
+from fer_core.models import create_model
+from fer_core.runs.checkpoint import file_sha256, load_model, save_checkpoint
 
 PROJECT = Path(__file__).resolve().parents[1]
 INT8_ONNX = [name for name in ENSEMBLE if int8_path(name).is_file()]
@@ -41,7 +41,7 @@ INT8_ONNX = [name for name in ENSEMBLE if int8_path(name).is_file()]
 def fer_export(*args, timeout: int = 600) -> subprocess.CompletedProcess:
     """The real fer-export CLI in a subprocess (the module, until the console script is installed)."""
     script = Path(sys.executable).parent / "fer-export"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "fer_core.onnx_export"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "fer_core.inference.onnx_export"]
     return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=PROJECT)
 
 
@@ -75,7 +75,7 @@ def test_dynamic_batch(name, exported, fer2013):
         load_named_model(name, backend="torch"),
     )
     faces = torch.from_numpy(check_faces(fer2013)[:7])
-    from fer_core.augment import to_model_input
+    from fer_core.data.augment import to_model_input
 
     for batch in (1, 7):
         x = to_model_input(faces[:batch])

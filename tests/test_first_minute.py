@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import fer_core.onnx_export
-from fer_core.checkpoint import file_sha256, save_checkpoint
+import fer_core.inference.onnx_export
+from fer_core.inference.onnx_cache import cache_key, cached_export, load_onnx_model, onnx_cache_path
+from fer_core.inference.onnx_export import OnnxModel
+from fer_core.inference.registry import shipped_names
 from fer_core.models import create_model
-from fer_core.onnx_cache import cache_key, cached_export, load_onnx_model, onnx_cache_path
-from fer_core.onnx_export import OnnxModel
-from fer_core.registry import shipped_names
+from fer_core.runs.checkpoint import file_sha256, save_checkpoint
 from tests.conftest import PROJECT, detectable_faces, make_photo
 
 BIN = Path(sys.executable).parent
@@ -62,7 +62,9 @@ def test_a_changed_key_is_a_miss_and_exports_again(empty_cache, tmp_path, monkey
     assert json.loads(first.metadata["fer.cache_key"]) == cache_key(file_sha256(checkpoint))
     assert cached_export(str(checkpoint)) == first.path and len(entries(empty_cache)) == 1
 
-    monkeypatch.setattr(fer_core.onnx_export, "FORMAT_VERSION", "changed-export-code")  # as a new release would
+    monkeypatch.setattr(
+        fer_core.inference.onnx_export, "FORMAT_VERSION", "changed-export-code"
+    )  # as a new release would
     assert cached_export(str(checkpoint)) is None  # a miss: auto answers on PyTorch meanwhile
     second = load_onnx_model(str(checkpoint))
     assert second.path != first.path and len(entries(empty_cache)) == 2
@@ -75,7 +77,7 @@ def test_a_changed_key_is_a_miss_and_exports_again(empty_cache, tmp_path, monkey
 
 
 def test_auto_answers_on_pytorch_until_the_cache_is_prepared(empty_cache, fer2013):
-    from fer_core.recognizer import Recognizer
+    from fer_core.faces.recognizer import Recognizer
 
     photo = make_photo(detectable_faces(fer2013, n=1))
     cold = Recognizer("stcnn")

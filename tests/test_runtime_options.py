@@ -14,14 +14,14 @@ import pytest
 from PIL import Image
 
 from fer_core import Recognizer
-from fer_core.calibration import expected_calibration_error, with_temperature
 from fer_core.classes import CLASSES
-from fer_core.data import load_dataset, stratified_indices
-from fer_core.faces import DETECTORS, detect_faces
-from fer_core.inference import ensemble_probs
-from fer_core.loading import load_named_model
-from fer_core.onnx_export import OnnxModel
-from fer_core.registry import default_model, int8_names, model_record, shipped_tta
+from fer_core.data.fer2013 import load_dataset, stratified_indices
+from fer_core.faces.detection import DETECTORS, detect_faces
+from fer_core.inference.calibration import expected_calibration_error, with_temperature
+from fer_core.inference.loading import load_named_model
+from fer_core.inference.onnx_export import OnnxModel
+from fer_core.inference.probabilities import ensemble_probs
+from fer_core.inference.registry import default_model, int8_names, model_record, shipped_tta
 from tests.conftest import detectable_faces, make_photo, write_clip
 
 BIN = Path(sys.executable).parent
@@ -108,12 +108,12 @@ def test_the_python_api_takes_int8_detector_and_min_face_confidence(photo):
 
 
 def test_a_ray_actor_gives_the_single_process_answer(photo, tmp_path):
-    """What each `fer-predict --ray` actor runs (fer_core.ray_predict.FilePredictor), called here
+    """What each `fer-predict --ray` actor runs (fer_core.programs.ray_predict.FilePredictor), called here
     without Ray: the same result as fer-predict's own path, and a file it cannot read named.
     Ray itself (a local instance, S3 inputs) is in test_ray_predict.py."""
     import pandas as pd
 
-    from fer_core.ray_predict import FILE_OPTIONS, FilePredictor
+    from fer_core.programs.ray_predict import FILE_OPTIONS, FilePredictor
 
     options = {"tta": "none", "every": 1, "smooth": 0, "detector": DETECTORS[0], "min_face_confidence": 0.5}
     assert set(options) == set(FILE_OPTIONS)

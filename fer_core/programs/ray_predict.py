@@ -25,7 +25,7 @@ class FilePredictor:
         import cv2
         import torch
 
-        from .recognizer import Recognizer
+        from ..faces.recognizer import Recognizer
 
         torch.set_num_threads(1)  # one actor per core
         cv2.setNumThreads(1)
@@ -49,7 +49,7 @@ def predict_on_ray(files: list[str], args: argparse.Namespace, address: str) -> 
     """Every file's result, in the order given, computed by Ray actors."""
     import ray
 
-    from .recognizer import Recognizer
+    from ..faces.recognizer import Recognizer
 
     ray.init(
         address=None if address == "local" else address,

@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .calibration import Blend
-from .classes import CLASSES
-from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, crop_face, detect_faces, to_gray
-from .inference import ensemble_probs
+from ..classes import CLASSES
+from ..inference.calibration import Blend
+from ..inference.probabilities import ensemble_probs
+from .detection import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, crop_face, detect_faces, to_gray
 
 
 @dataclass

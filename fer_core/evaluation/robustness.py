@@ -1,7 +1,7 @@
 """Robustness curves: a model's accuracy on val faces under each perturbation and severity.
 
 One result per model is one JSON file: the clean accuracy and, per perturbation, the accuracy
-at each severity (fer_core/perturb.py), plus a few example faces (one per class) with the
+at each severity (fer_core/data/perturb.py), plus a few example faces (one per class) with the
 model's answer in every condition and, for an ST-CNN, the transformer's theta there, so the
 Robustness page can draw examples and what the transformer made of them without a model.
 
@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_write
-from .classes import CLASSES
-from .paths import SHIPPED_MODELS_DIR, cache_dir
-from .perturb import GEOMETRIC, PERTURBATIONS
-from .registry import ENSEMBLE
+from ..atomic import atomic_write
+from ..classes import CLASSES
+from ..data.perturb import GEOMETRIC, PERTURBATIONS
+from ..inference.registry import ENSEMBLE
+from ..paths import SHIPPED_MODELS_DIR, cache_dir
 
 STORED_DIR = SHIPPED_MODELS_DIR / "robustness"  # the shipped models', committed
 FORMAT = 1
@@ -74,9 +74,9 @@ def measure(
 ) -> dict:
     """Accuracy and macro-F1 of `model` (fp32, one view) on the faces, clean and under each
     perturbation at each severity; each example face's answer, and an ST-CNN's thetas."""
-    from .inference import predict_probs
+    from ..data.perturb import perturb
+    from ..inference.probabilities import predict_probs
     from .metrics import classification_metrics
-    from .perturb import perturb
 
     examples = example_positions(labels)
     steps = conditions(names)
@@ -121,7 +121,7 @@ def _thetas(model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The transformer's thetas of faces, as 3x3 matrices [N, 3, 3]."""
     import torch
 
-    from .augment import to_model_input
+    from ..data.augment import to_model_input
 
     with torch.inference_mode():
         parts = [
@@ -154,7 +154,7 @@ def st_response(model, images: np.ndarray, ids: np.ndarray, names: list[str], se
     face, the perturbation moves the transformer's view of the clean face by `applied` (angle,
     log-scale or centre); what is left after the transformer is `left`; the share is
     1 - sum(left along applied) / sum(|applied|) over the faces."""
-    from .perturb import perturb, warp_theta
+    from ..data.perturb import perturb, warp_theta
 
     clean = _thetas(model, images)
     flat = clean[:, :2].reshape(len(clean), 6)
@@ -194,9 +194,9 @@ def evaluate(
     split None: test if the data has one, else val, else train (as fer-eval)."""
     import torch
 
-    from .checkpoint import load_model
-    from .data import load_dataset, stratified_indices
-    from .registry import model_names, resolve_model_path
+    from ..data.fer2013 import load_dataset, stratified_indices
+    from ..inference.registry import model_names, resolve_model_path
+    from ..runs.checkpoint import load_model
 
     if len(model_names(spec)) != 1:
         raise ValueError("robustness is measured one model at a time (not an ensemble)")

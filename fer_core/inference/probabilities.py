@@ -11,7 +11,7 @@ import contextlib
 import numpy as np
 import torch
 
-from .augment import to_model_input, tta_views
+from ..data.augment import to_model_input, tta_views
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

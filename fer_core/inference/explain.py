@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .augment import MEAN, STD, to_model_input
+from ..data.augment import MEAN, STD, to_model_input
 
 
 def target_layer(model: torch.nn.Module) -> torch.nn.Module:

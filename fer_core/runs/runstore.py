@@ -35,8 +35,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .atomic import atomic_write
-from .paths import RESULTS_DIR, cache_dir
+from ..atomic import atomic_write
+from ..paths import RESULTS_DIR, cache_dir
 
 STALE_SECONDS = 30.0
 # The statuses of runs and jobs, named once: still going; ended by the trainer itself with
@@ -329,7 +329,7 @@ class RunStore:
         return self._frames("confusion", run_ids, epochs)
 
     def predictions(self, run_ids: list[str] | None = None) -> pd.DataFrame:
-        """Per-face rows (fer_core/predictions.py) of the runs' best checkpoints, every split and view."""
+        """Per-face rows (fer_core/runs/predictions.py) of the runs' best checkpoints, every split and view."""
         return self._frames("predictions", run_ids)
 
     def write_predictions(self, run_id: str, frame: pd.DataFrame) -> None:

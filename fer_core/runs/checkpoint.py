@@ -16,8 +16,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
-from .atomic import atomic_write
-from .models import create_model
+from ..atomic import atomic_write
+from ..models import create_model
 
 
 def _atomic_save(tensors: dict, path: Path, metadata: dict) -> None:

@@ -23,7 +23,17 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from .faces import (
+from ..inference.loading import load_models, load_named_model, resolve_backend
+from ..inference.registry import (
+    default_model,
+    ensemble_members,
+    ensemble_runs,
+    member_views,
+    model_names,
+    resolve_tta,
+    shipped_blend,
+)
+from .detection import (
     DEFAULT_DETECTOR,
     DEFAULT_MIN_CONFIDENCE,
     DETECT_MAX_SIDE,
@@ -33,24 +43,14 @@ from .faces import (
     reduction,
     scale_box,
 )
-from .loading import load_models, load_named_model, resolve_backend
 from .predict import Face, FaceResult, classify_faces, face_result, find_faces
-from .registry import (
-    default_model,
-    ensemble_members,
-    ensemble_runs,
-    member_views,
-    model_names,
-    resolve_tta,
-    shipped_blend,
-)
 
 ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
 def as_rgb(image: ImageInput, color: str = "rgb") -> tuple[Image.Image | np.ndarray, tuple[float, float]]:
     """A path or bytes (decoded, EXIF rotation applied), a PIL image, or an array in `color` order,
-    within the image budget (fer_core/faces.py: over MAX_PIXELS refused, over WORKING_PIXELS
+    within the image budget (fer_core/faces/detection.py: over MAX_PIXELS refused, over WORKING_PIXELS
     reduced); with the (x, y) factors from its pixels to the input's own."""
     if color not in ("rgb", "bgr"):
         raise ValueError(f"color must be 'rgb' or 'bgr' (got {color!r})")
@@ -112,7 +112,7 @@ class Recognizer:
         checkpoints); "none", "flip" or "tencrop" choose one. `whole_image` classifies the whole
         image as one face when none is found; a dict gives each spec of a list its own view.
         `int8` runs the shipped int8 versions on ONNX Runtime; `backend="onnx"` runs full
-        precision there too (fer_core/loading.py). `calibrated` applies the temperatures and
+        precision there too (fer_core/inference/loading.py). `calibrated` applies the temperatures and
         ensemble weights the records hold (fitted on val); probabilities then mean what they say,
         and the ensemble's label is the weighted one its card reports."""
         model = default_model() if model is None else model
@@ -144,7 +144,7 @@ class Recognizer:
 
     def batch_models(self) -> dict:
         """The models for batched work (a video's frames): where `auto` measures another runtime
-        faster on batches than on single faces (fer_core/loading.py), that one, loaded once."""
+        faster on batches than on single faces (fer_core/inference/loading.py), that one, loaded once."""
         if not self._batch_models:
             options = self._options
             self._batch_models.update(

@@ -34,10 +34,17 @@ from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, DETECTORS, MAX_PIXELS, WORKING_PIXELS
-from .registry import default_model
+from ..faces.detection import (
+    DEFAULT_DETECTOR,
+    DEFAULT_MIN_CONFIDENCE,
+    DETECT_MAX_SIDE,
+    DETECTORS,
+    MAX_PIXELS,
+    WORKING_PIXELS,
+)
+from ..inference.registry import default_model
 
-log = logging.getLogger("fer_core.serve")
+log = logging.getLogger("fer_core.programs.serve")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -185,7 +192,7 @@ class Recognizers:
             load_lock = self._load_locks.setdefault(model, threading.Lock())
         with load_lock:  # one thread loads a model; others asking for it wait for that one
             if model not in self._base:
-                from .recognizer import Recognizer
+                from ..faces.recognizer import Recognizer
 
                 recognizer = Recognizer(model)
                 with self._lock:
@@ -288,7 +295,7 @@ def measure(name: str, data: bytes, max_pixels: int) -> tuple[int, str]:
 
 def decode(name: str, data: bytes, kind: str):
     """An uploaded file as an upright RGB PIL image, or ClientError saying why not."""
-    from .faces import ImageError, load_photo
+    from ..faces.detection import ImageError, load_photo
 
     try:
         return load_photo(data, name=name)
@@ -328,14 +335,14 @@ def run_predict(recognizers: Recognizers, uploads: list[tuple[str, bytes]], opti
 
 def served_models() -> list[str]:
     """What a client may ask for: the shipped models, and the ensemble once one is shipped."""
-    from .registry import ensemble_members, shipped_names
+    from ..inference.registry import ensemble_members, shipped_names
 
     names = shipped_names()
     return names + (["ensemble"] if ensemble_members() else [])
 
 
 def model_info(name: str) -> dict:
-    from .registry import ensemble_members, model_record
+    from ..inference.registry import ensemble_members, model_record
 
     record = model_record(name) or {}
     val = record.get("val", {})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .classes import CLASSES
+from ..classes import CLASSES
 
 UNSURE_BELOW = 0.5
 

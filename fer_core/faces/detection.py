@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .data import IMAGE_SIZE
+from ..data.fer2013 import IMAGE_SIZE
 from .tracking import iou
 
 DETECT_MAX_SIDE = 1024  # photos

@@ -6,7 +6,7 @@
 The graph (torch.onnx.export(dynamo=True), opset OPSET) is exactly the torch model's forward:
 
 - input  "input":  float32 [N, 1, 48, 48], N dynamic (1 ... any), NCHW, grayscale, ALREADY NORMALISED as
-  fer_core.augment.to_model_input makes it: x = (pixel_uint8 / 255 - 0.508) / 0.255.
+  fer_core.data.augment.to_model_input makes it: x = (pixel_uint8 / 255 - 0.508) / 0.255.
   The normalisation stays outside the graph on purpose: the test-time views (flip, tencrop's
   zero padding) are taken of the normalised tensor, so OnnxModel drops into predict_probs unchanged.
 - output "logits": float32 [N, 7] in fer_core.classes.CLASSES order; softmax(dim=1) = probabilities.
@@ -20,7 +20,7 @@ weights' file and sha256, architecture and config, precision (fp32 or int8).
 `--model ensemble` writes one file per member it runs (weight above 0 in its record: stcnn.onnx,
 resnet50.onnx): the ensemble is a weighted mean of the members' temperature-scaled probabilities,
 each member in its own view (results/models/ensemble.json), which a single graph could not express;
-load them with fer_core.onnx_cache.load_onnx_model per name.
+load them with fer_core.inference.onnx_cache.load_onnx_model per name.
 
 Each fp32 export is checked against PyTorch on real faces before it is put in place (max |dp| of
 the softmax probabilities <= 1e-4 and the same argmax on every face); a failed check leaves no file.
@@ -44,11 +44,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import atomic_write
-from .augment import MEAN, STD
-from .checkpoint import file_sha256, load_model
-from .classes import CLASSES, NUM_CLASSES
-from .paths import PROJECT_ROOT
+from ..atomic import atomic_write
+from ..classes import CLASSES, NUM_CLASSES
+from ..data.augment import MEAN, STD
+from ..paths import PROJECT_ROOT
+from ..runs.checkpoint import file_sha256, load_model
 from .registry import resolve_model_path
 
 FORMAT_VERSION = "2"  # the export code's version: bump it when what this module writes changes
@@ -149,7 +149,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 def source_metadata(spec: str, weights_path: str | os.PathLike) -> dict[str, str]:
     """The fer.* metadata of the model that `spec` resolves to (weights at weights_path)."""
-    from .checkpoint import read_checkpoint_metadata
+    from ..runs.checkpoint import read_checkpoint_metadata
     from .registry import shipped_tta
 
     meta = read_checkpoint_metadata(weights_path)
@@ -180,7 +180,7 @@ def format_metadata(source: dict[str, str], precision: str = "fp32") -> dict[str
         "fer.input_std": repr(STD),
         "fer.input": (
             f"float32 [N,1,48,48] already normalised: x = (pixel_uint8 / 255 - {MEAN}) / {STD} "
-            "(fer_core.augment.to_model_input); the graph does no normalisation"
+            "(fer_core.data.augment.to_model_input); the graph does no normalisation"
         ),
         "fer.output_name": OUTPUT_NAME,
         "fer.output": f"logits float32 [N,{NUM_CLASSES}] in fer.classes order (not probabilities: apply softmax "
@@ -249,7 +249,7 @@ def compare_with_torch(
     model: torch.nn.Module, onnx_model: torch.nn.Module, images: np.ndarray, max_diff: float = MAX_PROB_DIFF
 ) -> CheckResult:
     """Softmax probabilities of both on uint8 faces [N, 48, 48] (no TTA, fp32), through predict_probs."""
-    from .inference import predict_probs
+    from .probabilities import predict_probs
 
     reference = predict_probs(model, images)[0]
     probs = predict_probs(onnx_model, images)[0]
@@ -297,7 +297,7 @@ def export_model(
 def sample_faces() -> np.ndarray:
     """The real val faces bundled with the repo (140), for the cache export's check; an installed
     package has no data/ folder, so there 64 fixed random images check the same arithmetic."""
-    from .data import load_dataset
+    from ..data.fer2013 import load_dataset
 
     if not SAMPLE_DATA.is_file():
         return np.random.default_rng(0).integers(0, 256, (64, 48, 48), dtype=np.uint8)
@@ -306,7 +306,7 @@ def sample_faces() -> np.ndarray:
 
 def check_faces(data: str | os.PathLike, n: int = CHECK_FACES) -> np.ndarray:
     """n stratified val faces (seed 0) of a dataset."""
-    from .data import load_dataset, stratified_indices
+    from ..data.fer2013 import load_dataset, stratified_indices
 
     val = load_dataset(data).splits["val"]
     return val.images[stratified_indices(val.labels, n, seed=0)]
@@ -339,7 +339,7 @@ def quantize_int8(
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .augment import to_model_input
+    from ..data.augment import to_model_input
 
     faces = to_model_input(torch.from_numpy(np.asarray(calibration, dtype=np.uint8))).numpy()
 
@@ -421,7 +421,7 @@ def _quiet_root_logger():
 
 
 def calibration_faces(data: str | os.PathLike, n: int = CALIBRATION_FACES) -> np.ndarray:
-    from .data import load_dataset, stratified_indices
+    from ..data.fer2013 import load_dataset, stratified_indices
 
     train = load_dataset(data).splits["train"]
     return train.images[stratified_indices(train.labels, n, seed=0)]
@@ -429,8 +429,8 @@ def calibration_faces(data: str | os.PathLike, n: int = CALIBRATION_FACES) -> np
 
 def val_accuracy(model: torch.nn.Module, data: str | os.PathLike, limit: int | None = None) -> float:
     """Val accuracy, no TTA (all faces, or `limit` stratified ones, seed 0)."""
-    from .data import load_dataset, stratified_indices
-    from .inference import predict_probs
+    from ..data.fer2013 import load_dataset, stratified_indices
+    from .probabilities import predict_probs
 
     val = load_dataset(data).splits["val"]
     if limit:

@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-from . import paths
-from .atomic import atomic_write
-from .classes import CLASSES, NUM_CLASSES, class_index
+from .. import paths
+from ..atomic import atomic_write
+from ..classes import CLASSES, NUM_CLASSES, class_index
 
 IMAGE_SIZE = 48
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}

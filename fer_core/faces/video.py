@@ -26,10 +26,11 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .calibration import Blend
-from .classes import CLASSES
-from .device import autocast_dtype
-from .faces import (
+from ..classes import CLASSES
+from ..device import autocast_dtype
+from ..inference.calibration import Blend
+from ..inference.labels import label_text
+from .detection import (
     DEFAULT_DETECTOR,
     DEFAULT_MIN_CONFIDENCE,
     VIDEO_DETECT_MAX_SIDE,
@@ -38,7 +39,6 @@ from .faces import (
     reduction,
     scale_box,
 )
-from .labels import label_text
 from .predict import Face, classify_faces, face_json, find_faces
 from .tracking import CUT_THUMBNAIL, TRACK_MEMORY_SECONDS, CutDetector, Tracker
 

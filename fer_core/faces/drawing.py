@@ -5,7 +5,7 @@ above its box, else below, else inside its top edge, else the nearest free place
 inside the image. The text scales with the picture (TEXT_SHARE of its longer side); when the
 tags of a crowded photo cannot all fit at that size they are made smaller, and at the smallest
 size a tag shows just its face's number (the page lists each face's answer beside the photo).
-Where the model is unsure, the tag says the top two classes (fer_core/labels.py) on a grey fill
+Where the model is unsure, the tag says the top two classes (fer_core/inference/labels.py) on a grey fill
 instead of purple: the same box, a visibly weaker claim.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .labels import is_unsure, label_text, top_two
+from ..inference.labels import is_unsure, label_text, top_two
 
 PURPLE = (123, 63, 160)  # boxes, and tags of sure answers
 GREY = (88, 88, 96)  # tags of unsure answers (the top two)

@@ -6,7 +6,7 @@ rows of its best checkpoint in `predictions/<split>-<tta>.parquet` (written at t
 training and by `fer-eval --save`); a shipped model keeps its val rows in
 `results/models/predictions/<name>-<split>-<tta>.parquet`. A face is named by its split and
 its position in that split (`index`): for shipped models and `fer-eval --save`, the order
-`fer_core.data.load_dataset` reads it; for a run, the split as its training made it
+`fer_core.data.fer2013.load_dataset` reads it; for a run, the split as its training made it
 (`prepare_splits`: after `--limit`, or val carved from train), so a gallery can show the face
 itself from the dataset (and checks the labels match before it does).
 """
@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_write
-from .classes import CLASSES
-from .paths import SHIPPED_MODELS_DIR
+from ..atomic import atomic_write
+from ..classes import CLASSES
+from ..paths import SHIPPED_MODELS_DIR
 
 PROB_COLUMNS = [f"p_{c}" for c in CLASSES]
 SHIPPED_PREDICTIONS_DIR = SHIPPED_MODELS_DIR / "predictions"

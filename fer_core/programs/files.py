@@ -1,7 +1,7 @@
 """Files in, results out: images and videos, folders of them and object-store prefixes.
 
 What fer-predict does per file, in one place, so that its single process and its Ray actors
-(fer_core/ray_predict.py) give a file the same result, and `--out` the same rows.
+(fer_core/programs/ray_predict.py) give a file the same result, and `--out` the same rows.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from .data import IMAGE_SUFFIXES
-from .faces import ImageError
-from .video import VIDEO_SUFFIXES, VideoError, predict_video, result_rows
+from ..data.fer2013 import IMAGE_SUFFIXES
+from ..faces.detection import ImageError
+from ..faces.video import VIDEO_SUFFIXES, VideoError, predict_video, result_rows
 
 OUT_SUFFIXES = (".csv", ".parquet")
 
@@ -102,7 +102,7 @@ def write_out(path: Path, results: list[dict]) -> int:
     """All rows at once, atomically: an interrupted or failed run leaves no half-written file."""
     import pandas as pd
 
-    from .atomic import atomic_write
+    from ..atomic import atomic_write
 
     table = pd.concat([result_rows(r) for r in results], ignore_index=True) if results else result_rows({"path": ""})
     if path.suffix.lower() == ".csv":

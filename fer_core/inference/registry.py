@@ -11,9 +11,9 @@ import json
 import os
 from pathlib import Path
 
+from ..paths import SHIPPED_MODELS_DIR
+from ..runs.runstore import RunStore
 from .calibration import Blend
-from .paths import SHIPPED_MODELS_DIR
-from .runstore import RunStore
 
 
 def resolve_model_path(spec: str | os.PathLike, runs_dir: str | os.PathLike | None = None) -> Path:
@@ -111,7 +111,7 @@ def member_views(spec: str, tta: str) -> dict[str, str]:
 def default_model() -> str:
     """What fer-predict, fer-serve, the Recognizer and Predict use unless told, as the ensemble's
     record names it: the cheapest model whose val accuracy is not significantly below the best
-    (fer_core/model_choice.py; scripts/calibrate_models.py writes the choice and its test)."""
+    (fer_core/inference/model_choice.py; scripts/calibrate_models.py writes the choice and its test)."""
     record = model_record("ensemble") or {}
     return record.get("default_model", "ensemble")
 

@@ -1,6 +1,6 @@
 """The cache of ONNX exports that `auto` runs on ONNX Runtime, keyed by everything that shaped them.
 
-A shipped model, run or checkpoint is exported (fer_core/onnx_export.py: checked against
+A shipped model, run or checkpoint is exported (fer_core/inference/onnx_export.py: checked against
 PyTorch) into cache_dir()/onnx/ once, by `fer-export --cache` (which `make run` runs) or on the
 first explicit `--backend onnx`; `--backend auto` uses an entry only when it is already there,
 so no answer waits for an export. An entry's name is the digest of its key (cache_key), and the
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import file_sha256, load_model
+from ..paths import cache_dir
+from ..runs.checkpoint import file_sha256, load_model
 from .onnx_export import OnnxModel, export_model, sample_faces, source_metadata
-from .paths import cache_dir
 from .registry import int8_names, int8_path, resolve_model_path
 
 
@@ -37,9 +37,10 @@ def weights_sha256(path: str | os.PathLike) -> str:
 
 def cache_key(weights: str, quantization: dict | None = None) -> dict[str, str]:
     """Everything that shapes a cached export: the weights (their SHA-256), this module's
-    FORMAT_VERSION (fer_core/onnx_export.py), the versions of torch (the exporter), onnx (which writes the file) and
-    onnxruntime (which checks it and runs it), the opset and the quantization settings (none
-    for fp32). Any of them changed is another entry, so a cache never serves a stale file."""
+    FORMAT_VERSION (fer_core/inference/onnx_export.py), the versions of torch (the exporter),
+    onnx (which writes the file) and onnxruntime (which checks it and runs it), the opset and
+    the quantization settings (none for fp32). Any of them changed is another entry, so a cache
+    never serves a stale file."""
     from importlib.metadata import version
 
     from .onnx_export import FORMAT_VERSION, OPSET

@@ -11,8 +11,8 @@ import importlib.util
 
 import torch
 
-from .checkpoint import load_model
-from .device import cpu_has_fast_bf16
+from ..device import cpu_has_fast_bf16
+from ..runs.checkpoint import load_model
 from .registry import int8_names, int8_path, model_names, resolve_model_path, shipped_names
 
 BACKENDS = ("auto", "torch", "onnx")
@@ -29,7 +29,7 @@ def resolve_backend(
     """`auto` is the runtime measured faster for the work (benchmarks/onnx_inference.py, docs/performance.md)
     among those ready now: ONNX Runtime for the shipped models on a CPU - per face at batch 1, 1.5-2.2x
     faster than PyTorch for stcnn, resnet50 and vit - once their export is in the cache
-    (fer_core/onnx_cache.py: `fer-export --cache`, which `make run` runs), else PyTorch, so that no
+    (fer_core/inference/onnx_cache.py: `fer-export --cache`, which `make run` runs), else PyTorch, so that no
     answer waits for an export; for `batched` work (video frames) PyTorch in bf16 where the CPU has
     fast bf16 (stcnn at batch 64: 2.2 against ONNX Runtime's 5.3 ms per face). int8 runs on ONNX
     Runtime (shipped files). PyTorch for runs and checkpoints (not measured, and they change), on

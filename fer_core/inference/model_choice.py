@@ -20,7 +20,7 @@ import copy
 import numpy as np
 
 ALPHA = 0.05
-VIEWS_RUN = {"none": 1, "flip": 2, "tencrop": 10}  # forward passes per face (fer_core.augment.tta_views)
+VIEWS_RUN = {"none": 1, "flip": 2, "tencrop": 10}  # forward passes per face (fer_core.data.augment.tta_views)
 RULE = (
     "the cheapest candidate whose val accuracy is not significantly below the best candidate's; so an ensemble "
     "is the default only when it is significantly better than its best member"

@@ -84,7 +84,7 @@ def _signs(rngs) -> np.ndarray:
 
 
 # The geometric perturbations as thetas (per face: the rngs' draws), so that what a spatial
-# transformer makes of them can be compared with what was done (fer_core/robustness.py).
+# transformer makes of them can be compared with what was done (fer_core/evaluation/robustness.py).
 def _rotation(degrees, rngs):
     return similarity_theta(_signs(rngs) * degrees, 1.0, 0.0, 0.0)  # either way, per face
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
-from .classes import CLASSES, NUM_CLASSES
+from ..classes import CLASSES, NUM_CLASSES
 
 
 def classification_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:

@@ -23,8 +23,8 @@ import re
 import typing
 from dataclasses import asdict, dataclass, field, fields
 
-from .augment import AugmentConfig
-from .models import MODELS
+from ..data.augment import AugmentConfig
+from ..models import MODELS
 
 
 def option(

@@ -16,11 +16,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
-from .faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, detect_faces  # noqa: E402
+from ..faces.detection import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, detect_faces  # noqa: E402
+from ..faces.video import MIN_TRACK_SECONDS, track_summaries  # noqa: E402
+from ..inference.loading import add_runtime_options  # noqa: E402
+from ..inference.registry import default_model  # noqa: E402
 from .files import OUT_SUFFIXES, expand_inputs, predict_one, write_out  # noqa: E402
-from .loading import add_runtime_options  # noqa: E402
-from .registry import default_model  # noqa: E402
-from .video import MIN_TRACK_SECONDS, track_summaries  # noqa: E402
 
 PROGRESS_MIN_FILES = 10  # fewer files finish before a bar over them would tell anything
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .recognizer import Recognizer
+    from ..faces.recognizer import Recognizer
 
     files, notes = expand_inputs(args.inputs)
     for note in notes:
