@@ -41,7 +41,7 @@ INT8_ONNX = [name for name in ENSEMBLE if int8_path(name).is_file()]
 def fer_export(*args, timeout: int = 600) -> subprocess.CompletedProcess:
     """The real fer-export CLI in a subprocess (the module, until the console script is installed)."""
     script = Path(sys.executable).parent / "fer-export"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "fer_core.inference.onnx_export"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "fer_core.programs.export"]
     return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=PROJECT)
 
 
