@@ -29,7 +29,7 @@ from fer_core.inference.loading import load_named_model
 from fer_core.inference.onnx_cache import load_onnx_model
 from fer_core.inference.onnx_export import OnnxModel
 from fer_core.inference.probabilities import predict_probs
-from fer_core.inference.registry import int8_path
+from fer_core.inference.registry import int8_path, resolve
 
 DEFAULT_DATA = Path(os.environ.get("FER2013_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"))
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fer2013_sample.csv.gz"
@@ -52,7 +52,7 @@ def variants(
 ) -> dict[str, tuple[torch.nn.Module, torch.dtype | None]]:
     torch_model = load_named_model(name, backend="torch")
     out = {"torch fp32": (torch_model, None), "torch bf16": (torch_model, torch.bfloat16)}
-    out["onnx fp32"] = (load_onnx_model(name, threads=threads), None)
+    out["onnx fp32"] = (load_onnx_model(resolve(name), threads=threads), None)
     if int8_path(name).is_file():
         out["onnx int8"] = (OnnxModel(int8_path(name), threads=threads), None)
     if name in candidates:

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from fer_core.data.fer2013 import load_dataset
-from fer_core.inference.registry import SHIPPED_MODELS_DIR, int8_path, resolve_model_path
+from fer_core.inference.registry import SHIPPED_MODELS_DIR, ModelRef, int8_path, resolve
 from fer_core.paths import PROJECT_ROOT
 from fer_core.runs.runstore import COMPLETED, RunStore
 from trainers.jobs import JobQueue
@@ -171,22 +171,23 @@ def model_choices(architecture: str | None = None) -> dict[str, str]:
     return choices
 
 
-def weights_version(spec: str, int8: bool = False) -> float:
+def weights_version(model: ModelRef, int8: bool = False) -> float:
     """Changes when a model's weights (or int8 version) are replaced, so caches reload them."""
-    return os.path.getmtime(resolve_model_path(spec)) + (os.path.getmtime(int8_path(spec)) if int8 else 0)
+    return os.path.getmtime(model.weights) + (os.path.getmtime(model.int8 or int8_path(model.spec)) if int8 else 0)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model...")
-def cached_model(spec: str, version: float, int8: bool = False, backend: str = "auto"):
+def cached_model(model: ModelRef, version: float, int8: bool = False, backend: str = "auto"):
     """A model in eval mode, loaded once per version of its weights."""
     from fer_core.inference.loading import load_named_model
 
     use_inference_threads()
-    return load_named_model(spec, int8=int8, backend=backend)
+    return load_named_model(model, int8=int8, backend=backend)
 
 
 def get_model(spec: str, int8: bool = False, backend: str = "auto"):
-    return cached_model(spec, weights_version(spec, int8), int8, backend)
+    model = resolve(spec)
+    return cached_model(model, weights_version(model, int8), int8, backend)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)  # the page says "Loading the models..." in its own place
@@ -233,7 +234,7 @@ def inference_lane():
 def get_recognizer(specs: list[str], card_views: bool, backend: str) -> Recognizer:
     """The library call (fer_core.Recognizer) over the chosen models, each kept apart, with each
     shipped model's own test-time view when `card_views`."""
-    return cached_recognizer(tuple(specs), tuple(weights_version(s) for s in specs), card_views, backend)
+    return cached_recognizer(tuple(specs), tuple(weights_version(resolve(s)) for s in specs), card_views, backend)
 
 
 def rtc_configuration() -> dict:

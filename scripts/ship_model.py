@@ -180,7 +180,7 @@ def int8_model(name: str, data_path: str = DATA) -> None:
     its val accuracy goes into the record."""
     record = model_record(name)
     try:
-        export_int8(name, SHIPPED_MODELS_DIR / record["weights"]["file"], int8_path(name), data_path)
+        export_int8(name, int8_path(name), data_path)
     except ExportError as e:
         print(f"{name}: no int8 model ({e})")
         record["int8"] = None

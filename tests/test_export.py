@@ -30,7 +30,7 @@ from fer_core.inference.onnx_export import (
     val_accuracy,
 )
 from fer_core.inference.probabilities import predict_probs
-from fer_core.inference.registry import ENSEMBLE, int8_path, model_record, resolve_model_path, shipped_tta
+from fer_core.inference.registry import ENSEMBLE, int8_path, model_record, resolve, resolve_model_path, shipped_tta
 from fer_core.models import create_model
 from fer_core.runs.checkpoint import file_sha256, load_model, save_checkpoint
 
@@ -130,7 +130,7 @@ def test_failed_check_leaves_no_file(tmp_path, fer2013):
     target = tmp_path / "out" / "tiny.onnx"
     with pytest.raises(ExportError, match="does not match PyTorch"):
         export_model(
-            load_model(ckpt), target, source_metadata(str(ckpt), ckpt), check=check_faces(fer2013, 16), max_diff=-1.0
+            load_model(ckpt), target, source_metadata(resolve(str(ckpt))), check=check_faces(fer2013, 16), max_diff=-1.0
         )  # an impossible limit: the real check path fails
     assert list(target.parent.iterdir()) == []  # neither the file nor its temporary
 
@@ -140,12 +140,12 @@ def test_load_onnx_model_exports_once_into_the_cache_and_serves_predict_probs(tm
     """A checkpoint's first load exports it to cache/onnx/<digest of its key>.onnx; the next reuses it; OnnxModel
     gives predict_probs the same probabilities as torch, with test-time views too."""
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
-    model = load_onnx_model(str(ckpt))
+    model = load_onnx_model(resolve(str(ckpt)))
     cached = onnx_cache_path(cache_key(file_sha256(ckpt)))
     assert model.path == cached and cached.is_file()
     assert model.metadata["fer.source_run_id"] == "tiny-run" and model.metadata["fer.tta"] == "none"
     stamp = cached.stat().st_mtime_ns
-    assert load_onnx_model(str(ckpt), threads=1).path == cached and cached.stat().st_mtime_ns == stamp
+    assert load_onnx_model(resolve(str(ckpt)), threads=1).path == cached and cached.stat().st_mtime_ns == stamp
     faces = load_dataset(fer2013).splits["val"].images[:20]
     for tta in ("none", "tencrop"):
         ours, theirs = predict_probs(model, faces, tta=tta)[0], predict_probs(load_model(ckpt), faces, tta=tta)[0]
@@ -156,7 +156,7 @@ def test_int8_onnx_is_refused_where_not_shipped(tmp_path):
     """int8 ONNX models are shipped files (results/models/NAME.int8.onnx), never made on the fly."""
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
     with pytest.raises(FileNotFoundError, match="has no ONNX int8 model.*shipped with one: .*stcnn"):
-        load_onnx_model(str(ckpt), int8=True)
+        load_onnx_model(resolve(str(ckpt)), int8=True)
 
 
 def test_stcnn_ships_an_int8_onnx_model():
@@ -170,7 +170,7 @@ def test_int8_onnx_accuracy_on_700_val_faces(name, fer2013):
     val subset (stratified, seed 0, no TTA) as it recorded, within 0.5 point of the fp model's card."""
     import onnx
 
-    model = load_onnx_model(name, int8=True)
+    model = load_onnx_model(resolve(name), int8=True)
     ops = {node.op_type for node in onnx.load(str(model.path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert model.metadata["fer.precision"] == "int8"

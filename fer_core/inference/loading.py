@@ -13,18 +13,31 @@ import torch
 
 from ..device import cpu_has_fast_bf16
 from ..runs.checkpoint import load_model
-from .registry import int8_names, int8_path, model_names, resolve_model_path, shipped_names
+from .registry import ModelRef, int8_names, int8_path, model_names, resolve, shipped_names
 
 BACKENDS = ("auto", "torch", "onnx")
 
 
 def resolve_backend(
-    spec: str,
+    spec: str | ModelRef,
     device: torch.device | str = "cpu",
     int8: bool = False,
     backend: str = "auto",
     batched: bool = False,
     runs_dir=None,
+) -> str:
+    """The runtime that `backend` means for `spec` here (choose_runtime); a run or checkpoint is
+    not looked up for it (`auto` runs those on PyTorch)."""
+    shipped = isinstance(spec, ModelRef) or str(spec) in shipped_names()
+    return choose_runtime(resolve(spec, runs_dir) if shipped else None, device, int8, backend, batched)
+
+
+def choose_runtime(
+    model: ModelRef | None,
+    device: torch.device | str = "cpu",
+    int8: bool = False,
+    backend: str = "auto",
+    batched: bool = False,
 ) -> str:
     """`auto` is the runtime measured faster for the work (benchmarks/onnx_inference.py, docs/performance.md)
     among those ready now: ONNX Runtime for the shipped models on a CPU - per face at batch 1, 1.5-2.2x
@@ -40,19 +53,17 @@ def resolve_backend(
         return backend
     if int8:
         return "onnx"
-    if torch.device(device).type != "cpu" or str(spec) not in shipped_names():
+    if torch.device(device).type != "cpu" or batched and cpu_has_fast_bf16():
         return "torch"
-    if batched and cpu_has_fast_bf16():
-        return "torch"
-    if not importlib.util.find_spec("onnxruntime"):
+    if model is None or not model.shipped or not importlib.util.find_spec("onnxruntime"):
         return "torch"
     from .onnx_cache import cached_export
 
-    return "onnx" if cached_export(spec, runs_dir) else "torch"
+    return "onnx" if cached_export(model) else "torch"
 
 
 def load_named_model(
-    spec: str,
+    spec: str | ModelRef,
     device: torch.device | str = "cpu",
     runs_dir=None,
     int8: bool = False,
@@ -62,18 +73,19 @@ def load_named_model(
     """A model in eval mode: PyTorch, or an ONNX Runtime session behind the same interface."""
     if int8 and backend == "torch":
         raise ValueError("int8 runs on ONNX Runtime: use --backend onnx (or auto)")
-    if resolve_backend(spec, device, int8, backend, batched, runs_dir) == "torch":
-        return load_model(resolve_model_path(spec, runs_dir), device).to(memory_format=torch.channels_last)
+    model = resolve(spec, runs_dir)  # a ModelRef comes back as it is
+    if choose_runtime(model, device, int8, backend, batched) == "torch":
+        return load_model(model.weights, device).to(memory_format=torch.channels_last)
     if torch.device(device).type != "cpu":
         raise ValueError(f"ONNX Runtime runs here on the CPU only (asked for {device})")
-    if int8 and not int8_path(spec).is_file():
+    if int8 and model.int8 is None:
         raise FileNotFoundError(
-            f"{spec!r} has no int8 model ({int8_path(spec).name}); shipped with one: "
+            f"{model.spec!r} has no int8 model ({int8_path(model.name).name}); shipped with one: "
             f"{', '.join(int8_names()) or 'none'}"
         )
     from .onnx_cache import load_onnx_model  # onnxruntime and onnx only when asked for
 
-    return load_onnx_model(spec, threads=torch.get_num_threads(), int8=int8, runs_dir=runs_dir)
+    return load_onnx_model(model, threads=torch.get_num_threads(), int8=int8)
 
 
 def load_models(

@@ -21,7 +21,7 @@ import torch
 from ..paths import cache_dir
 from ..runs.checkpoint import file_sha256, load_model
 from .onnx_export import OnnxModel, export_model, sample_faces, source_metadata
-from .registry import int8_names, int8_path, resolve_model_path
+from .registry import ModelRef, int8_names, int8_path, resolve
 
 
 @functools.lru_cache(maxsize=64)
@@ -62,15 +62,15 @@ def onnx_cache_path(key: dict[str, str]) -> Path:
     return cache_dir() / "onnx" / f"{digest[:40]}.onnx"
 
 
-def cached_export(spec: str, runs_dir=None) -> Path | None:
-    """The cache entry of `spec`'s fp32 export when it is there (no export, no check), else None.
+def cached_export(model: ModelRef) -> Path | None:
+    """The cache entry of the model's fp32 export when it is there (no export, no check), else None.
     `auto` runs ONNX Runtime only then, so that no answer waits for an export."""
-    path = onnx_cache_path(cache_key(weights_sha256(resolve_model_path(spec, runs_dir))))
+    path = onnx_cache_path(cache_key(weights_sha256(model.weights)))
     return path if path.is_file() else None
 
 
-def load_onnx_model(spec: str, threads: int | None = None, int8: bool = False, runs_dir=None) -> OnnxModel:
-    """The ONNX Runtime version of a shipped name, run id, run folder or checkpoint.
+def load_onnx_model(model: ModelRef, threads: int | None = None, int8: bool = False) -> OnnxModel:
+    """The ONNX Runtime version of a resolved model: a shipped name, run id, run folder or checkpoint.
 
     fp32: exported on first use into the cache (onnx_cache_path of cache_key: atomic write,
     checked against PyTorch on the 140 real val faces bundled in data/ - random images outside a
@@ -79,34 +79,31 @@ def load_onnx_model(spec: str, threads: int | None = None, int8: bool = False, r
     int8: the shipped results/models/NAME.int8.onnx (FileNotFoundError if there is none), refused
     (ValueError) when it was quantized from other weights than the shipped ones.
     """
-    path = resolve_model_path(spec, runs_dir)
-    sha = weights_sha256(path)
+    sha = weights_sha256(model.weights)
     if int8:
-        name = str(spec)
-        target = int8_path(name)
-        if not target.is_file():
+        if model.int8 is None:
             raise FileNotFoundError(
-                f"{name!r} has no ONNX int8 model ({target.name}); shipped with one: "
+                f"{model.spec!r} has no ONNX int8 model ({int8_path(model.name).name}); shipped with one: "
                 f"{', '.join(int8_names()) or 'none'}"
             )
-        model = OnnxModel(target, threads)
-        if model.metadata.get("fer.weights_sha256") != sha:
+        session = OnnxModel(model.int8, threads)
+        if session.metadata.get("fer.weights_sha256") != sha:
             raise ValueError(
-                f"{target} was quantized from other weights than {path}: "
-                f"fer-export --model {name} --format onnx-int8 --out {target.parent}"
+                f"{model.int8} was quantized from other weights than {model.weights}: "
+                f"fer-export --model {model.spec} --format onnx-int8 --out {model.int8.parent}"
             )
-        return model
+        return session
     key = cache_key(sha)
     target = onnx_cache_path(key)
     if target.is_file():
         try:
-            model = OnnxModel(target, threads)
-            if json.loads(model.metadata.get("fer.cache_key", "{}")) == key:
-                return model
+            session = OnnxModel(target, threads)
+            if json.loads(session.metadata.get("fer.cache_key", "{}")) == key:
+                return session
         except Exception:  # noqa: BLE001 - an unreadable cache entry is exported again
             pass
-    metadata = {**source_metadata(spec, path), "fer.cache_key": json.dumps(key, sort_keys=True)}
-    export_model(load_model(path), target, metadata=metadata, check=sample_faces())
+    metadata = {**source_metadata(model), "fer.cache_key": json.dumps(key, sort_keys=True)}
+    export_model(load_model(model.weights), target, metadata=metadata, check=sample_faces())
     return OnnxModel(target, threads)
 
 
@@ -114,6 +111,7 @@ def fill_cache(names: list[str], runs_dir=None) -> list[tuple[str, Path, bool]]:
     """Export each of `names` into the cache unless it is there: (name, entry, exported now)."""
     done = []
     for name in names:
-        ready = cached_export(name, runs_dir)
-        done.append((name, ready or load_onnx_model(name, runs_dir=runs_dir).path, ready is None))
+        model = resolve(name, runs_dir)
+        ready = cached_export(model)
+        done.append((name, ready or load_onnx_model(model).path, ready is None))
     return done

@@ -46,6 +46,7 @@ from ..classes import CLASSES, NUM_CLASSES
 from ..data.augment import MEAN, STD
 from ..paths import PROJECT_ROOT
 from ..runs.checkpoint import file_sha256, load_model
+from .registry import ModelRef, resolve
 
 FORMAT_VERSION = "2"  # the export code's version: bump it when what this module writes changes
 OPSET = 20  # the ONNX opset of every export (torch.onnx.export's opset_version)
@@ -143,22 +144,21 @@ def read_metadata(path: str | os.PathLike) -> dict:
 # ----------------------------------------------------------------------------- export
 
 
-def source_metadata(spec: str, weights_path: str | os.PathLike) -> dict[str, str]:
-    """The fer.* metadata of the model that `spec` resolves to (weights at weights_path)."""
+def source_metadata(model: ModelRef) -> dict[str, str]:
+    """The fer.* metadata of a resolved model: its name, the view its card chose, its weights."""
     from ..runs.checkpoint import read_checkpoint_metadata
-    from .registry import shipped_tta
 
-    meta = read_checkpoint_metadata(weights_path)
+    meta = read_checkpoint_metadata(model.weights)
     info = meta["info"]
     return {
-        "fer.name": Path(str(spec)).stem if os.sep in str(spec) else str(spec),
-        "fer.tta": shipped_tta(str(spec)),
+        "fer.name": model.name,
+        "fer.tta": model.view,
         "fer.architecture": meta["model"],
         "fer.model_config": json.dumps(meta["config"]),
         "fer.source_run_id": str(info.get("run_id") or ""),
         "fer.source_epoch": "" if info.get("epoch") is None else str(info["epoch"]),
-        "fer.weights_file": Path(weights_path).name,
-        "fer.weights_sha256": file_sha256(weights_path),
+        "fer.weights_file": model.weights.name,
+        "fer.weights_sha256": file_sha256(model.weights),
     }
 
 
@@ -435,8 +435,7 @@ def val_accuracy(model: torch.nn.Module, data: str | os.PathLike, limit: int | N
 
 
 def export_int8(
-    name: str,
-    weights_path: Path,
+    source: str | ModelRef,
     target: Path,
     data,
     min_accuracy_drop: float = 0.005,
@@ -447,10 +446,12 @@ def export_int8(
     ExportError (nothing written) if int8 loses more than min_accuracy_drop."""
     import tempfile
 
-    model = load_model(weights_path)
+    source = resolve(source)
+    name = source.spec
+    model = load_model(source.weights)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
-        result = export_model(model, fp32, source_metadata(name, weights_path), check=check_faces(data))
+        result = export_model(model, fp32, source_metadata(source), check=check_faces(data))
         print(f"{name}: fp32 graph vs PyTorch: {result}")
         staged = Path(tmp) / "int8.onnx"
         quantize_int8(fp32, staged, calibration_faces(data), method=method, percentile=percentile)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..paths import SHIPPED_MODELS_DIR
@@ -40,6 +41,38 @@ def resolve_model_path(spec: str | os.PathLike, runs_dir: str | os.PathLike | No
         f"{spec!r} is not a checkpoint file, a run folder, a run id or a shipped model "
         f"(shipped: {', '.join(shipped_names()) or 'none yet'})"
     )
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One model as a spec names it, resolved once (`resolve`) and handed down: loading, the
+    ONNX cache and the export read its fields instead of looking the spec up again."""
+
+    spec: str  # as given: a shipped name, a run id, a run folder or a checkpoint file
+    weights: Path  # its safetensors checkpoint
+    shipped: bool  # results/models/SPEC.safetensors
+    view: str  # the test-time view its record chose; "none" for anything but a shipped model
+    temperature: float | None  # the temperature its record applies in that view, if any
+    int8: Path | None  # the shipped int8 version (ONNX Runtime QDQ), if there is one
+    record: dict | None = field(default=None, compare=False, repr=False)  # results/models/SPEC.json
+
+    @property
+    def name(self) -> str:
+        """What exports and caches call it: the spec, or a file's stem."""
+        return Path(self.spec).stem if os.sep in self.spec else self.spec
+
+
+def resolve(spec: str | os.PathLike | ModelRef, runs_dir: str | os.PathLike | None = None) -> ModelRef:
+    """The ModelRef of one spec (a ModelRef is returned as it is); FileNotFoundError if it names nothing."""
+    if isinstance(spec, ModelRef):
+        return spec
+    spec = str(spec)
+    weights = resolve_model_path(spec, runs_dir)
+    shipped = weights == SHIPPED_MODELS_DIR / f"{spec}.safetensors"
+    record = model_record(spec) if shipped else None
+    view = record["val"]["tta"] if record else "none"
+    int8 = int8_path(spec) if shipped and int8_path(spec).is_file() else None
+    return ModelRef(spec, weights, shipped, view, _applied_temperature(record, view), int8, record)
 
 
 def int8_path(name: str) -> Path:
@@ -81,7 +114,11 @@ def resolve_tta(tta: str, spec: str) -> str:
 def applied_temperature(name: str, view: str) -> float | None:
     """The temperature a shipped model's record applies in `view`: fitted on val, and kept only
     where it lowered the val ECE and NLL out of fold (scripts/calibrate_models.py); None otherwise."""
-    chosen = (((model_record(name) or {}).get("calibration") or {}).get("views") or {}).get(view) or {}
+    return _applied_temperature(model_record(name), view)
+
+
+def _applied_temperature(record: dict | None, view: str) -> float | None:
+    chosen = (((record or {}).get("calibration") or {}).get("views") or {}).get(view) or {}
     return chosen["temperature"] if chosen.get("applied") else None
 
 

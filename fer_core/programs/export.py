@@ -25,7 +25,7 @@ from ..inference.onnx_export import (
     export_model,
     source_metadata,
 )
-from ..inference.registry import SHIPPED_MODELS_DIR, model_names, resolve_model_path, shipped_names
+from ..inference.registry import SHIPPED_MODELS_DIR, model_names, resolve, shipped_names
 from ..runs.checkpoint import load_model
 
 
@@ -95,7 +95,7 @@ def export_main(argv: list[str] | None = None) -> int:
         return 2
     try:
         names = model_names(args.model)
-        paths = [resolve_model_path(name, args.runs_dir) for name in names]
+        models = [resolve(name, args.runs_dir) for name in names]
     except (FileNotFoundError, ValueError) as e:
         print(f"fer-export: error: --model {args.model}: {e}", file=sys.stderr)
         return 2
@@ -105,14 +105,14 @@ def export_main(argv: list[str] | None = None) -> int:
         print(f"fer-export: error: --data {data}: no val faces to check on ({e})", file=sys.stderr)
         return 2
     failed = False
-    for name, path in zip(names, paths, strict=True):
-        model = load_model(path)
+    for name, source in zip(names, models, strict=True):
+        model = load_model(source.weights)
         stem = _out_name(name, model)
         start = time.perf_counter()
         try:
             if args.format == "onnx":
                 target = args.out / f"{stem}.onnx"
-                result = export_model(model, target, source_metadata(name, path), check=faces)
+                result = export_model(model, target, source_metadata(source), check=faces)
                 print(
                     f"{name}: wrote {target} ({target.stat().st_size / 2**20:.1f} MB, "
                     f"{time.perf_counter() - start:.0f} s); vs PyTorch on {result.faces} val faces: "
@@ -121,7 +121,7 @@ def export_main(argv: list[str] | None = None) -> int:
                 )
             else:
                 target = args.out / f"{stem}.int8.onnx"
-                export_int8(name, path, target, data, method=args.calibration, percentile=args.percentile)
+                export_int8(source, target, data, method=args.calibration, percentile=args.percentile)
         except ExportError as e:
             print(f"fer-export: error: {e}; nothing written", file=sys.stderr)
             failed = True
