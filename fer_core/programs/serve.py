@@ -28,8 +28,6 @@ import os
 import sys
 import threading
 import warnings
-from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Annotated, Literal
@@ -43,6 +41,8 @@ from ..faces.detection import (
     WORKING_PIXELS,
 )
 from ..inference.registry import default_model
+from .serve_limits import BodyLimit
+from .serve_pool import Busy, Pool, Recognizers
 
 log = logging.getLogger("fer_core.programs.serve")
 
@@ -50,7 +50,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_MODEL = default_model()  # Recognizer's default: the best on val
 TTA_CHOICES = ("auto", "none", "flip", "tencrop")
-VARIANTS_CACHED = 64  # (model, options) recognizers kept; they share their model's weights
 
 
 @dataclass(frozen=True)
@@ -72,192 +71,6 @@ class ClientError(Exception):
     def __init__(self, status: int, detail: str):
         super().__init__(detail)
         self.status, self.detail = status, detail
-
-
-# --------------------------------------------------------------------------- the request body limit
-
-
-def _error_messages(status: int, detail: str, headers: dict[str, str] | None = None) -> list[dict]:
-    import json
-
-    body = json.dumps({"detail": detail}).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
-    return [
-        {"type": "http.response.start", "status": status, "headers": raw},
-        {"type": "http.response.body", "body": body},
-    ]
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status, self.detail = status, detail
-
-
-class BodyLimit:
-    """ASGI middleware: at most `max_bytes` of request body, and no pause longer than `idle_timeout`.
-
-    A declared Content-Length over the limit is answered 413 at once, before the body is read;
-    a body without one (chunked) is counted as it arrives and refused when it passes the limit,
-    so nothing larger than the limit is ever buffered. Either way the connection is closed
-    after the answer (the rest of the body is not read)."""
-
-    def __init__(self, app, max_bytes: int, idle_timeout: float):
-        self.app, self.max_bytes, self.idle_timeout = app, max_bytes, idle_timeout
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    for message in _error_messages(400, "Content-Length is not a number", {"connection": "close"}):
-                        await send(message)
-                    return
-        if length is not None and length > self.max_bytes:
-            for message in _error_messages(413, self._too_large(length), {"connection": "close"}):
-                await send(message)
-            return
-        received, done, refused, started = 0, False, None, False
-
-        async def limited_receive():
-            nonlocal received, done, refused
-            if done:  # after the body: a disconnect, whenever it comes
-                return await receive()
-            try:
-                message = await asyncio.wait_for(receive(), self.idle_timeout)
-            except asyncio.TimeoutError:
-                refused = _Refused(408, f"the request body stopped arriving for {self.idle_timeout:g} s")
-                raise refused from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                done = not message.get("more_body", False)
-                if received > self.max_bytes:
-                    refused = _Refused(413, self._too_large(None))
-                    raise refused
-            return message
-
-        async def guarded_send(message):
-            nonlocal started
-            if refused is not None and not started:  # whatever the app made of the refusal: ours instead
-                if message["type"] == "http.response.start":
-                    started = True
-                    for m in _error_messages(refused.status, refused.detail, {"connection": "close"}):
-                        await send(m)
-                return
-            if refused is not None:
-                return
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, guarded_send)
-        except _Refused:
-            if not started:
-                started = True
-                for m in _error_messages(refused.status, refused.detail, {"connection": "close"}):
-                    await send(m)
-
-    def _too_large(self, length: int | None) -> str:
-        size = f"{length:,} bytes" if length is not None else "more than the limit"
-        return f"request body too large ({size}); the limit is {self.max_bytes:,} bytes ({self.max_bytes / 2**20:g} MB)"
-
-
-# --------------------------------------------------------------------------- recognizers and the pool
-
-
-class Recognizers:
-    """One Recognizer per (model, options), made on first use and shared by all requests.
-
-    The weights are loaded once per model name; the variants for other options are shallow
-    copies that share them (a Recognizer only reads its models)."""
-
-    def __init__(self):
-        self._base: dict[str, object] = {}
-        self._variants: OrderedDict[tuple, object] = OrderedDict()
-        self._lock = threading.Lock()
-        self._load_locks: dict[str, threading.Lock] = {}
-
-    def loaded(self) -> list[str]:
-        return sorted(self._base)
-
-    def base(self, model: str):
-        with self._lock:
-            if model in self._base:
-                return self._base[model]
-            load_lock = self._load_locks.setdefault(model, threading.Lock())
-        with load_lock:  # one thread loads a model; others asking for it wait for that one
-            if model not in self._base:
-                from ..faces.recognizer import Recognizer
-
-                recognizer = Recognizer(model)
-                with self._lock:
-                    self._base[model] = recognizer
-            return self._base[model]
-
-    def get(self, model: str, tta: str, detector: str, min_face_confidence: float, whole_image: bool):
-        key = (model, tta, detector, float(min_face_confidence), bool(whole_image))
-        with self._lock:
-            if key in self._variants:
-                self._variants.move_to_end(key)
-                return self._variants[key]
-        variant = self.base(model).with_options(
-            tta=tta, detector=detector, min_face_confidence=min_face_confidence, whole_image=whole_image
-        )
-        with self._lock:
-            variant = self._variants.setdefault(key, variant)
-            self._variants.move_to_end(key)
-            while len(self._variants) > VARIANTS_CACHED:
-                self._variants.popitem(last=False)
-        return variant
-
-
-class Busy(Exception):
-    pass
-
-
-class Pool:
-    """`workers` threads and at most `queue` jobs waiting for one; more is refused (Busy).
-
-    The count is kept on the event loop and released when the thread finishes the job (not when
-    the request goes away), so a client that disconnects cannot make room for more work than
-    the threads can do."""
-
-    def __init__(self, workers: int, queue: int):
-        self.workers, self.queue = workers, queue
-        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="fer-serve")
-        self.pending = 0
-        self.done = 0
-        self.refused = 0
-
-    @property
-    def capacity(self) -> int:
-        return self.workers + self.queue
-
-    async def run(self, fn, *args):
-        if self.pending >= self.capacity:
-            self.refused += 1
-            raise Busy
-        loop = asyncio.get_running_loop()
-        self.pending += 1
-
-        def release(_):
-            loop.call_soon_threadsafe(self._release)
-
-        future = self.executor.submit(fn, *args)
-        future.add_done_callback(release)
-        return await asyncio.wrap_future(future)
-
-    def _release(self):
-        self.pending -= 1
-        self.done += 1
-
-    def shutdown(self):
-        self.executor.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- the work of a request
