@@ -29,8 +29,8 @@ PAGE_URL = ""  # set when the server starts
 
 
 def write_runs(root: Path, n_runs: int, epochs: int) -> None:
-    from fer_core.presets import preset_config
-    from fer_core.runstore import RunStore
+    from fer_core.runs.presets import preset_config
+    from fer_core.runs.runstore import RunStore
     from trainers.train import split_rows
 
     rng = np.random.default_rng(0)
@@ -113,8 +113,8 @@ def main() -> None:
     from streamlit.testing.v1 import AppTest
 
     from dashboard.common import runs_table
-    from fer_core import runstore
-    from fer_core.runstore import RunStore
+    from fer_core.runs import runstore
+    from fer_core.runs.runstore import RunStore
 
     def visit(label: str, at: AppTest | None = None) -> AppTest:
         at = at or AppTest.from_file(str(PROJECT / "dashboard" / "app.py"), default_timeout=120)

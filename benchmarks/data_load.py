@@ -22,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as cache:
         os.environ["FER_CACHE_DIR"] = cache
-        from fer_core.data import load_dataset
+        from fer_core.data.fer2013 import load_dataset
 
         times = []
         for _ in range(3):

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fer_core import faces  # noqa: E402
-from fer_core.faces import DEFAULT_MIN_CONFIDENCE, Detection, detect_faces  # noqa: E402
+from fer_core.faces import detection as faces  # noqa: E402
+from fer_core.faces.detection import DEFAULT_MIN_CONFIDENCE, Detection, detect_faces  # noqa: E402
 
 
 class Candidate:
@@ -39,7 +39,7 @@ class Candidate:
 
 
 class Ours(Candidate):
-    """A detector of fer_core.faces by name, as the project runs it (landmark check included;
+    """A detector of fer_core.faces.detection by name, as the project runs it (landmark check included;
     `check=False` leaves it out)."""
 
     def __init__(self, name, package, licence, default, check: bool = True):

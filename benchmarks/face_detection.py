@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.detectors import candidates, median_ms  # noqa: E402
 from benchmarks.faces_dev import FACES_DEV, NO_FACE_PHOTO, face_boxes, iou, match  # noqa: E402
 from fer_core.device import cpu_description  # noqa: E402
-from fer_core.faces import (  # noqa: E402
+from fer_core.faces.detection import (  # noqa: E402
     DEFAULT_DETECTOR,
     DEFAULT_MIN_CONFIDENCE,
     DETECT_MAX_SIDE,
@@ -250,10 +250,10 @@ def score(found: list[list[Detection]], truths: list[list], threshold: float) ->
 
 def load_stcnn():
     try:
-        from fer_core.loading import load_named_model
+        from fer_core.inference.loading import load_named_model
     except ImportError:
-        from fer_core.inference import load_named_model
-    from fer_core.inference import ensemble_probs
+        from fer_core.inference.probabilities import load_named_model
+    from fer_core.inference.probabilities import ensemble_probs
 
     model = load_named_model("stcnn")
     return lambda crops: ensemble_probs([model], np.stack(crops), tta="none").argmax(1)

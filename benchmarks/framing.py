@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fer_core.classes import CLASSES  # noqa: E402
-from fer_core.faces import DEFAULT_DETECTOR, FER_LANDMARKS, Detection, crop_face, detect_faces, to_gray  # noqa: E402
+from fer_core.faces.detection import DEFAULT_DETECTOR, FER_LANDMARKS, Detection, crop_face, detect_faces, to_gray  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
 ENLARGE, CANVAS = 4, 384
@@ -96,8 +96,8 @@ def main() -> None:
     p.add_argument("--template-step", type=int, default=40, help="every Nth train face for the template")
     p.add_argument("--model", default="stcnn")
     args = p.parse_args()
-    from fer_core.inference import ensemble_probs
-    from fer_core.loading import load_named_model
+    from fer_core.inference.loading import load_named_model
+    from fer_core.inference.probabilities import ensemble_probs
 
     model = load_named_model(args.model)
 

@@ -120,7 +120,16 @@ def serve_column(images: dict[str, Path], model: str) -> dict[str, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    command = [sys.executable, "-m", "fer_core.serve", "--model", model, "--port", str(port), "--no-access-log"]
+    command = [
+        sys.executable,
+        "-m",
+        "fer_core.programs.serve",
+        "--model",
+        model,
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
     server = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url, column = f"http://127.0.0.1:{port}", {}
     try:

@@ -3,12 +3,12 @@
     .venv/bin/python benchmarks/inference.py [--data ../shared/data/fer2013] [--seconds 5] [--detector mtcnn]
 
 End to end = what the Live page does per frame: face detection with `--detector` (default: the
-default detector of fer_core/faces.py; on the frame shrunk to 320 px, as Live does), 48x48 crop
+default detector of fer_core/faces/detection.py; on the frame shrunk to 320 px, as Live does), 48x48 crop
 (eyes levelled where the detector gives them),
 classification (bf16 autocast + channels-last where the CPU supports it). Shipped models
 are used where present; otherwise the architecture of our preset with untrained weights
 (same cost). Measured on one thread and on all threads (torch and OpenCV alike).
-"NAME int8": a shipped model with int8 convolutions (`--int8`: ONNX Runtime QDQ, fer_core/onnx_export.py).
+"NAME int8": a shipped model with int8 convolutions (`--int8`: ONNX Runtime QDQ, fer_core/inference/onnx_export.py).
 "% of fp32 peak": the model's FLOPs per face over its latency, against this CPU's fp32
 matmul rate on as many threads (benchmarks/ceiling.py): near 100%, only a cheaper
 precision or a smaller model can make it faster.
@@ -27,12 +27,12 @@ import torch
 from ceiling import fp32_peak_gflops, gflop_per_image
 from PIL import Image
 
-from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, VIDEO_DETECT_MAX_SIDE
-from fer_core.loading import load_named_model
+from fer_core.faces.detection import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, VIDEO_DETECT_MAX_SIDE
+from fer_core.faces.predict import Face, classify_faces, find_faces
+from fer_core.inference.loading import load_named_model
+from fer_core.inference.registry import ENSEMBLE, SHIPPED_MODELS_DIR, int8_names
 from fer_core.models import create_model
-from fer_core.predict import Face, classify_faces, find_faces
-from fer_core.presets import preset_config
-from fer_core.registry import ENSEMBLE, SHIPPED_MODELS_DIR, int8_names
+from fer_core.runs.presets import preset_config
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
 

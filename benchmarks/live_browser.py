@@ -158,9 +158,9 @@ def stage_costs(clip: Path, frames: int = 150) -> dict[str, float]:
     import cv2
     from aiortc.codecs.vpx import Vp8Encoder
 
-    from fer_core.faces import DEFAULT_DETECTOR, VIDEO_DETECT_MAX_SIDE
-    from fer_core.loading import load_named_model
-    from fer_core.predict import classify_faces, find_faces
+    from fer_core.faces.detection import DEFAULT_DETECTOR, VIDEO_DETECT_MAX_SIDE
+    from fer_core.faces.predict import classify_faces, find_faces
+    from fer_core.inference.loading import load_named_model
 
     model = load_named_model("stcnn", int8=True)
     raw = np.fromfile(clip, np.uint8)

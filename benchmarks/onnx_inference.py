@@ -4,9 +4,9 @@
 
 Each row times `predict_probs(model, one uint8 face)` - what fer-predict and the Live page do per
 face (to_model_input, the model, softmax) - with the model being:
-  torch fp32       fer_core.loading.load_named_model (channels-last, fp32: what classify_faces runs)
+  torch fp32       fer_core.inference.loading.load_named_model (channels-last, fp32: what classify_faces runs)
   torch bf16       the same under bf16 autocast (what fer-eval uses on CPUs with AMX/AVX512-BF16)
-  onnx fp32        fer_core.onnx_cache.load_onnx_model (exported into the cache on first use)
+  onnx fp32        fer_core.inference.onnx_cache.load_onnx_model (exported into the cache on first use)
   onnx int8        results/models/NAME.int8.onnx (ONNX Runtime static QDQ int8), where shipped
 The figure is the median over many calls (robust to other load on a shared machine; the load
 average before and after is printed: compare rows of one run, not runs of different loads).
@@ -23,13 +23,13 @@ from pathlib import Path
 
 import torch
 
-from fer_core.data import load_dataset
+from fer_core.data.fer2013 import load_dataset
 from fer_core.device import cpu_description
-from fer_core.inference import predict_probs
-from fer_core.loading import load_named_model
-from fer_core.onnx_cache import load_onnx_model
-from fer_core.onnx_export import OnnxModel
-from fer_core.registry import int8_path
+from fer_core.inference.loading import load_named_model
+from fer_core.inference.onnx_cache import load_onnx_model
+from fer_core.inference.onnx_export import OnnxModel
+from fer_core.inference.probabilities import predict_probs
+from fer_core.inference.registry import int8_path, resolve
 
 DEFAULT_DATA = Path(os.environ.get("FER2013_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"))
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "fer2013_sample.csv.gz"
@@ -52,7 +52,7 @@ def variants(
 ) -> dict[str, tuple[torch.nn.Module, torch.dtype | None]]:
     torch_model = load_named_model(name, backend="torch")
     out = {"torch fp32": (torch_model, None), "torch bf16": (torch_model, torch.bfloat16)}
-    out["onnx fp32"] = (load_onnx_model(name, threads=threads), None)
+    out["onnx fp32"] = (load_onnx_model(resolve(name), threads=threads), None)
     if int8_path(name).is_file():
         out["onnx int8"] = (OnnxModel(int8_path(name), threads=threads), None)
     if name in candidates:

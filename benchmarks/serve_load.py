@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/serve_load.py [--model stcnn] [--tta none] [--levels 1,4,16] [--seconds 20]
 
-Starts `python -m fer_core.serve` on a free localhost port (only 127.0.0.1 is ever contacted),
+Starts `python -m fer_core.programs.serve` on a free localhost port (only 127.0.0.1 is ever contacted),
 warms it up, then for each level N runs N clients (threads, each with a keep-alive httpx client)
 that POST one real photo with one face (`--photo`, else tests/data/astronaut.jpg, else a
 FER2013 val face enlarged on a 640x480 background) for `--seconds` or `--requests` in all,
@@ -96,7 +96,7 @@ def photo(path: Path | None) -> tuple[str, bytes]:
     for candidate in (path, PROJECT / "tests" / "data" / "astronaut.jpg"):
         if candidate and candidate.is_file():
             return candidate.name, candidate.read_bytes()
-    from fer_core.faces import detect_faces
+    from fer_core.faces.detection import detect_faces
 
     for face in sorted((FER2013 / "val" / "happy").iterdir()):
         canvas = Image.new("L", (640, 480), 128)
@@ -116,7 +116,7 @@ class Server:
         command = [
             sys.executable,
             "-m",
-            "fer_core.serve",
+            "fer_core.programs.serve",
             "--port",
             str(self.port),
             "--model",

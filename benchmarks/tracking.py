@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.faces_dev import hits, iou  # noqa: E402
-from fer_core.tracking import TRACK_MEMORY_SECONDS, CutDetector, Tracker  # noqa: E402
+from fer_core.faces.tracking import TRACK_MEMORY_SECONDS, CutDetector, Tracker  # noqa: E402
 
 FPS = 30
 MIN_FRAMES = FPS // 2  # half a second
@@ -39,8 +39,8 @@ MIN_FRAMES = FPS // 2  # half a second
 
 def detect(path: Path) -> tuple[list[list], list[bool]]:
     """Per frame: [(box, confidence)] from the default detector, and the own cut detector's verdict."""
-    from fer_core.faces import VIDEO_DETECT_MAX_SIDE, detect_faces
-    from fer_core.video import Video
+    from fer_core.faces.detection import VIDEO_DETECT_MAX_SIDE, detect_faces
+    from fer_core.faces.video import Video
 
     video, cut, frames, cuts = Video(path), CutDetector(), [], []
     for _, _, rgb in video.frames():

@@ -5,7 +5,7 @@
 
 plain: torchvision ImageFolder + per-image transforms (grayscale, random crop with padding,
        flip, rotation, ToTensor, Normalize) + DataLoader(num_workers=2), fp32, default layout.
-ours:  decoded uint8 arrays (cached), whole-batch augmentation (fer_core.augment), bf16
+ours:  decoded uint8 arrays (cached), whole-batch augmentation (fer_core.data.augment), bf16
        autocast + channels-last where the CPU supports it, the trainer's own train_step.
 ours fp32: the same without autocast and channels-last (what the precision alone buys).
 Same model (each architecture's own preset), batch size, optimizer and loss; all threads.
@@ -24,11 +24,11 @@ from ceiling import fp32_peak_gflops, gflop_per_image
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from fer_core.augment import MEAN, STD, AugmentConfig, augment_batch, to_model_input
-from fer_core.data import load_dataset
+from fer_core.data.augment import MEAN, STD, AugmentConfig, augment_batch, to_model_input
+from fer_core.data.fer2013 import load_dataset
 from fer_core.device import autocast_dtype
 from fer_core.models import create_model
-from fer_core.presets import preset_config
+from fer_core.runs.presets import preset_config
 from trainers.cli import parse_value
 from trainers.train import make_optimizer, train_step
 

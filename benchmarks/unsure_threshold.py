@@ -1,4 +1,4 @@
-"""Where is a model unsure? Accuracy by calibrated top probability on val (fer_core/labels.py).
+"""Where is a model unsure? Accuracy by calibrated top probability on val (fer_core/inference/labels.py).
 
     .venv/bin/python benchmarks/unsure_threshold.py
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fer_core.labels import UNSURE_BELOW  # noqa: E402
-from fer_core.predictions import probabilities, shipped_predictions  # noqa: E402
-from fer_core.registry import ensemble_members, shipped_blend  # noqa: E402
+from fer_core.inference.labels import UNSURE_BELOW  # noqa: E402
+from fer_core.inference.registry import ensemble_members, shipped_blend  # noqa: E402
+from fer_core.runs.predictions import probabilities, shipped_predictions  # noqa: E402
 
 
 def main() -> None:

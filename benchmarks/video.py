@@ -32,13 +32,13 @@ import torch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.detectors import yuface_threads  # noqa: E402
 from benchmarks.real_clip import FPS, make_clip  # noqa: E402
-from fer_core import video  # noqa: E402
 from fer_core.device import cpu_description  # noqa: E402
-from fer_core.faces import DEFAULT_DETECTOR, VIDEO_DETECT_MAX_SIDE  # noqa: E402
-from fer_core.predict import find_faces  # noqa: E402
-from fer_core.recognizer import Recognizer  # noqa: E402
-from fer_core.registry import model_names  # noqa: E402
-from fer_core.video import BATCH_FACES, Video, predict_video  # noqa: E402
+from fer_core.faces import video  # noqa: E402
+from fer_core.faces.detection import DEFAULT_DETECTOR, VIDEO_DETECT_MAX_SIDE  # noqa: E402
+from fer_core.faces.predict import find_faces  # noqa: E402
+from fer_core.faces.recognizer import Recognizer  # noqa: E402
+from fer_core.faces.video import BATCH_FACES, Video, predict_video  # noqa: E402
+from fer_core.inference.registry import model_names  # noqa: E402
 
 
 def decode_and_detect_fps(path: Path) -> tuple[float, int]:

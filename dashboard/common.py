@@ -1,6 +1,6 @@
 """What every dashboard page shares: cached access to runs, datasets and models.
 
-Pages touch runs only through `fer_core.runstore.RunStore` and start trainings only
+Pages touch runs only through `fer_core.runs.runstore.RunStore` and start trainings only
 through `trainers.jobs.JobQueue` (which launches trainer processes).
 """
 
@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import streamlit as st
 
-from fer_core.data import load_dataset
+from fer_core.data.fer2013 import load_dataset
+from fer_core.inference.registry import SHIPPED_MODELS_DIR, ModelRef, int8_path, resolve
 from fer_core.paths import PROJECT_ROOT
-from fer_core.registry import SHIPPED_MODELS_DIR, int8_path, resolve_model_path
-from fer_core.runstore import COMPLETED, RunStore
+from fer_core.runs.runstore import COMPLETED, RunStore
 from trainers.jobs import JobQueue
 
 if TYPE_CHECKING:  # PyTorch is imported by the pages that run models, not by Compare runs
-    from fer_core.recognizer import Recognizer
+    from fer_core.faces.recognizer import Recognizer
 
 SAMPLE_DATA = PROJECT_ROOT / "data" / "fer2013_sample.csv.gz"
 FULL_DATA_HINT = PROJECT_ROOT.parent / "shared" / "data" / "fer2013"
@@ -79,7 +79,7 @@ HYPERPARAMETERS = [
 
 def shipped_runs() -> dict[str, dict]:
     """Run id -> the shipped model made from it: its name and the epoch taken (the model records)."""
-    from fer_core.registry import model_record, shipped_names
+    from fer_core.inference.registry import model_record, shipped_names
 
     out = {}
     for name in shipped_names():
@@ -155,7 +155,7 @@ def dataset_summary(path: str) -> dict:
 def model_choices(architecture: str | None = None) -> dict[str, str]:
     """Label -> model spec: shipped models first, then finished runs with a best checkpoint
     (only those of `architecture`, when given)."""
-    from fer_core.checkpoint import read_checkpoint_metadata
+    from fer_core.runs.checkpoint import read_checkpoint_metadata
 
     shipped = sorted(SHIPPED_MODELS_DIR.glob("*.safetensors"))
     if architecture:  # read the checkpoint headers only when filtering (not on every Predict rerun)
@@ -171,27 +171,28 @@ def model_choices(architecture: str | None = None) -> dict[str, str]:
     return choices
 
 
-def weights_version(spec: str, int8: bool = False) -> float:
+def weights_version(model: ModelRef, int8: bool = False) -> float:
     """Changes when a model's weights (or int8 version) are replaced, so caches reload them."""
-    return os.path.getmtime(resolve_model_path(spec)) + (os.path.getmtime(int8_path(spec)) if int8 else 0)
+    return os.path.getmtime(model.weights) + (os.path.getmtime(model.int8 or int8_path(model.spec)) if int8 else 0)
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model...")
-def cached_model(spec: str, version: float, int8: bool = False, backend: str = "auto"):
+def cached_model(model: ModelRef, version: float, int8: bool = False, backend: str = "auto"):
     """A model in eval mode, loaded once per version of its weights."""
-    from fer_core.loading import load_named_model
+    from fer_core.inference.loading import load_named_model
 
     use_inference_threads()
-    return load_named_model(spec, int8=int8, backend=backend)
+    return load_named_model(model, int8=int8, backend=backend)
 
 
 def get_model(spec: str, int8: bool = False, backend: str = "auto"):
-    return cached_model(spec, weights_version(spec, int8), int8, backend)
+    model = resolve(spec)
+    return cached_model(model, weights_version(model, int8), int8, backend)
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)  # the page says "Loading the models..." in its own place
 def cached_recognizer(specs: tuple[str, ...], versions: tuple[float, ...], card_views: bool, backend: str):
-    from fer_core.recognizer import Recognizer
+    from fer_core.faces.recognizer import Recognizer
 
     use_inference_threads()
     return Recognizer(list(specs), tta="auto" if card_views else "none", backend=backend)
@@ -233,7 +234,7 @@ def inference_lane():
 def get_recognizer(specs: list[str], card_views: bool, backend: str) -> Recognizer:
     """The library call (fer_core.Recognizer) over the chosen models, each kept apart, with each
     shipped model's own test-time view when `card_views`."""
-    return cached_recognizer(tuple(specs), tuple(weights_version(s) for s in specs), card_views, backend)
+    return cached_recognizer(tuple(specs), tuple(weights_version(resolve(s)) for s in specs), card_views, backend)
 
 
 def rtc_configuration() -> dict:
@@ -254,7 +255,7 @@ def data_path_hint() -> str:
 def predictions_version() -> tuple:
     """Changes when shipped models' per-face rows or records are added or rewritten, which
     happens after shipping (`fer-eval --save`, calibration), so caches keyed on it re-read them."""
-    from fer_core.predictions import SHIPPED_PREDICTIONS_DIR
+    from fer_core.runs.predictions import SHIPPED_PREDICTIONS_DIR
 
     files = [*SHIPPED_PREDICTIONS_DIR.glob("*.parquet"), *SHIPPED_MODELS_DIR.glob("*.json")]
     return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in files))
@@ -262,20 +263,20 @@ def predictions_version() -> tuple:
 
 @st.cache_data(max_entries=2, show_spinner="Reading per-face predictions...")
 def cached_shipped_rows(version: tuple) -> pd.DataFrame:
-    from fer_core.predictions import shipped_predictions
+    from fer_core.runs.predictions import shipped_predictions
 
     return shipped_predictions()
 
 
 def shipped_rows() -> pd.DataFrame:
-    """The shipped models' val rows in every view (fer_core/predictions.py); empty before any."""
+    """The shipped models' val rows in every view (fer_core/runs/predictions.py); empty before any."""
     return cached_shipped_rows(predictions_version())
 
 
 @st.cache_data(max_entries=3, show_spinner="Reading the faces...")
 def split_faces(data: str, split: str, limit: int | None = None, val_fraction: float = 0.1, seed: int = 0):
     """(images, labels) of a split as a run made it (prepare_splits), None if there is no such split."""
-    from fer_core.data import prepare_splits
+    from fer_core.data.fer2013 import prepare_splits
 
     splits = prepare_splits(load_dataset(data), limit, val_fraction, seed)
     return (splits[split].images, splits[split].labels) if split in splits else None
@@ -312,6 +313,6 @@ def calibration_of(rows: pd.DataFrame, name: str = "model") -> pd.DataFrame:
 def ensemble_calibration(version: tuple) -> pd.DataFrame | None:
     """dashboard.report_html.ensemble_table on the shipped rows, cached (it cross-validates)."""
     from dashboard.report_html import ensemble_table
-    from fer_core.registry import model_record
+    from fer_core.inference.registry import model_record
 
     return ensemble_table(shipped_rows(), model_record("ensemble"))

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from fer_core import paper_compare
-from fer_core.registry import model_record
-from fer_core.runstore import RunStore
+from fer_core.evaluation import paper_compare
+from fer_core.inference.registry import model_record
+from fer_core.runs.runstore import RunStore
 
 PAPER = "the authors' own 80:20 split of FER2013 train, as they report it"
 

@@ -16,12 +16,12 @@ import plotly.graph_objects as go
 
 from dashboard.paper_tables import Section, headline_note, headline_table, paper_tables
 from dashboard.robustness_figures import robustness_section
-from fer_core import calibration
 from fer_core.classes import CLASSES
-from fer_core.predictions import probabilities
-from fer_core.registry import ENSEMBLE, model_record
-from fer_core.robustness import STORED_DIR, load_results
-from fer_core.runstore import RunStore
+from fer_core.evaluation.robustness import STORED_DIR, load_results
+from fer_core.inference import calibration
+from fer_core.inference.registry import ENSEMBLE, model_record
+from fer_core.runs.predictions import probabilities
+from fer_core.runs.runstore import RunStore
 
 COLOURS = px.colors.qualitative.Plotly
 

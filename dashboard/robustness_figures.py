@@ -11,8 +11,8 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from dashboard.paper_tables import Section, in_parts, percent
-from fer_core import robustness
-from fer_core.perturb import PERTURBATIONS, affine_warp, perturb
+from fer_core.data.perturb import PERTURBATIONS, affine_warp, perturb
+from fer_core.evaluation import robustness
 
 COLUMNS = 4
 ST_RESPONSE = (

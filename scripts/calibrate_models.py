@@ -7,13 +7,13 @@ Reads the shipped models' per-face val predictions (results/models/predictions/,
 shipped weights only to count their FLOPs. It writes into the records (then re-renders the cards):
 - each model, each view: the temperature fitted on val, and the val ECE and NLL before it and
   scored out of fold (5-fold cross-validation within val); the temperature is applied only where
-  it lowers both out of fold (fer_core.calibration.temperature_choice);
+  it lowers both out of fold (fer_core.inference.calibration.temperature_choice);
 - `ensemble`: for each way of choosing the members' views, the plain mean's val accuracy and the
   weighted, calibrated ensemble's accuracy out of fold, then the best option's weights and
   temperatures fitted on all of val; members that get weight 0 are not run;
 - `default_model`: the cheapest candidate (each model in its card's view, and the ensemble scored
   out of fold) whose val accuracy is not significantly below the best one's, by McNemar's exact
-  test over the val faces (fer_core/model_choice.py).
+  test over the val faces (fer_core/inference/model_choice.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ship_model import write_record  # noqa: E402
 
-from fer_core.calibration import (  # noqa: E402
+from fer_core.inference.calibration import (  # noqa: E402
     combine,
     cross_validate_ensemble,
     expected_calibration_error,
@@ -36,10 +36,10 @@ from fer_core.calibration import (  # noqa: E402
     nll,
     temperature_choice,
 )
-from fer_core.checkpoint import load_model  # noqa: E402
-from fer_core.model_choice import VIEWS_RUN, choose_default, forward_gflop  # noqa: E402
-from fer_core.predictions import probabilities, shipped_predictions  # noqa: E402
-from fer_core.registry import ENSEMBLE, model_record, resolve_model_path, shipped_tta  # noqa: E402
+from fer_core.inference.model_choice import VIEWS_RUN, choose_default, forward_gflop  # noqa: E402
+from fer_core.inference.registry import ENSEMBLE, model_record, resolve_model_path, shipped_tta  # noqa: E402
+from fer_core.runs.checkpoint import load_model  # noqa: E402
+from fer_core.runs.predictions import probabilities, shipped_predictions  # noqa: E402
 
 VIEWS = ("none", "flip", "tencrop")
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fer_core.calibration import weight_grid
-from fer_core.data import load_dataset
-from fer_core.inference import predict_probs
-from fer_core.loading import load_named_model
-from fer_core.registry import ENSEMBLE
+from fer_core.data.fer2013 import load_dataset
+from fer_core.inference.calibration import weight_grid
+from fer_core.inference.loading import load_named_model
+from fer_core.inference.probabilities import predict_probs
+from fer_core.inference.registry import ENSEMBLE
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
 

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from fer_core.data import Split, load_dataset, write_csv
+from fer_core.data.fer2013 import Split, load_dataset, write_csv
 
 
 def per_class(split: Split, n: int, seed: int) -> Split:

@@ -6,7 +6,7 @@
 
 For each shipped model (and the shipped stcnn again with its spatial transformer bypassed),
 and for each `--run KEY=SPEC` (a run folder, run id or checkpoint; an ST-CNN run also with its
-transformer bypassed): `fer_core.robustness.evaluate` on a stratified subset of val - every
+transformer bypassed): `fer_core.evaluation.robustness.evaluate` on a stratified subset of val - every
 perturbation at every severity, PyTorch fp32, one view - written as KEY.json. The same as
 `fer-eval --model SPEC --data DATA --split val --limit N --perturb all [--bypass-transformer]
 --out results/models/robustness/`, which the Robustness page and the paper report read. Runs'
@@ -21,10 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from fer_core import robustness
-from fer_core.checkpoint import read_checkpoint_metadata
+from fer_core.evaluation import robustness
+from fer_core.inference.registry import ENSEMBLE, resolve_model_path
 from fer_core.paths import PROJECT_ROOT
-from fer_core.registry import ENSEMBLE, resolve_model_path
+from fer_core.runs.checkpoint import read_checkpoint_metadata
 
 ST_MODELS = ("stcnn",)  # architectures with a transformer to bypass
 

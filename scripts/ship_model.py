@@ -26,16 +26,16 @@ from pathlib import Path
 
 import torch
 
-from fer_core.checkpoint import file_sha256, load_model, save_checkpoint
 from fer_core.classes import CLASSES
-from fer_core.data import load_dataset, stratified_indices
-from fer_core.inference import ensemble_probs
-from fer_core.loading import load_models
-from fer_core.metrics import classification_metrics
+from fer_core.data.fer2013 import load_dataset, stratified_indices
+from fer_core.evaluation.metrics import classification_metrics
+from fer_core.inference.loading import load_models
+from fer_core.inference.onnx_export import CALIBRATION_FACES, ExportError, OnnxModel, export_int8
+from fer_core.inference.probabilities import ensemble_probs
+from fer_core.inference.registry import SHIPPED_MODELS_DIR, ensemble_members, int8_path, model_record, record_path
 from fer_core.models import count_parameters
-from fer_core.onnx_export import CALIBRATION_FACES, ExportError, OnnxModel, export_int8
-from fer_core.registry import SHIPPED_MODELS_DIR, ensemble_members, int8_path, model_record, record_path
-from fer_core.runstore import RunStore
+from fer_core.runs.checkpoint import file_sha256, load_model, save_checkpoint
+from fer_core.runs.runstore import RunStore
 
 DATA = "../shared/data/fer2013"
 VAL_SUBSET = 700
@@ -180,7 +180,7 @@ def int8_model(name: str, data_path: str = DATA) -> None:
     its val accuracy goes into the record."""
     record = model_record(name)
     try:
-        export_int8(name, SHIPPED_MODELS_DIR / record["weights"]["file"], int8_path(name), data_path)
+        export_int8(name, int8_path(name), data_path)
     except ExportError as e:
         print(f"{name}: no int8 model ({e})")
         record["int8"] = None
@@ -215,7 +215,7 @@ def ship_ensemble(data_path: str = DATA) -> None:
 
 LIMITS = """## Limits
 48x48 grayscale FER2013-style crops of frontal faces; photos and video frames go through a
-face detector first (`fer_core/faces.py`). FER2013 labels are noisy (human accuracy is about
+face detector first (`fer_core/faces/detection.py`). FER2013 labels are noisy (human accuracy is about
 65%), `disgust` is rare (1.5% of train) and recognised worst.
 """
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from fer_core.augment import AugmentConfig, augment_batch, to_model_input
-from fer_core.data import load_dataset
+from fer_core.data.augment import AugmentConfig, augment_batch, to_model_input
+from fer_core.data.fer2013 import load_dataset
 from fer_core.device import autocast_dtype
 from fer_core.models import create_model
-from fer_core.presets import preset_config
+from fer_core.runs.presets import preset_config
 from trainers.train import make_optimizer, train_step
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"

@@ -182,7 +182,7 @@ def committed_runs(tmp_path_factory):
 @pytest.fixture
 def on_committed_runs(committed_runs, tmp_path, monkeypatch):
     """FER_RUNS_DIR at the session copy of results/runs (jobs in tmp_path); its RunStore."""
-    from fer_core.runstore import RunStore
+    from fer_core.runs.runstore import RunStore
 
     monkeypatch.setenv("FER_RUNS_DIR", str(committed_runs))
     monkeypatch.setenv("FER_JOBS_DIR", str(tmp_path / "jobs"))

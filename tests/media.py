@@ -16,7 +16,7 @@ def happy_face(fer2013: Path) -> Path:
 
 @functools.cache
 def _detectable(fer2013: Path, split: str, cls: str, n: int) -> tuple[Path, ...]:
-    from fer_core.faces import detect_faces
+    from fer_core.faces.detection import detect_faces
 
     found = []
     for f in sorted((fer2013 / split / cls).iterdir()):

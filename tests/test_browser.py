@@ -13,8 +13,8 @@ import shutil
 
 import pytest
 
-from fer_core.registry import shipped_tta
-from fer_core.runstore import RunStore
+from fer_core.inference.registry import shipped_tta
+from fer_core.runs.runstore import RunStore
 from tests.conftest import detectable_faces, make_photo, open_in_browser, screenshot, streamlit_server, wait_for
 
 pytestmark = pytest.mark.slow
@@ -155,7 +155,7 @@ def test_compare_runs_follows_a_running_run_without_a_reload(page, committed_run
     import os
     import time
 
-    from fer_core.runstore import RunWriter
+    from fer_core.runs.runstore import RunWriter
 
     [source] = [r for r in RunStore(committed_runs).list_runs() if r["name"] == "ref-stcnn-kd2"]  # 3 epochs
     run_id, runs = source["run_id"], tmp_path / "runs"

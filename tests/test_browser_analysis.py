@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from fer_core.classes import CLASSES
-from fer_core.predictions import SHIPPED_PREDICTIONS_DIR
-from fer_core.registry import model_record
+from fer_core.inference.registry import model_record
+from fer_core.runs.predictions import SHIPPED_PREDICTIONS_DIR
 from tests.conftest import open_in_browser, screenshot, wait_idle
 
 pytestmark = pytest.mark.slow

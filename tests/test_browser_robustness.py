@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from fer_core import robustness
-from fer_core.perturb import PERTURBATIONS
+from fer_core.data.perturb import PERTURBATIONS
+from fer_core.evaluation import robustness
 from tests.conftest import browser_page, open_in_browser, screenshot, wait_idle
 
 pytestmark = pytest.mark.slow

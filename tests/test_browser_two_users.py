@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from fer_core.runstore import RunStore
+from fer_core.runs.runstore import RunStore
 from tests.conftest import browser_page, streamlit_server, wait_idle
 
 pytestmark = pytest.mark.slow

@@ -21,15 +21,15 @@ from PIL import Image
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from fer_core.classes import CLASSES
-from fer_core.drawing import GREY, PURPLE
-from fer_core.faces import DEFAULT_DETECTOR, DETECTORS, VIDEO_DETECT_MAX_SIDE, detect_faces
+from fer_core.faces.detection import DEFAULT_DETECTOR, DETECTORS, VIDEO_DETECT_MAX_SIDE, detect_faces
+from fer_core.faces.drawing import GREY, PURPLE
 from tests.conftest import detectable_faces, make_photo, open_in_browser, screenshot, wait_idle, write_video
 
 pytestmark = pytest.mark.slow
 
 
 def colour_mask(png: bytes, colours=(PURPLE,)) -> np.ndarray:
-    """Pixels in one of `colours` (fer_core/drawing.py: purple boxes and sure tags, grey unsure tags)."""
+    """Pixels in one of `colours` (fer_core/faces/drawing.py: purple boxes and sure tags, grey unsure tags)."""
     pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
     return np.any([np.abs(pixels - np.array(c)).max(axis=2) < 40 for c in colours], axis=0)
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_core.calibration import (
+from fer_core.classes import CLASSES
+from fer_core.data.fer2013 import load_dataset
+from fer_core.inference.calibration import (
     combine,
     cross_validate_ensemble,
     expected_calibration_error,
@@ -19,10 +21,8 @@ from fer_core.calibration import (
     reliability,
     with_temperature,
 )
-from fer_core.classes import CLASSES
-from fer_core.data import load_dataset
-from fer_core.predictions import PROB_COLUMNS, probabilities
-from fer_core.runstore import RunStore
+from fer_core.runs.predictions import PROB_COLUMNS, probabilities
+from fer_core.runs.runstore import RunStore
 from tests.conftest import SAMPLE_CSV
 
 BIN = Path(sys.executable).parent
@@ -126,8 +126,8 @@ SHIPPED = ["stcnn", "resnet50", "vit"]
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_predictions_agree_with_the_card_and_its_temperature(name):
-    from fer_core.predictions import shipped_predictions
-    from fer_core.registry import model_record
+    from fer_core.inference.registry import model_record
+    from fer_core.runs.predictions import shipped_predictions
 
     record, rows = model_record(name), shipped_predictions([name])
     for view, metrics in record["val"]["metrics"].items():
@@ -146,9 +146,9 @@ def test_shipped_predictions_agree_with_the_card_and_its_temperature(name):
 
 def test_the_default_model_is_the_ensemble_cards_choice():
     """One source (the ensemble's record; its rule: tests/test_default_model.py) for every entry point."""
-    from fer_core.predict_cli import parse_args
-    from fer_core.recognizer import Recognizer
-    from fer_core.registry import default_model, model_record
+    from fer_core.faces.recognizer import Recognizer
+    from fer_core.inference.registry import default_model, model_record
+    from fer_core.programs.predict import parse_args
 
     expected = model_record("ensemble")["default_choice"]["default"]
     assert default_model() == model_record("ensemble")["default_model"] == expected
@@ -157,10 +157,10 @@ def test_the_default_model_is_the_ensemble_cards_choice():
 
 
 def test_the_ensemble_recognizer_applies_the_fitted_blend(fer2013):
-    from fer_core.loading import load_named_model
-    from fer_core.predict import Face
-    from fer_core.recognizer import Recognizer
-    from fer_core.registry import model_record
+    from fer_core.faces.predict import Face
+    from fer_core.faces.recognizer import Recognizer
+    from fer_core.inference.loading import load_named_model
+    from fer_core.inference.registry import model_record
     from tests.conftest import make_photo
 
     photo = make_photo([fer2013 / "val" / "happy" / sorted(p.name for p in (fer2013 / "val" / "happy").iterdir())[0]])
@@ -191,7 +191,7 @@ def test_the_ensemble_recognizer_applies_the_fitted_blend(fer2013):
 
 
 def predict_one_face(model, crop, view):
-    from fer_core.inference import predict_probs
+    from fer_core.inference.probabilities import predict_probs
 
     return predict_probs(model, crop[None], tta=view)[0]
 
@@ -199,9 +199,9 @@ def predict_one_face(model, crop, view):
 def test_auto_backend_is_onnx_for_prepared_shipped_models_and_torch_for_runs(finished_runs):
     """auto runs ONNX Runtime for a shipped model once `fer-export --cache` has exported it (no
     answer waits for an export: before that, PyTorch), PyTorch for runs."""
-    from fer_core.loading import load_named_model, resolve_backend
-    from fer_core.onnx_cache import fill_cache
-    from fer_core.onnx_export import OnnxModel
+    from fer_core.inference.loading import load_named_model, resolve_backend
+    from fer_core.inference.onnx_cache import fill_cache
+    from fer_core.inference.onnx_export import OnnxModel
 
     run_id = RunStore(finished_runs).list_runs()[0]["run_id"]
     fill_cache(["stcnn", "vit"])
@@ -216,9 +216,9 @@ def test_batched_work_runs_where_batches_are_faster():
     """Video frames go through batch_models(): PyTorch bf16 where the CPU has fast bf16 (faster
     per face at batch 64), else the same ONNX Runtime sessions; loaded once, shared by copies."""
     from fer_core.device import cpu_has_fast_bf16
-    from fer_core.onnx_cache import fill_cache
-    from fer_core.onnx_export import OnnxModel
-    from fer_core.recognizer import Recognizer
+    from fer_core.faces.recognizer import Recognizer
+    from fer_core.inference.onnx_cache import fill_cache
+    from fer_core.inference.onnx_export import OnnxModel
 
     fill_cache(["stcnn"])
     recognizer = Recognizer("stcnn")

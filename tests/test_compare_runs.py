@@ -16,9 +16,9 @@ from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from dashboard import compare
-from fer_core.paper import TABLE1_STCNN_BATCH, TABLE2_VIT
-from fer_core.paper_compare import TABLE2_KEYS, table1_rows
-from fer_core.runstore import RunStore
+from fer_core.evaluation.paper import TABLE1_STCNN_BATCH, TABLE2_VIT
+from fer_core.evaluation.paper_compare import TABLE2_KEYS, table1_rows
+from fer_core.runs.runstore import RunStore
 from tests.conftest import PROJECT
 
 APP = str(PROJECT / "dashboard" / "app.py")

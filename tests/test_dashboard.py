@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer_core.checkpoint import read_checkpoint_metadata
-from fer_core.registry import model_names
-from fer_core.runstore import RunStore
+from fer_core.inference.registry import model_names
+from fer_core.runs.checkpoint import read_checkpoint_metadata
+from fer_core.runs.runstore import RunStore
 from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN, job_ended, run_fer_train
 from trainers.jobs import JobQueue
 
@@ -79,14 +79,14 @@ def train_page(at: AppTest, runs: list[dict]) -> None:
 
 
 def predict_page(at: AppTest, runs: list[dict]) -> None:
-    from fer_core.registry import default_model, model_names
+    from fer_core.inference.registry import default_model, model_names
 
     assert at.multiselect(key="predict_models").value == [f"{n} (shipped)" for n in model_names(default_model())]
     assert at.file_uploader(key="uploads")  # and the drop zone waits
 
 
 def data_page(at: AppTest, runs: list[dict]) -> None:
-    from fer_core.data import load_dataset
+    from fer_core.data.fer2013 import load_dataset
 
     sample = load_dataset(SAMPLE_CSV)
     shown = {m.label: m.value for m in at.metric}

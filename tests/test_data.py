@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from fer_core.classes import CLASSES, class_index
-from fer_core.data import (
+from fer_core.data.fer2013 import (
     FerDataError,
     Split,
     load_dataset,
@@ -94,7 +94,7 @@ def test_fer_plus_majority_vote(tmp_path):
 def test_the_second_load_comes_from_the_cache(small_folder, tmp_path, monkeypatch):
     """A hit decodes nothing (the decoders are made to fail); a changed source is a miss.
     How much faster a hit is: benchmarks/data_load.py (docs/performance.md)."""
-    import fer_core.data
+    import fer_core.data.fer2013
 
     folder = tmp_path / "folder"
     shutil.copytree(small_folder, folder)  # changed below: not the session's small_folder
@@ -105,8 +105,8 @@ def test_the_second_load_comes_from_the_cache(small_folder, tmp_path, monkeypatc
         raise AssertionError("decoded the images again instead of reading the cache")
 
     with monkeypatch.context() as patched:
-        patched.setattr(fer_core.data, "read_folder", no_decoding)
-        patched.setattr(fer_core.data, "read_csv", no_decoding)
+        patched.setattr(fer_core.data.fer2013, "read_folder", no_decoding)
+        patched.setattr(fer_core.data.fer2013, "read_csv", no_decoding)
         second = load_dataset(folder, cache_dir=tmp_path / "cache")
     assert second.fingerprint == first.fingerprint
     for split in first.splits:

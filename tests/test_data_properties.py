@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from fer_core.classes import CLASSES
-from fer_core.data import FerDataError, load_dataset
+from fer_core.data.fer2013 import FerDataError, load_dataset
 
 PROPERTY = settings(
     max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", 200)),

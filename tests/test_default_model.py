@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_core.calibration import cross_validate_ensemble
-from fer_core.model_choice import ALPHA, choose_default, mcnemar
-from fer_core.predictions import probabilities, shipped_predictions
-from fer_core.registry import (
+from fer_core.inference.calibration import cross_validate_ensemble
+from fer_core.inference.model_choice import ALPHA, choose_default, mcnemar
+from fer_core.inference.registry import (
     ENSEMBLE,
     SHIPPED_MODELS_DIR,
     default_model,
@@ -26,6 +25,7 @@ from fer_core.registry import (
     model_record,
     shipped_tta,
 )
+from fer_core.runs.predictions import probabilities, shipped_predictions
 
 BIN = Path(sys.executable).parent
 
@@ -115,8 +115,8 @@ def test_the_card_states_the_test_and_its_p_value():
 
 
 def test_members_at_weight_zero_are_not_run():
-    from fer_core.loading import load_models
-    from fer_core.recognizer import Recognizer
+    from fer_core.faces.recognizer import Recognizer
+    from fer_core.inference.loading import load_models
 
     weights = model_record("ensemble")["weights"]
     running = [n for n in ENSEMBLE if weights[n] > 0]

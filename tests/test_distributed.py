@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_core.runstore import RunStore
+from fer_core.runs.runstore import RunStore
 from tests.conftest import SAMPLE_CSV, TINY_STCNN, fer_train
 
 BIN = Path(sys.executable).parent

@@ -1,4 +1,4 @@
-"""Boxes and tags drawn on real photos (fer_core/drawing.py, used by Predict and Live): tags never
+"""Boxes and tags drawn on real photos (fer_core/faces/drawing.py, used by Predict and Live): tags never
 overlap, stay inside the picture, scale with it, and state the top two where the model is unsure."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from PIL import Image
 
 from benchmarks.faces_dev import FACES_DEV, face_boxes
 from fer_core.classes import CLASSES
-from fer_core.drawing import GREY, PURPLE, face_tag, tag_rects
-from fer_core.drawing import draw_tags as draw
-from fer_core.labels import UNSURE_BELOW, label_text, top_two
+from fer_core.faces.drawing import GREY, PURPLE, face_tag, tag_rects
+from fer_core.faces.drawing import draw_tags as draw
+from fer_core.inference.labels import UNSURE_BELOW, label_text, top_two
 
 SURE = [0.02, 0.01, 0.02, 0.88, 0.03, 0.02, 0.02]  # happy 88%
 UNSURE = [0.05, 0.02, 0.03, 0.1, 0.35, 0.04, 0.41]  # neutral 41% / sad 35%

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.explain import grad_cam, overlay, target_layer
-from fer_core.loading import load_named_model
+from fer_core.inference.explain import grad_cam, overlay, target_layer
+from fer_core.inference.loading import load_named_model
 
 
 @pytest.fixture(scope="module")

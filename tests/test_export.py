@@ -1,4 +1,4 @@
-"""ONNX export (fer-export, fer_core/onnx_export.py) and the ONNX Runtime backend, on real faces and
+"""ONNX export (fer-export, fer_core/inference/onnx_export.py) and the ONNX Runtime backend, on real faces and
 the real ONNX Runtime: every shipped model's export matches PyTorch on 256 val faces, runs any batch
 size, carries its metadata; OnnxModel drops into predict_probs (TTA included); the shipped int8 ONNX
 model is as accurate as it says."""
@@ -15,14 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from fer_core.checkpoint import file_sha256, load_model, save_checkpoint
 from fer_core.classes import CLASSES
-from fer_core.data import load_dataset
-from fer_core.inference import predict_probs
-from fer_core.loading import load_named_model
-from fer_core.models import create_model
-from fer_core.onnx_cache import cache_key, load_onnx_model, onnx_cache_path
-from fer_core.onnx_export import (
+from fer_core.data.fer2013 import load_dataset
+from fer_core.inference.loading import load_named_model
+from fer_core.inference.onnx_cache import cache_key, load_onnx_model, onnx_cache_path
+from fer_core.inference.onnx_export import (
     ExportError,
     OnnxModel,
     check_faces,
@@ -32,7 +29,10 @@ from fer_core.onnx_export import (
     source_metadata,
     val_accuracy,
 )
-from fer_core.registry import ENSEMBLE, int8_path, model_record, resolve_model_path, shipped_tta
+from fer_core.inference.probabilities import predict_probs
+from fer_core.inference.registry import ENSEMBLE, int8_path, model_record, resolve, resolve_model_path, shipped_tta
+from fer_core.models import create_model
+from fer_core.runs.checkpoint import file_sha256, load_model, save_checkpoint
 
 PROJECT = Path(__file__).resolve().parents[1]
 INT8_ONNX = [name for name in ENSEMBLE if int8_path(name).is_file()]
@@ -41,7 +41,7 @@ INT8_ONNX = [name for name in ENSEMBLE if int8_path(name).is_file()]
 def fer_export(*args, timeout: int = 600) -> subprocess.CompletedProcess:
     """The real fer-export CLI in a subprocess (the module, until the console script is installed)."""
     script = Path(sys.executable).parent / "fer-export"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "fer_core.onnx_export"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "fer_core.programs.export"]
     return subprocess.run([*command, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=PROJECT)
 
 
@@ -75,7 +75,7 @@ def test_dynamic_batch(name, exported, fer2013):
         load_named_model(name, backend="torch"),
     )
     faces = torch.from_numpy(check_faces(fer2013)[:7])
-    from fer_core.augment import to_model_input
+    from fer_core.data.augment import to_model_input
 
     for batch in (1, 7):
         x = to_model_input(faces[:batch])
@@ -130,7 +130,7 @@ def test_failed_check_leaves_no_file(tmp_path, fer2013):
     target = tmp_path / "out" / "tiny.onnx"
     with pytest.raises(ExportError, match="does not match PyTorch"):
         export_model(
-            load_model(ckpt), target, source_metadata(str(ckpt), ckpt), check=check_faces(fer2013, 16), max_diff=-1.0
+            load_model(ckpt), target, source_metadata(resolve(str(ckpt))), check=check_faces(fer2013, 16), max_diff=-1.0
         )  # an impossible limit: the real check path fails
     assert list(target.parent.iterdir()) == []  # neither the file nor its temporary
 
@@ -140,12 +140,12 @@ def test_load_onnx_model_exports_once_into_the_cache_and_serves_predict_probs(tm
     """A checkpoint's first load exports it to cache/onnx/<digest of its key>.onnx; the next reuses it; OnnxModel
     gives predict_probs the same probabilities as torch, with test-time views too."""
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
-    model = load_onnx_model(str(ckpt))
+    model = load_onnx_model(resolve(str(ckpt)))
     cached = onnx_cache_path(cache_key(file_sha256(ckpt)))
     assert model.path == cached and cached.is_file()
     assert model.metadata["fer.source_run_id"] == "tiny-run" and model.metadata["fer.tta"] == "none"
     stamp = cached.stat().st_mtime_ns
-    assert load_onnx_model(str(ckpt), threads=1).path == cached and cached.stat().st_mtime_ns == stamp
+    assert load_onnx_model(resolve(str(ckpt)), threads=1).path == cached and cached.stat().st_mtime_ns == stamp
     faces = load_dataset(fer2013).splits["val"].images[:20]
     for tta in ("none", "tencrop"):
         ours, theirs = predict_probs(model, faces, tta=tta)[0], predict_probs(load_model(ckpt), faces, tta=tta)[0]
@@ -156,7 +156,7 @@ def test_int8_onnx_is_refused_where_not_shipped(tmp_path):
     """int8 ONNX models are shipped files (results/models/NAME.int8.onnx), never made on the fly."""
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
     with pytest.raises(FileNotFoundError, match="has no ONNX int8 model.*shipped with one: .*stcnn"):
-        load_onnx_model(str(ckpt), int8=True)
+        load_onnx_model(resolve(str(ckpt)), int8=True)
 
 
 def test_stcnn_ships_an_int8_onnx_model():
@@ -170,7 +170,7 @@ def test_int8_onnx_accuracy_on_700_val_faces(name, fer2013):
     val subset (stratified, seed 0, no TTA) as it recorded, within 0.5 point of the fp model's card."""
     import onnx
 
-    model = load_onnx_model(name, int8=True)
+    model = load_onnx_model(resolve(name), int8=True)
     ops = {node.op_type for node in onnx.load(str(model.path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert model.metadata["fer.precision"] == "int8"

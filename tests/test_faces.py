@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.faces import (
+from fer_core.faces.detection import (
     DEFAULT_DETECTOR,
     DEFAULT_MIN_CONFIDENCE,
     DETECTORS,

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer_core import calibration
 from fer_core.classes import CLASSES
-from fer_core.predictions import SHIPPED_PREDICTIONS_DIR, probabilities
-from fer_core.registry import ENSEMBLE, model_record
+from fer_core.inference import calibration
+from fer_core.inference.registry import ENSEMBLE, model_record
+from fer_core.runs.predictions import SHIPPED_PREDICTIONS_DIR, probabilities
 from tests.conftest import PROJECT, app_page
 
 APP = str(PROJECT / "dashboard" / "app.py")
@@ -152,7 +152,7 @@ def test_the_gallery_says_what_is_missing_without_the_faces(committed_runs, tmp_
 def test_a_runs_own_rows_and_faces(runs_copy):
     """The tiny fer-train runs on the bundled sample keep per-face rows; their faces are the
     sample's, made again from the run's --limit and seed."""
-    from fer_core.runstore import RunStore
+    from fer_core.runs.runstore import RunStore
 
     at = AppTest.from_file(APP, default_timeout=300)
     at.run()
@@ -173,9 +173,9 @@ def test_a_runs_own_rows_and_faces(runs_copy):
 
 
 def test_without_any_per_face_rows_the_page_says_how_to_make_them(tmp_path, monkeypatch):
-    import fer_core.predictions
+    import fer_core.runs.predictions
 
-    monkeypatch.setattr(fer_core.predictions, "SHIPPED_PREDICTIONS_DIR", tmp_path / "none")
+    monkeypatch.setattr(fer_core.runs.predictions, "SHIPPED_PREDICTIONS_DIR", tmp_path / "none")
     monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "runs"))
     at = faces_page(None)
     assert any("fer-eval --model stcnn" in i.value for i in at.info) and not at.tabs

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks.faces_dev import FACES_DEV, NO_FACE_PHOTO, face_boxes, match
-from fer_core.faces import (
+from fer_core.faces.detection import (
     DEFAULT_DETECTOR,
     DETECT_MAX_SIDE,
     FER_LANDMARKS,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_core.runstore import RunStore
+from fer_core.runs.runstore import RunStore
 from tests.conftest import SAMPLE_CSV, TINY_STCNN
 
 FER_TRAIN = Path(sys.executable).parent / "fer-train"

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-import fer_core.onnx_export
-from fer_core.checkpoint import file_sha256, save_checkpoint
+import fer_core.inference.onnx_export
+from fer_core.inference.onnx_cache import cache_key, cached_export, load_onnx_model, onnx_cache_path
+from fer_core.inference.onnx_export import OnnxModel
+from fer_core.inference.registry import resolve, shipped_names
 from fer_core.models import create_model
-from fer_core.onnx_cache import cache_key, cached_export, load_onnx_model, onnx_cache_path
-from fer_core.onnx_export import OnnxModel
-from fer_core.registry import shipped_names
+from fer_core.runs.checkpoint import file_sha256, save_checkpoint
 from tests.conftest import PROJECT, detectable_faces, make_photo
 
 BIN = Path(sys.executable).parent
@@ -58,24 +58,26 @@ def test_every_part_of_the_key_names_another_entry():
 
 def test_a_changed_key_is_a_miss_and_exports_again(empty_cache, tmp_path, monkeypatch):
     checkpoint = tiny_checkpoint(tmp_path / "tiny.safetensors")
-    first = load_onnx_model(str(checkpoint))
+    first = load_onnx_model(resolve(str(checkpoint)))
     assert json.loads(first.metadata["fer.cache_key"]) == cache_key(file_sha256(checkpoint))
-    assert cached_export(str(checkpoint)) == first.path and len(entries(empty_cache)) == 1
+    assert cached_export(resolve(str(checkpoint))) == first.path and len(entries(empty_cache)) == 1
 
-    monkeypatch.setattr(fer_core.onnx_export, "FORMAT_VERSION", "changed-export-code")  # as a new release would
-    assert cached_export(str(checkpoint)) is None  # a miss: auto answers on PyTorch meanwhile
-    second = load_onnx_model(str(checkpoint))
+    monkeypatch.setattr(
+        fer_core.inference.onnx_export, "FORMAT_VERSION", "changed-export-code"
+    )  # as a new release would
+    assert cached_export(resolve(str(checkpoint))) is None  # a miss: auto answers on PyTorch meanwhile
+    second = load_onnx_model(resolve(str(checkpoint)))
     assert second.path != first.path and len(entries(empty_cache)) == 2
     assert json.loads(second.metadata["fer.cache_key"])["export_code"] == "changed-export-code"
 
     # a file at the right name whose recorded key differs (copied, or older) is exported again, not used
     shutil.copy(first.path, second.path)
-    third = load_onnx_model(str(checkpoint))
+    third = load_onnx_model(resolve(str(checkpoint)))
     assert json.loads(third.metadata["fer.cache_key"])["export_code"] == "changed-export-code"
 
 
 def test_auto_answers_on_pytorch_until_the_cache_is_prepared(empty_cache, fer2013):
-    from fer_core.recognizer import Recognizer
+    from fer_core.faces.recognizer import Recognizer
 
     photo = make_photo(detectable_faces(fer2013, n=1))
     cold = Recognizer("stcnn")

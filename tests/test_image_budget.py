@@ -1,4 +1,4 @@
-"""One image budget at every entry point (fer_core/faces.py): a 96-megapixel grey PNG costs
+"""One image budget at every entry point (fer_core/faces/detection.py): a 96-megapixel grey PNG costs
 at most 400 MB more peak memory than a normal photo, with the face boxed in the file's own
 pixels; over 100 MP, one clear refusal. Peak memory is the real process's (wait4's maxrss for
 fer-predict, the Python API and the Predict page; VmHWM of a running fer-serve)."""
@@ -20,10 +20,10 @@ import pytest
 from PIL import Image
 
 from benchmarks.image_budget import MAXRSS
-from fer_core import faces
-from fer_core.faces import ImageError, load_photo
-from fer_core.recognizer import Recognizer
-from fer_core.video import Video, VideoError, predict_video
+from fer_core.faces import detection as faces
+from fer_core.faces.detection import ImageError, load_photo
+from fer_core.faces.recognizer import Recognizer
+from fer_core.faces.video import Video, VideoError, predict_video
 from tests.conftest import PROJECT, free_port, write_clip
 
 FACES_DEV = PROJECT.parent / "shared" / "data" / "faces-dev"
@@ -146,7 +146,16 @@ def high_water_mb(pid: int) -> int:
 @pytest.mark.slow
 def test_fer_serve_within_budget_and_refuses_over_100_mp(images, tmp_path):
     port = free_port()
-    command = [sys.executable, "-m", "fer_core.serve", "--model", "stcnn", "--port", str(port), "--no-access-log"]
+    command = [
+        sys.executable,
+        "-m",
+        "fer_core.programs.serve",
+        "--model",
+        "stcnn",
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
     with open(tmp_path / "serve.log", "wb") as log:
         server = subprocess.Popen(command, cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -204,7 +213,7 @@ def test_every_input_kind_is_reduced_and_boxed_in_its_own_pixels(small_budget):
 
 
 def test_video_frames_are_reduced_and_boxed_in_the_videos_pixels(small_budget, tmp_path):
-    from fer_core.loading import load_named_model
+    from fer_core.inference.loading import load_named_model
 
     frame = np.asarray(Image.open(PHOTO).convert("RGB").resize((560, 800)))
     clip = write_clip(tmp_path / "portrait.avi", [frame] * 5, fps=5)

@@ -22,7 +22,7 @@ def session_folder() -> Path:
 
 def test_every_writable_place_is_in_the_session_folder():
     from fer_core import paths
-    from fer_core.runstore import RunStore
+    from fer_core.runs.runstore import RunStore
     from trainers.jobs import JobQueue
 
     root = session_folder()

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from fer_core.runstore import RunStore
+from fer_core.runs.runstore import RunStore
 from tests.conftest import SAMPLE_CSV, TINY_STCNN, wait_for
 from trainers.jobs import JobQueue
 

@@ -15,9 +15,9 @@ import streamlit_webrtc.component
 import torch
 from streamlit.testing.v1 import AppTest
 
-from fer_core.loading import BACKENDS
-from fer_core.onnx_export import OnnxModel
-from fer_core.registry import int8_names, int8_path
+from fer_core.inference.loading import BACKENDS
+from fer_core.inference.onnx_export import OnnxModel
+from fer_core.inference.registry import int8_names, int8_path
 from tests.conftest import app_page, detectable_faces, make_photo
 
 BOX = np.array([123, 63, 160])  # RGB of the boxes and labels Live draws

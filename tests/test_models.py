@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fer_core.augment import AugmentConfig, augment_batch, batch_mixer, to_model_input, tta_views
-from fer_core.checkpoint import load_model, read_checkpoint_metadata, save_checkpoint
+from fer_core.data.augment import AugmentConfig, augment_batch, batch_mixer, to_model_input, tta_views
 from fer_core.models import MODELS, count_parameters, create_model
-from fer_core.presets import PRESETS, preset_config
+from fer_core.runs.checkpoint import load_model, read_checkpoint_metadata, save_checkpoint
+from fer_core.runs.presets import PRESETS, preset_config
 
 SMALL = {
     "stcnn": {"widths": [8, 16, 16, 32]},

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer_core import presets
-from fer_core.presets import TrainConfig, option, options, preset_config, to_argv, user_options
-from fer_core.registry import resolve_model_path
+from fer_core.inference.registry import resolve_model_path
+from fer_core.runs import presets
+from fer_core.runs.presets import TrainConfig, option, options, preset_config, to_argv, user_options
 from tests.conftest import PROJECT, SAMPLE_CSV
 from trainers import sweep
 from trainers.cli import config_from_args, train_main, train_parser

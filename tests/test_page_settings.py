@@ -15,8 +15,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from fer_core.classes import CLASSES
-from fer_core.data import load_dataset
-from fer_core.runstore import RunStore, now_iso
+from fer_core.data.fer2013 import load_dataset
+from fer_core.runs.runstore import RunStore, now_iso
 from tests.conftest import SAMPLE_CSV, app_page
 from trainers.jobs import JobQueue
 

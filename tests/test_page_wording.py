@@ -13,9 +13,9 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.paper_tables import SHIPPED_COLUMN
 from dashboard.report_html import paper_report, report_html
-from fer_core.predictions import shipped_predictions
-from fer_core.registry import model_record
-from fer_core.runstore import RunStore, now_iso, write_json_atomic
+from fer_core.inference.registry import model_record
+from fer_core.runs.predictions import shipped_predictions
+from fer_core.runs.runstore import RunStore, now_iso, write_json_atomic
 from tests.conftest import PROJECT
 
 APP = str(PROJECT / "dashboard" / "app.py")

@@ -14,7 +14,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from fer_core.classes import CLASSES
-from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, detect_faces
+from fer_core.faces.detection import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, detect_faces
 from tests.conftest import app_page, detectable_faces, make_photo, write_video
 
 
@@ -76,8 +76,8 @@ def test_predict_a_photo_with_each_detector_and_a_confidence_floor(no_runs, face
 def test_the_shipped_three_answer_as_the_calibrated_ensemble(no_runs, face_jpeg):
     """With the three shipped models chosen, Predict says what runs (each member's weight and
     temperature, vit at weight 0 not counted) and labels each face by the blend."""
-    from fer_core.recognizer import Recognizer
-    from fer_core.registry import model_record
+    from fer_core.faces.recognizer import Recognizer
+    from fer_core.inference.registry import model_record
 
     at = predict_page()
     at.multiselect(key="predict_models").set_value([f"{n} (shipped)" for n in ("stcnn", "resnet50", "vit")])

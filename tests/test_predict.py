@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.calibration import with_temperature
 from fer_core.classes import CLASSES
-from fer_core.explain import grad_cam, spatial_transform
-from fer_core.faces import DEFAULT_MIN_CONFIDENCE, DETECTORS, ImageError, load_photo
-from fer_core.inference import ensemble_probs
-from fer_core.loading import load_named_model
-from fer_core.predict import find_faces
-from fer_core.registry import SHIPPED_MODELS_DIR, model_record, shipped_tta
+from fer_core.faces.detection import DEFAULT_MIN_CONFIDENCE, DETECTORS, ImageError, load_photo
+from fer_core.faces.predict import find_faces
+from fer_core.inference.calibration import with_temperature
+from fer_core.inference.explain import grad_cam, spatial_transform
+from fer_core.inference.loading import load_named_model
+from fer_core.inference.probabilities import ensemble_probs
+from fer_core.inference.registry import SHIPPED_MODELS_DIR, model_record, shipped_tta
 from tests.conftest import detectable_faces, make_photo
 
 FER_PREDICT = Path(sys.executable).parent / "fer-predict"

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from fer_core.loading import BACKENDS, resolve_backend
-from fer_core.onnx_export import OnnxModel
-from fer_core.recognizer import Recognizer
-from fer_core.registry import default_model, model_names
-from fer_core.video import VIDEO_SUFFIXES
+from fer_core.faces.recognizer import Recognizer
+from fer_core.faces.video import VIDEO_SUFFIXES
+from fer_core.inference.loading import BACKENDS, resolve_backend
+from fer_core.inference.onnx_export import OnnxModel
+from fer_core.inference.registry import default_model, model_names
 from tests.conftest import app_page, detectable_faces, make_photo
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fer_core import CLASSES, FaceResult, Recognizer
-from fer_core.registry import model_record
+from fer_core.inference.registry import model_record
 from tests.conftest import detectable_faces, make_photo
 
 

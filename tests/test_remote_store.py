@@ -7,8 +7,8 @@ import fsspec
 import pandas as pd
 import pytest
 
-from fer_core.loading import load_named_model
-from fer_core.runstore import RunStore
+from fer_core.inference.loading import load_named_model
+from fer_core.runs.runstore import RunStore
 from tests.conftest import PROJECT
 
 

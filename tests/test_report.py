@@ -11,10 +11,10 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.paper_tables import PAPER_COLUMN, SHIPPED_COLUMN
 from dashboard.report_html import paper_report, report_html, source_chain
-from fer_core.paper import HEADLINE
-from fer_core.predictions import shipped_predictions
-from fer_core.registry import ENSEMBLE, model_record
-from fer_core.runstore import RunStore
+from fer_core.evaluation.paper import HEADLINE
+from fer_core.inference.registry import ENSEMBLE, model_record
+from fer_core.runs.predictions import shipped_predictions
+from fer_core.runs.runstore import RunStore
 from tests.conftest import PROJECT
 
 APP = str(PROJECT / "dashboard" / "app.py")

@@ -14,12 +14,9 @@ import torch
 import torch.nn.functional as F
 from streamlit.testing.v1 import AppTest
 
-from fer_core import robustness
-from fer_core.augment import to_model_input
-from fer_core.checkpoint import load_model
-from fer_core.data import load_dataset
-from fer_core.explain import spatial_transform
-from fer_core.perturb import (
+from fer_core.data.augment import to_model_input
+from fer_core.data.fer2013 import load_dataset
+from fer_core.data.perturb import (
     GEOMETRIC,
     PERTURBATIONS,
     affine_warp,
@@ -28,7 +25,10 @@ from fer_core.perturb import (
     similarity_theta,
     warp_theta,
 )
-from fer_core.registry import ENSEMBLE, resolve_model_path
+from fer_core.evaluation import robustness
+from fer_core.inference.explain import spatial_transform
+from fer_core.inference.registry import ENSEMBLE, resolve_model_path
+from fer_core.runs.checkpoint import load_model
 from tests.conftest import PROJECT
 
 APP = str(PROJECT / "dashboard" / "app.py")
@@ -162,7 +162,7 @@ def test_a_result_holds_every_condition_and_the_examples(small_result, val):
 def test_the_bypassed_result_scores_the_classifier_on_the_faces_as_they_are(fer2013, val, stcnn):
     r = robustness.evaluate("stcnn", fer2013, "val", limit=28, bypass=True, names=["blur"])
     assert r["key"] == "stcnn-no-st" and r["bypass_transformer"]
-    from fer_core.data import stratified_indices
+    from fer_core.data.fer2013 import stratified_indices
 
     ids = stratified_indices(val.labels, 28, seed=0)
     with torch.inference_mode():
@@ -260,8 +260,8 @@ def test_the_page_renders_from_the_stored_results(stored, tmp_path, monkeypatch)
 
 def test_the_report_has_a_robustness_section(stored):
     from dashboard.report_html import paper_report, report_html
-    from fer_core.predictions import shipped_predictions
-    from fer_core.runstore import RunStore
+    from fer_core.runs.predictions import shipped_predictions
+    from fer_core.runs.runstore import RunStore
 
     sections = paper_report(RunStore(PROJECT / "results" / "runs"), shipped_predictions())
     [section] = [s for s in sections if s.title == "Robustness"]
@@ -294,7 +294,8 @@ def test_the_page_needs_no_pytorch():
     """What the Robustness page imports to draw the stored results leaves PyTorch unloaded (its
     import alone takes seconds here), so the page opens fast on a fresh server."""
     code = (
-        "import sys; import dashboard.common, dashboard.robustness_figures, fer_core.robustness, fer_core.perturb; "
+        "import sys; import dashboard.common, dashboard.robustness_figures; "
+        "import fer_core.evaluation.robustness, fer_core.data.perturb; "
         "sys.exit('torch' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=PROJECT, timeout=120).returncode == 0

@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from fer_core.runstore import STALE_SECONDS, RunStore
+from fer_core.runs.runstore import STALE_SECONDS, RunStore
 from tests.conftest import wait_for
 
 

@@ -14,14 +14,14 @@ import pytest
 from PIL import Image
 
 from fer_core import Recognizer
-from fer_core.calibration import expected_calibration_error, with_temperature
 from fer_core.classes import CLASSES
-from fer_core.data import load_dataset, stratified_indices
-from fer_core.faces import DETECTORS, detect_faces
-from fer_core.inference import ensemble_probs
-from fer_core.loading import load_named_model
-from fer_core.onnx_export import OnnxModel
-from fer_core.registry import applied_temperature, default_model, int8_names, shipped_tta
+from fer_core.data.fer2013 import load_dataset, stratified_indices
+from fer_core.faces.detection import DETECTORS, detect_faces
+from fer_core.inference.calibration import expected_calibration_error, with_temperature
+from fer_core.inference.loading import load_named_model
+from fer_core.inference.onnx_export import OnnxModel
+from fer_core.inference.probabilities import ensemble_probs
+from fer_core.inference.registry import applied_temperature, default_model, int8_names, shipped_tta
 from tests.conftest import detectable_faces, make_photo, write_clip
 
 BIN = Path(sys.executable).parent
@@ -114,7 +114,7 @@ def test_a_ray_actor_gives_the_single_process_answer(photo, tmp_path):
     Ray itself (a local instance, S3 inputs) is in test_ray_predict.py."""
     import pandas as pd
 
-    from fer_core.ray_predict import FILE_OPTIONS, FilePredictor
+    from fer_core.programs.ray_predict import FILE_OPTIONS, FilePredictor
 
     options = {"tta": "none", "every": 1, "smooth": 0, "detector": DETECTORS[0], "min_face_confidence": 0.5}
     assert set(options) == set(FILE_OPTIONS)

@@ -18,8 +18,8 @@ import tomllib
 import torch
 from safetensors import SafetensorError
 
-from fer_core.checkpoint import load_model
-from fer_core.runstore import RunStore
+from fer_core.runs.checkpoint import load_model
+from fer_core.runs.runstore import RunStore
 from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN, job_ended
 from trainers.jobs import JobQueue
 

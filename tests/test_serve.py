@@ -21,9 +21,9 @@ import pytest
 from PIL import Image
 
 from fer_core.classes import CLASSES
-from fer_core.faces import DEFAULT_DETECTOR
-from fer_core.faces import MAX_PIXELS as IMAGE_BUDGET_PIXELS  # every entry point's limit
-from fer_core.registry import model_record
+from fer_core.faces.detection import DEFAULT_DETECTOR
+from fer_core.faces.detection import MAX_PIXELS as IMAGE_BUDGET_PIXELS  # every entry point's limit
+from fer_core.inference.registry import model_record
 from tests.conftest import PROJECT, detectable_faces, free_port, make_photo, wait_until_served
 
 pytest.importorskip("fastapi")
@@ -46,9 +46,17 @@ def photos(fer2013) -> dict[str, bytes]:
 
 @contextlib.contextmanager
 def fer_serve(log_path, *flags):
-    """`python -m fer_core.serve` with FLAGS on a free port, until it answers /health."""
+    """`python -m fer_core.programs.serve` with FLAGS on a free port, until it answers /health."""
     port = free_port()
-    command = [sys.executable, "-m", "fer_core.serve", "--port", str(port), "--no-access-log", *map(str, flags)]
+    command = [
+        sys.executable,
+        "-m",
+        "fer_core.programs.serve",
+        "--port",
+        str(port),
+        "--no-access-log",
+        *map(str, flags),
+    ]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, cwd=PROJECT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -403,8 +411,8 @@ def test_busy_pool_answers_503_with_retry_after(server, photos):
 
 
 def test_defaults():
-    from fer_core.registry import default_model
-    from fer_core.serve import parse_args
+    from fer_core.inference.registry import default_model
+    from fer_core.programs.serve import parse_args
 
     args = parse_args([])
     assert (args.host, args.model, args.workers, args.max_upload_mb, args.max_pixels) == (
@@ -422,7 +430,7 @@ def test_defaults():
 def test_the_shipped_default_answers_as_the_default_recognizer(default_server, photos):
     """No --model: requests that name none get the default model's answer (registry.default_model)."""
     from fer_core import Recognizer
-    from fer_core.registry import default_model
+    from fer_core.inference.registry import default_model
 
     with httpx.Client(base_url=default_server["url"], timeout=120) as c:
         health = c.get("/health").json()
@@ -437,7 +445,7 @@ def test_the_shipped_default_answers_as_the_default_recognizer(default_server, p
 
 def test_a_request_that_names_a_model_gets_that_model(default_server, photos):
     from fer_core import Recognizer
-    from fer_core.registry import default_model
+    from fer_core.inference.registry import default_model
 
     other = next(m for m in MODELS if m != default_model())
     with httpx.Client(base_url=default_server["url"], timeout=120) as c:
@@ -448,7 +456,7 @@ def test_a_request_that_names_a_model_gets_that_model(default_server, photos):
 
 
 def test_the_shipped_pixel_limit_over_http(default_server):
-    """One pixel over the shared image budget (fer_core.faces.MAX_PIXELS, 100 MP) is refused
+    """One pixel over the shared image budget (fer_core.faces.detection.MAX_PIXELS, 100 MP) is refused
     from the header, before decoding; an image of the limit is served (a blank one: no face)."""
     width = 10_000
     with httpx.Client(base_url=default_server["url"], timeout=120) as c:
@@ -470,7 +478,7 @@ def same_faces(got: list[dict], expected: list[dict]) -> bool:
 
 def test_refuses_to_start_with_an_unknown_model():
     r = subprocess.run(
-        [sys.executable, "-m", "fer_core.serve", "--model", "../secrets", "--port", str(free_port())],
+        [sys.executable, "-m", "fer_core.programs.serve", "--model", "../secrets", "--port", str(free_port())],
         cwd=PROJECT,
         capture_output=True,
         text=True,

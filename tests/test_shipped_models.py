@@ -13,14 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_core.checkpoint import file_sha256, read_checkpoint_metadata
 from fer_core.classes import CLASSES
-from fer_core.data import load_dataset, read_face_image, stratified_indices
-from fer_core.inference import ensemble_probs
-from fer_core.loading import load_models, load_named_model
-from fer_core.metrics import classification_metrics
-from fer_core.onnx_export import OnnxModel
-from fer_core.registry import (
+from fer_core.data.fer2013 import load_dataset, read_face_image, stratified_indices
+from fer_core.evaluation.metrics import classification_metrics
+from fer_core.inference.loading import load_models, load_named_model
+from fer_core.inference.onnx_export import OnnxModel
+from fer_core.inference.probabilities import ensemble_probs
+from fer_core.inference.registry import (
     ENSEMBLE,
     SHIPPED_MODELS_DIR,
     int8_names,
@@ -30,7 +29,8 @@ from fer_core.registry import (
     shipped_names,
     shipped_tta,
 )
-from fer_core.runstore import RunStore
+from fer_core.runs.checkpoint import file_sha256, read_checkpoint_metadata
+from fer_core.runs.runstore import RunStore
 
 SHIPPED = shipped_names()
 INT8 = int8_names()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_core.runstore import RunStore
+from fer_core.runs.runstore import RunStore
 from tests.conftest import FER2013, PROJECT, SAMPLE_CSV, TINY_STCNN
 from trainers import sweep
 

@@ -11,9 +11,9 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer_core.paper import TABLE1_STCNN_BATCH
-from fer_core.paper_compare import sweep_spec, sweep_trials, table1_budget_rows
-from fer_core.runstore import RunStore
+from fer_core.evaluation.paper import TABLE1_STCNN_BATCH
+from fer_core.evaluation.paper_compare import sweep_spec, sweep_trials, table1_budget_rows
+from fer_core.runs.runstore import RunStore
 from tests.conftest import PROJECT, TINY_STCNN, fer_train
 
 FULL_PRESETS = ["paper-stcnn-b128", "paper-cnn-b128", "paper-stcnn-b64", "paper-stcnn-b32", "paper-stcnn-b16"]

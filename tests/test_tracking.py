@@ -20,9 +20,9 @@ import pytest
 from benchmarks.faces_dev import FACES_DEV
 from benchmarks.real_clip import make_clip
 from fer_core.classes import CLASSES
-from fer_core.loading import load_named_model
-from fer_core.tracking import CutDetector, Tracker
-from fer_core.video import MIN_TRACK_SECONDS, Video, predict_video, result_rows, track_summaries
+from fer_core.faces.tracking import CutDetector, Tracker
+from fer_core.faces.video import MIN_TRACK_SECONDS, Video, predict_video, result_rows, track_summaries
+from fer_core.inference.loading import load_named_model
 from tests.conftest import write_clip
 
 FER_PREDICT = Path(sys.executable).parent / "fer-predict"

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import torch
 
-from fer_core.presets import TrainConfig
-from fer_core.runstore import RunStore
+from fer_core.runs.presets import TrainConfig
+from fer_core.runs.runstore import RunStore
 from tests.conftest import SAMPLE_CSV, TINY_STCNN
 
 BIN = Path(sys.executable).parent
@@ -432,8 +432,8 @@ def test_localization_net_trains_at_its_fraction_of_the_learning_rate(tmp_path):
 def test_distillation_pulls_the_student_to_its_teacher(runs_copy):
     """`--distill-from`: the soft-target loss is zero for a student that is its teacher and
     shrinks as a different student trains on it alone; a real run records its teacher."""
-    from fer_core.checkpoint import file_sha256, load_model
-    from fer_core.data import load_dataset
+    from fer_core.data.fer2013 import load_dataset
+    from fer_core.runs.checkpoint import file_sha256, load_model
     from trainers.distill import Distiller
 
     runs = runs_copy  # the teacher: the finished 2-epoch b16 run

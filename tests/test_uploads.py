@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.faces import ImageError, load_photo, scale_box
-from fer_core.predict import find_faces
+from fer_core.faces.detection import ImageError, load_photo, scale_box
+from fer_core.faces.predict import find_faces
 from tests.conftest import detectable_faces, make_photo
 
 

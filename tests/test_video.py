@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 
 from fer_core.classes import CLASSES
-from fer_core.loading import load_named_model
-from fer_core.predict_cli import main as fer_predict_main
-from fer_core.registry import SHIPPED_MODELS_DIR
-from fer_core.video import VideoError, predict_video, result_rows
+from fer_core.faces.video import VideoError, predict_video, result_rows
+from fer_core.inference.loading import load_named_model
+from fer_core.inference.registry import SHIPPED_MODELS_DIR
+from fer_core.programs.predict import main as fer_predict_main
 from tests.conftest import detectable_faces, make_photo, write_clip
 
 FER_PREDICT = Path(sys.executable).parent / "fer-predict"

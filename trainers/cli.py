@@ -9,17 +9,17 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.calibration import expected_calibration_error
 from fer_core.classes import CLASSES
-from fer_core.data import load_dataset, stratified_indices
+from fer_core.data.fer2013 import load_dataset, stratified_indices
 from fer_core.device import autocast_dtype, select_device
-from fer_core.inference import ensemble_probs
-from fer_core.loading import add_runtime_options, load_models
-from fer_core.metrics import classification_metrics
-from fer_core.predictions import predictions_frame, write_shipped_predictions
-from fer_core.presets import DEFAULT_PRESET, NO_AUGMENT, PRESETS, Option, TrainConfig, preset_config, user_options
-from fer_core.registry import member_views, shipped_blend
-from fer_core.runstore import RunStore
+from fer_core.evaluation.metrics import classification_metrics
+from fer_core.inference.calibration import expected_calibration_error
+from fer_core.inference.loading import add_runtime_options, load_models
+from fer_core.inference.probabilities import ensemble_probs
+from fer_core.inference.registry import member_views, shipped_blend
+from fer_core.runs.predictions import predictions_frame, write_shipped_predictions
+from fer_core.runs.presets import DEFAULT_PRESET, NO_AUGMENT, PRESETS, Option, TrainConfig, preset_config, user_options
+from fer_core.runs.runstore import RunStore
 
 
 def parse_value(text: str):
@@ -75,7 +75,7 @@ RESUME_OPTIONS = {"resume", "epochs", "runs_dir", "no_progress"}
 
 
 def train_parser() -> argparse.ArgumentParser:
-    """fer-train's options: one flag per user-settable TrainConfig field (fer_core/presets.py),
+    """fer-train's options: one flag per user-settable TrainConfig field (fer_core/runs/presets.py),
     then those that are not fields, or whose values are resolved here."""
     p = argparse.ArgumentParser(prog="fer-train", description="Train a FER model and record it in the run store.")
     p.add_argument("--preset", choices=sorted(PRESETS), help="named configuration (paper-* reproduce the paper)")
@@ -139,8 +139,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def _init_checkpoint(spec: str, runs_dir, cfg: TrainConfig) -> Path:
     """The checkpoint --init-from names, refused unless its weights fit the model being trained."""
-    from fer_core.checkpoint import check_fits
-    from fer_core.registry import resolve_model_path
+    from fer_core.inference.registry import resolve_model_path
+    from fer_core.runs.checkpoint import check_fits
 
     try:
         path = resolve_model_path(spec, runs_dir).resolve()
@@ -152,7 +152,7 @@ def _init_checkpoint(spec: str, runs_dir, cfg: TrainConfig) -> Path:
 
 def _teacher_checkpoints(spec: str, runs_dir) -> list[str]:
     """The checkpoint paths --distill-from names (as `fer-eval --model` reads them)."""
-    from fer_core.registry import model_names, resolve_model_path
+    from fer_core.inference.registry import model_names, resolve_model_path
 
     try:
         return [str(resolve_model_path(name, runs_dir).resolve()) for name in model_names(spec)]
@@ -196,7 +196,7 @@ def train_main(argv: list[str] | None = None) -> int:
 def predictions_target(spec: str, runs_dir):
     """Where `fer-eval --save` keeps per-face rows: a function taking the frame, or a ValueError
     before any work for a spec that is neither a run nor a shipped model."""
-    from fer_core.registry import shipped_names
+    from fer_core.inference.registry import shipped_names
 
     if spec in [*shipped_names(), "ensemble"]:
         return lambda frame: write_shipped_predictions(frame.assign(model=spec))
@@ -213,7 +213,7 @@ def predictions_target(spec: str, runs_dir):
 
 def runtime_of(model, precision: str) -> dict[str, str]:
     """The runtime a loaded model runs on and the precision of its arithmetic."""
-    from fer_core.onnx_export import OnnxModel
+    from fer_core.inference.onnx_export import OnnxModel
 
     if isinstance(model, OnnxModel):
         return {"runtime": "onnx", "precision": model.precision}
@@ -339,11 +339,11 @@ def eval_main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# -- fer-eval --perturb: robustness curves (fer_core/robustness.py) ---------------------------
+# -- fer-eval --perturb: robustness curves (fer_core/evaluation/robustness.py) ---------------------------
 
 
 def add_robustness_options(p: argparse.ArgumentParser) -> None:
-    from fer_core.perturb import PERTURBATIONS
+    from fer_core.data.perturb import PERTURBATIONS
 
     p.add_argument(
         "--perturb",
@@ -361,8 +361,8 @@ def add_robustness_options(p: argparse.ArgumentParser) -> None:
 
 def robustness_eval(args: argparse.Namespace) -> int:
     """One model's robustness result: printed as a table (or JSON with --json), saved with --out."""
-    from fer_core import robustness
-    from fer_core.perturb import perturbation_names
+    from fer_core.data.perturb import perturbation_names
+    from fer_core.evaluation import robustness
 
     def progress(fraction: float, step: str) -> None:
         print(f"\r[{fraction:4.0%}] {step:<20}", end="\n" if fraction >= 1 else "", file=sys.stderr, flush=True)

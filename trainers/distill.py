@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from fer_core.checkpoint import file_sha256, load_model
-from fer_core.inference import autocast
+from fer_core.inference.probabilities import autocast
+from fer_core.runs.checkpoint import file_sha256, load_model
 
 
 class Distiller:

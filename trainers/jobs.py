@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fer_core.paths import RESULTS_DIR
-from fer_core.runstore import ACTIVE, COMPLETED, RESUMABLE, RunStore, now_iso, pid_alive, write_json_atomic
+from fer_core.runs.runstore import ACTIVE, COMPLETED, RESUMABLE, RunStore, now_iso, pid_alive, write_json_atomic
 
 # The trainer, run by this interpreter: no guess at where a console script was installed.
 FER_TRAIN = [sys.executable, "-m", "trainers"]

@@ -40,8 +40,8 @@ import pandas as pd
 import tomllib
 
 from fer_core.paths import PROJECT_ROOT
-from fer_core.presets import to_argv  # one for fer-sweep and the dashboard's Train form
-from fer_core.runstore import ACTIVE, COMPLETED, RunStore
+from fer_core.runs.presets import to_argv  # one for fer-sweep and the dashboard's Train form
+from fer_core.runs.runstore import ACTIVE, COMPLETED, RunStore
 from trainers.cli import config_from_args, parse_value, train_parser
 from trainers.jobs import FER_TRAIN, JobQueue
 
@@ -200,7 +200,7 @@ def prepare(spec: dict, overrides: dict, check_data: bool = True) -> tuple[str, 
             }
         )
         if check_data and (cfg.data, cfg.fer_plus) not in datasets:
-            from fer_core.data import load_dataset
+            from fer_core.data.fer2013 import load_dataset
 
             try:
                 load_dataset(cfg.data, cfg.fer_plus)  # a bad dataset refuses the sweep (and warms the cache)

@@ -24,17 +24,17 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fer_core.augment import AugmentConfig, augment_batch, batch_mixer, to_model_input
-from fer_core.checkpoint import load_model, load_optimizer, save_checkpoint, save_optimizer
 from fer_core.classes import CLASSES, NUM_CLASSES
-from fer_core.data import load_dataset, prepare_splits
+from fer_core.data.augment import AugmentConfig, augment_batch, batch_mixer, to_model_input
+from fer_core.data.fer2013 import load_dataset, prepare_splits
 from fer_core.device import autocast_dtype, select_device
-from fer_core.inference import autocast, predict_probs
-from fer_core.metrics import classification_metrics
+from fer_core.evaluation.metrics import classification_metrics
+from fer_core.inference.probabilities import autocast, predict_probs
 from fer_core.models import count_parameters, create_model
-from fer_core.predictions import predictions_frame
-from fer_core.presets import TrainConfig
-from fer_core.runstore import RunGone, RunStore, RunWriter, now_iso
+from fer_core.runs.checkpoint import load_model, load_optimizer, save_checkpoint, save_optimizer
+from fer_core.runs.predictions import predictions_frame
+from fer_core.runs.presets import TrainConfig
+from fer_core.runs.runstore import RunGone, RunStore, RunWriter, now_iso
 from trainers import distributed
 from trainers.distill import Distiller
 from trainers.ema import WeightEMA

@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard.common import SAMPLE_DATA, data_path_hint, dataset_refusal, dataset_summary
 from fer_core.classes import CLASSES
-from fer_core.data import FerDataError
+from fer_core.data.fer2013 import FerDataError
 
 st.title("Data")
 path = st.text_input(

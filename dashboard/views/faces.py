@@ -1,6 +1,6 @@
 """Faces & errors: which faces the models get wrong, where the three architectures disagree,
 and whether their confidence can be taken at its word, from the per-face rows that shipped
-models and finished runs keep (fer_core/predictions.py)."""
+models and finished runs keep (fer_core/runs/predictions.py)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from dashboard.common import (
     store,
 )
 from dashboard.report_html import calibration_row, card_views, confusion_counts, confusion_figure
-from fer_core import calibration
 from fer_core.classes import CLASSES
-from fer_core.predictions import probabilities
-from fer_core.registry import ENSEMBLE, model_record
+from fer_core.inference import calibration
+from fer_core.inference.registry import ENSEMBLE, model_record
+from fer_core.runs.predictions import probabilities
 
 PER_PAGE, COLUMNS = 32, 8
 HARDEST = 96

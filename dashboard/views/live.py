@@ -14,11 +14,11 @@ from PIL import Image
 from streamlit_webrtc import webrtc_streamer
 
 from dashboard.common import get_model, model_choices, rtc_configuration
-from fer_core.drawing import draw_tags, face_tag
-from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, VIDEO_DETECT_MAX_SIDE
-from fer_core.loading import BACKENDS
-from fer_core.predict import classify_faces, find_faces
-from fer_core.registry import default_model, int8_names
+from fer_core.faces.detection import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, VIDEO_DETECT_MAX_SIDE
+from fer_core.faces.drawing import draw_tags, face_tag
+from fer_core.faces.predict import classify_faces, find_faces
+from fer_core.inference.loading import BACKENDS
+from fer_core.inference.registry import default_model, int8_names
 
 st.title("Live")
 choices = model_choices()
@@ -26,7 +26,7 @@ if not choices:
     st.warning("No trained model yet: train one on the **Train** page.")
     st.stop()
 labels = list(choices)
-# the default model when it is one model (fer_core.registry.default_model), else stcnn: one view per frame
+# the default model when it is one model (fer_core.inference.registry.default_model), else stcnn: one view per frame
 start = default_model() if default_model() in choices.values() else "stcnn"
 default = next((i for i, label in enumerate(labels) if choices[label] == start), 0)
 video_column, settings = st.columns([3, 2])  # the video in a column: STOP stays above the fold
@@ -96,7 +96,7 @@ class Annotator:
                 rgb, max_side=VIDEO_DETECT_MAX_SIDE, detector=self.detector, min_confidence=self.min_confidence
             )
             faces = classify_faces(faces, {"model": self.model})
-        if faces:  # the same tags as Predict (fer_core.drawing): never overlapping, inside the frame
+        if faces:  # the same tags as Predict (fer_core.faces.drawing): never overlapping, inside the frame
             tagged = draw_tags(Image.fromarray(rgb), [face_tag(face.box, face.combined()) for face in faces])
             image = cv2.cvtColor(np.asarray(tagged), cv2.COLOR_RGB2BGR)
         self.times.append(time.perf_counter())

@@ -14,16 +14,11 @@ import streamlit as st
 from PIL import Image
 
 from dashboard.common import get_model, get_recognizer, inference_lane, model_choices
-from fer_core.calibration import Blend
 from fer_core.classes import CLASSES
-from fer_core.drawing import draw_tags, face_tag
-from fer_core.explain import grad_cam, overlay, spatial_transform
-from fer_core.faces import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, ImageError, load_photo
-from fer_core.labels import top_two
-from fer_core.loading import BACKENDS
-from fer_core.predict import Face
-from fer_core.registry import default_model, model_names, model_record
-from fer_core.video import (
+from fer_core.faces.detection import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTORS, ImageError, load_photo
+from fer_core.faces.drawing import draw_tags, face_tag
+from fer_core.faces.predict import Face
+from fer_core.faces.video import (
     MIN_TRACK_SECONDS,
     VIDEO_SUFFIXES,
     VideoError,
@@ -31,6 +26,11 @@ from fer_core.video import (
     result_rows,
     track_summaries,
 )
+from fer_core.inference.calibration import Blend
+from fer_core.inference.explain import grad_cam, overlay, spatial_transform
+from fer_core.inference.labels import top_two
+from fer_core.inference.loading import BACKENDS
+from fer_core.inference.registry import default_model, model_names, model_record
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
 VIDEO_TYPES = [suffix.lstrip(".") for suffix in VIDEO_SUFFIXES]
@@ -152,7 +152,7 @@ every = (
 
 
 def draw_boxes(image: Image.Image, faces: list[Face]) -> Image.Image:
-    """The photo at display size, each face boxed and tagged by fer_core.drawing (as on Live)."""
+    """The photo at display size, each face boxed and tagged by fer_core.faces.drawing (as on Live)."""
     scale = min(1.0, DISPLAY_MAX_SIDE / max(image.size))
     canvas = image.resize((round(image.width * scale), round(image.height * scale))) if scale < 1 else image
     return draw_tags(canvas, [face_tag(face.box, face.combined(), i, scale) for i, face in enumerate(faces, 1)])

@@ -22,10 +22,10 @@ from dashboard.robustness_figures import (
     st_gap_table,
     st_response_table,
 )
-from fer_core import robustness
 from fer_core.classes import CLASSES
-from fer_core.perturb import PERTURBATIONS
-from fer_core.runstore import COMPLETED
+from fer_core.data.perturb import PERTURBATIONS
+from fer_core.evaluation import robustness
+from fer_core.runs.runstore import COMPLETED
 
 st.title("Robustness")
 st.caption(

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 from dashboard import compare
 from dashboard.common import queue, runs_table, shipped_runs, store
 from fer_core.classes import CLASSES
-from fer_core.paper_compare import (
+from fer_core.evaluation.paper_compare import (
     MIN_EPOCHS,
     MIN_TRAIN_IMAGES,
     OUR_PROTOCOL,
@@ -23,7 +23,7 @@ from fer_core.paper_compare import (
     table1_rows,
     table2_rows,
 )
-from fer_core.runstore import RunActive, RunGone
+from fer_core.runs.runstore import RunActive, RunGone
 
 COLOURS = qualitative.Plotly
 

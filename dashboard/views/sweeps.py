@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard.common import runs_table, store
 from dashboard.compare import fit_width
-from fer_core.presets import options
+from fer_core.runs.presets import options
 
 METRICS = {"best_val_accuracy": "best val accuracy", "val_macro_f1": "val macro F1", "val_auc": "val AUC"}
 OPTIONS = options()

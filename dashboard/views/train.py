@@ -19,18 +19,18 @@ from dashboard.common import (
     queue,
     store,
 )
-from fer_core.checkpoint import check_fits
-from fer_core.data import FerDataError, load_dataset
+from fer_core.data.fer2013 import FerDataError, load_dataset
+from fer_core.inference.registry import ensemble_members, resolve_model_path
 from fer_core.models import MODELS
-from fer_core.presets import DEFAULT_PRESET, PRESETS, options, preset_config, to_argv
-from fer_core.registry import ensemble_members, resolve_model_path
-from fer_core.runstore import ACTIVE, RESUMABLE
+from fer_core.runs.checkpoint import check_fits
+from fer_core.runs.presets import DEFAULT_PRESET, PRESETS, options, preset_config, to_argv
+from fer_core.runs.runstore import ACTIVE, RESUMABLE
 
 st.title("Train")
 
 # The TrainConfig fields the form shows, in this order, each with its widget key ("{preset}": back
 # to the preset's value when the preset changes). Label, help, bounds and kind of input come from
-# the field's metadata (fer_core/presets.py), as fer-train's flags do; the inputs that are not
+# the field's metadata (fer_core/runs/presets.py), as fer-train's flags do; the inputs that are not
 # fields (augmentation, dataset, start, teacher) sit between them as the layout below places them.
 FORM_FIELDS = {
     "epochs": "ep_{preset}",

@@ -1,0 +1,1 @@
+"""Measuring models: metrics, robustness curves, and the paper's tables beside ours."""

@@ -1,0 +1,1 @@
+"""Faces in photos and videos: detection, crops, tracking, drawing, and the Recognizer."""

@@ -1,0 +1,2 @@
+"""Using a trained model: the registry of names, loading (PyTorch or ONNX Runtime), probabilities,
+calibration, explanations and ONNX export."""

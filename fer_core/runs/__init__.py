@@ -1,0 +1,1 @@
+"""Training runs: their configuration (presets), the run store, checkpoints and per-face predictions."""
