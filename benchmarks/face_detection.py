@@ -249,10 +249,7 @@ def score(found: list[list[Detection]], truths: list[list], threshold: float) ->
 
 
 def load_stcnn():
-    try:
-        from fer_core.inference.loading import load_named_model
-    except ImportError:
-        from fer_core.inference.probabilities import load_named_model
+    from fer_core.inference.loading import load_named_model
     from fer_core.inference.probabilities import ensemble_probs
 
     model = load_named_model("stcnn")

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/video.py [--models ensemble stcnn] [--threads 2] [--fp32]
 
-Runs fer_core.video.predict_video as fer-predict does by default (the default detector at
+Runs fer_core.faces.video.predict_video as fer-predict does by default (the default detector at
 VIDEO_DETECT_MAX_SIDE, one view per model, every frame, the calibrated blend of the shipped
 records) on the real-photo clip of benchmarks/real_clip.py: the faces-dev photographs filmed by
 a moving camera, 640x360 at 30 fps, 13 s, 1-7 faces a frame (37-300 px) and 12 hard cuts. Prints
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as fer-predict sets it (fer_core/predict_cli.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as fer-predict sets it (fer_core/programs/predict.py)
 
 import cv2  # noqa: E402
 import torch  # noqa: E402

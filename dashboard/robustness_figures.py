@@ -1,6 +1,6 @@
 """Robustness results as tables, plotly figures and example faces, for the Robustness page and
 the paper report (no Streamlit here, and no PyTorch: the examples are rebuilt from the stored
-faces and thetas with fer_core.perturb)."""
+faces and thetas with fer_core.data.perturb)."""
 
 from __future__ import annotations
 

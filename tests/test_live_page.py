@@ -47,7 +47,7 @@ def spec(label: str) -> str:
 
 def assert_fp32(model) -> None:
     """auto: ONNX Runtime in fp32 once the model is in the cache (`make run` prepares it), PyTorch
-    in fp32 until then (fer_core/loading.py); never int8."""
+    in fp32 until then (fer_core/inference/loading.py); never int8."""
     if isinstance(model, OnnxModel):
         assert model.precision == "fp32"
     else:

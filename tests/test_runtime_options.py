@@ -109,7 +109,7 @@ def test_the_python_api_takes_int8_detector_and_min_face_confidence(photo):
 
 
 def test_a_ray_actor_gives_the_single_process_answer(photo, tmp_path):
-    """What each `fer-predict --ray` actor runs (fer_core.ray_predict.FilePredictor), called here
+    """What each `fer-predict --ray` actor runs (fer_core.programs.ray_predict.FilePredictor), called here
     without Ray: the same result as fer-predict's own path, and a file it cannot read named.
     Ray itself (a local instance, S3 inputs) is in test_ray_predict.py."""
     import pandas as pd
