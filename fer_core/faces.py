@@ -24,7 +24,7 @@ import threading
 import types
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import cv2
@@ -227,15 +227,26 @@ def _yunet(image: np.ndarray, scale: float) -> list[Detection]:
 _yuface = None
 
 
-def _mtcnn_yunet(image: np.ndarray, scale: float) -> list[Detection]:
-    """MTCNN's faces that YuNet also finds (IoU >= 0.3, YuNet score >= YUNET_CONFIRM)."""
-    confirming = [d.box for d in _yunet(image, scale) if d.confidence >= YUNET_CONFIRM]
-    if not confirming:  # nothing to confirm: MTCNN (several times YuNet's cost) is not run
-        return []
+def _mtcnn_yunet(image: np.ndarray, scale: float, confirmed=()) -> list[Detection]:
+    """MTCNN's faces that YuNet also finds (IoU >= 0.3, YuNet score >= YUNET_CONFIRM).
+
+    `confirmed`: boxes (in `image`'s pixels) of faces the pair found in the frames just before
+    (a video's live tracks). A YuNet face overlapping one (IoU >= 0.3) continues a face already
+    confirmed and is kept as YuNet found it; MTCNN, ~5x YuNet's cost, runs only when a face is
+    new. On the real-photo clip that ran it on a few frames in ten (docs/faces.md)."""
+    confirming = [d for d in _yunet(image, scale) if d.confidence >= YUNET_CONFIRM]
+    continued = [d for d in confirming if any(iou(d.box, box) >= 0.3 for box in confirmed)]
+    new = [d.box for d in confirming if d not in continued]
+    if not new:  # nothing to confirm: MTCNN is not run
+        return continued
     # nor searches for faces under half the smallest one YuNet found (its pyramid's costly end)
-    smallest = min(min(w, h) for _, _, w, h in confirming)
+    smallest = min(min(w, h) for _, _, w, h in new)
     found = _mtcnn(image, scale, min_face=max(20, smallest // 2))
-    return [d for d in found if any(iou(d.box, box) >= 0.3 for box in confirming)]
+    return continued + [
+        d
+        for d in found
+        if any(iou(d.box, box) >= 0.3 for box in new) and not any(iou(d.box, c.box) >= 0.3 for c in continued)
+    ]
 
 
 _BACKENDS = {"mtcnn+yunet": _mtcnn_yunet, "mtcnn": _mtcnn, "yunet": _yunet, "haar": _haar}
@@ -279,6 +290,7 @@ def detect_faces(
     detector: str = DEFAULT_DETECTOR,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     max_side: int = DETECT_MAX_SIDE,
+    confirmed: list[tuple[int, int, int, int]] | None = None,
 ) -> list[Detection]:
     """Faces in an RGB uint8 HxWx3 (not BGR) or grayscale HxW image, left to right.
 
@@ -286,6 +298,8 @@ def detect_faces(
     video (the Live page) uses a smaller working size to keep up with the camera. Haar has no
     score (1.0 for every box); MTCNN and YuNet return none below MTCNN_FLOOR, whatever
     `min_confidence`. Boxes whose five landmarks have no face's shape are dropped (plausible_face).
+    `confirmed` (the pair only; a video's live tracks, in `image`'s pixels): faces continuing
+    them skip MTCNN's confirmation (_mtcnn_yunet).
     """
     if detector not in _BACKENDS:
         raise ValueError(f"unknown face detector {detector!r}; choose from {', '.join(DETECTORS)}")
@@ -294,7 +308,10 @@ def detect_faces(
         return []
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
     found = []
-    for d in _BACKENDS[detector](np.ascontiguousarray(small), scale):
+    backend = _BACKENDS[detector]
+    if confirmed and detector == "mtcnn+yunet":
+        backend = partial(_mtcnn_yunet, confirmed=[tuple(v * scale for v in box) for box in confirmed])
+    for d in backend(np.ascontiguousarray(small), scale):
         if d.confidence < min_confidence:
             continue
         x, y, w, h = (v / scale for v in d.box)
