@@ -371,10 +371,10 @@ def crop_face(
     With landmarks and `align`, frame="landmarks" moves the five landmarks (or, with two, the
     eyes) as near as one scale and a shift can to where FER2013 faces have them (FER_LANDMARKS),
     turned level too with `level`: FER2013's faces were centred, not levelled, and levelling
-    lost 0.2-0.5 points (benchmarks/framing.py; the box framing lost 6-13). Otherwise (a plain
-    box, Haar, align=False or frame="box") the box widened by `margin` on each side, turned
-    about its centre to level the eyes when `align` and landmarks allow. Shrinking uses
-    INTER_AREA unless `interpolation` says otherwise.
+    lost 0.1-0.4 points (benchmarks/framing.py, docs/faces.md; the box framing lost 7-15).
+    Otherwise (a plain box, Haar, align=False or frame="box") the box widened by `margin` on
+    each side, turned about its centre to level the eyes when `align` and landmarks allow.
+    Shrinking uses INTER_AREA unless `interpolation` says otherwise.
     """
     interpolation = cv2.INTER_AREA if interpolation is None else interpolation
     box = face.box if isinstance(face, Detection) else tuple(face)
