@@ -10,10 +10,11 @@ face the detector found; the table gives both accuracies on those faces, for sev
 frame the crop:
 
 - box: the detector's box widened by a margin on each side (the first photo path), squared or not;
-- eyes / five landmarks: the similarity transform (rotation, scale, shift) that moves the
-  landmarks nearest to where FER2013 faces have them - their median positions over train faces
-  found the same way (printed; FER_LANDMARKS in fer_core/faces.py holds them rounded);
-- resampling variants of the chosen framing. (Grey conversion cannot differ here: FER2013
+- eyes / five landmarks: the scale and shift (and, levelled, the rotation) that move the
+  landmarks (the mean of MTCNN's and YuNet's) nearest to where FER2013 faces have them - their
+  median positions over train faces found the same way (printed; FER_LANDMARKS in
+  fer_core/faces.py holds them rounded), warped at 4x 48 px and shrunk with INTER_AREA;
+- resampling variants of the chosen framing (the 4x warp shrunk otherwise). (Grey conversion cannot differ here: FER2013
   faces are grey already; the photo path converts colour with OpenCV's BT.601 weights.)
 
 The photo path should lose less than a point against the direct crop (issue 54).
@@ -74,7 +75,7 @@ def found_in_pictures(faces) -> list[tuple[int, Detection, np.ndarray]]:
 def landmark_template(found) -> np.ndarray:
     """Median position of each landmark of the found faces, in the 48x48 crop's pixels."""
     offset = (CANVAS - 48 * ENLARGE) // 2
-    return np.median([(np.asarray(d.landmarks) - offset) / ENLARGE for _, d, _ in found], axis=0)
+    return np.median([(np.asarray(d.frame_landmarks or d.landmarks) - offset) / ENLARGE for _, d, _ in found], axis=0)
 
 
 VARIANTS = {  # name -> crop_face options
@@ -82,10 +83,11 @@ VARIANTS = {  # name -> crop_face options
     "box + 10% margin, not levelled": dict(frame="box", margin=0.1, align=False),
     "box, no margin, eyes levelled": dict(frame="box", margin=0.0),
     "box + 20% margin, eyes levelled": dict(frame="box", margin=0.2),
-    "eyes onto FER2013's (level, scale, place)": dict(frame="eyes"),
-    "five landmarks onto FER2013's, INTER_AREA (the photo path now)": dict(frame="landmarks"),
-    "five landmarks onto FER2013's, bilinear": dict(frame="landmarks", interpolation=cv2.INTER_LINEAR),
-    "five landmarks onto FER2013's, bicubic": dict(frame="landmarks", interpolation=cv2.INTER_CUBIC),
+    "eyes onto FER2013's (scale, place)": dict(frame="eyes"),
+    "five landmarks (MTCNN's) onto FER2013's, levelled": dict(frame="landmarks", level=True),
+    "five landmarks onto FER2013's (scale, place; the photo path now)": dict(frame="landmarks"),
+    "five landmarks, shrunk bilinear": dict(frame="landmarks", interpolation=cv2.INTER_LINEAR),
+    "five landmarks, shrunk bicubic": dict(frame="landmarks", interpolation=cv2.INTER_CUBIC),
 }
 
 

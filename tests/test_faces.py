@@ -105,7 +105,7 @@ def test_levelling_turns_a_tilted_face_upright(angle):
     eye_line = math.degrees(math.atan2(ly - ry, lx - rx))  # image y points down: anticlockwise is negative
     assert abs(eye_line + angle) < 8
     gray = to_gray(tilted)
-    levelled, as_is = crop_face(gray, found), crop_face(gray, found, align=False)
+    levelled, as_is = crop_face(gray, found, level=True), crop_face(gray, found, align=False)
     assert levelled.shape == as_is.shape == (48, 48) and levelled.dtype == np.uint8
     assert correlation(levelled, reference) > 0.75 > correlation(as_is, reference) + 0.2
 

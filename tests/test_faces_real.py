@@ -87,17 +87,18 @@ def test_geometry_check_keeps_every_face_the_detectors_find_on_faces_dev(photos)
 
 
 def test_the_crop_puts_the_eyes_where_fer2013_has_them(photos):
-    """The close-up's crop has its eyes level, where FER2013 faces have theirs (FER_LANDMARKS)."""
+    """Levelled, the close-up's crop has its eyes level, where FER2013 faces have theirs
+    (FER_LANDMARKS); the default keeps the tilt (tests/test_face_framing.py)."""
     gray = to_gray(photos["Tom_Cruise_avp_2014_4.jpg"])
     [face] = detect_faces(gray)
     (rx, ry), (lx, ly) = face.landmarks[:2]
-    crop = crop_face(gray, face)
+    crop = crop_face(gray, face, level=True)
     assert crop.shape == (48, 48) and crop.dtype == np.uint8
     # draw two dots on the eyes, crop again, find them in the crop
     marked, r = gray.copy(), int(0.12 * math.dist((rx, ry), (lx, ly)))  # ~2 px across in the crop
     for x, y in ((rx, ry), (lx, ly)):
         marked[int(y) - r : int(y) + r + 1, int(x) - r : int(x) + r + 1] = 255
-    difference = crop_face(marked, face).astype(int) - crop
+    difference = crop_face(marked, face, level=True).astype(int) - crop
     ys, xs = np.nonzero(difference > 40)
     assert len(xs), "the eye marks are not in the crop"
     left, right = xs < 24, xs >= 24

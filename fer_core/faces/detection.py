@@ -24,7 +24,7 @@ import threading
 import types
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import cv2
@@ -69,6 +69,8 @@ class Detection:
     box: tuple[int, int, int, int]  # x, y, w, h in the input image's pixels
     confidence: float  # in [0, 1]; Haar reports 1.0
     landmarks: tuple[tuple[float, float], ...] | None = None
+    # the landmarks the crop is framed by (the pair: the mean of MTCNN's and YuNet's); None: `landmarks`
+    frame_landmarks: tuple[tuple[float, float], ...] | None = None
 
 
 @lru_cache(maxsize=1)
@@ -227,15 +229,37 @@ def _yunet(image: np.ndarray, scale: float) -> list[Detection]:
 _yuface = None
 
 
-def _mtcnn_yunet(image: np.ndarray, scale: float) -> list[Detection]:
-    """MTCNN's faces that YuNet also finds (IoU >= 0.3, YuNet score >= YUNET_CONFIRM)."""
-    confirming = [d.box for d in _yunet(image, scale) if d.confidence >= YUNET_CONFIRM]
-    if not confirming:  # nothing to confirm: MTCNN (several times YuNet's cost) is not run
-        return []
+def _mtcnn_yunet(image: np.ndarray, scale: float, confirmed=()) -> list[Detection]:
+    """MTCNN's faces that YuNet also finds (IoU >= 0.3, YuNet score >= YUNET_CONFIRM).
+
+    `confirmed`: boxes (in `image`'s pixels) of faces the pair found in the frames just before
+    (a video's live tracks). A YuNet face overlapping one (IoU >= 0.3) continues a face already
+    confirmed and is kept as YuNet found it; MTCNN, ~5x YuNet's cost, runs only when a face is
+    new. On the real-photo clip that ran it on a few frames in ten (docs/faces.md)."""
+    confirming = [d for d in _yunet(image, scale) if d.confidence >= YUNET_CONFIRM]
+    continued = [d for d in confirming if any(iou(d.box, box) >= 0.3 for box in confirmed)]
+    new = [d.box for d in confirming if d not in continued]
+    if not new:  # nothing to confirm: MTCNN is not run
+        return continued
     # nor searches for faces under half the smallest one YuNet found (its pyramid's costly end)
-    smallest = min(min(w, h) for _, _, w, h in confirming)
+    smallest = min(min(w, h) for _, _, w, h in new)
     found = _mtcnn(image, scale, min_face=max(20, smallest // 2))
-    return [d for d in found if any(iou(d.box, box) >= 0.3 for box in confirming)]
+    kept = [
+        d
+        for d in found
+        if any(iou(d.box, box) >= 0.3 for box in new) and not any(iou(d.box, c.box) >= 0.3 for c in continued)
+    ]
+    return continued + [_mean_landmarks(d, max(confirming, key=lambda y: iou(d.box, y.box))) for d in kept]
+
+
+def _mean_landmarks(mtcnn: Detection, yunet: Detection) -> Detection:
+    """MTCNN's face, framed by the mean of both detectors' landmarks (both list the image-left
+    eye and mouth corner first): it framed FER2013 val faces closest to their own crops
+    (benchmarks/framing.py). `landmarks` stay MTCNN's: YuNet's hardly turn with a tilted head."""
+    if not mtcnn.landmarks or not yunet.landmarks:
+        return mtcnn
+    marks = tuple(((a + c) / 2, (b + d) / 2) for (a, b), (c, d) in zip(mtcnn.landmarks, yunet.landmarks, strict=True))
+    return Detection(mtcnn.box, mtcnn.confidence, mtcnn.landmarks, marks)
 
 
 _BACKENDS = {"mtcnn+yunet": _mtcnn_yunet, "mtcnn": _mtcnn, "yunet": _yunet, "haar": _haar}
@@ -279,6 +303,7 @@ def detect_faces(
     detector: str = DEFAULT_DETECTOR,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
     max_side: int = DETECT_MAX_SIDE,
+    confirmed: list[tuple[int, int, int, int]] | None = None,
 ) -> list[Detection]:
     """Faces in an RGB uint8 HxWx3 (not BGR) or grayscale HxW image, left to right.
 
@@ -286,6 +311,8 @@ def detect_faces(
     video (the Live page) uses a smaller working size to keep up with the camera. Haar has no
     score (1.0 for every box); MTCNN and YuNet return none below MTCNN_FLOOR, whatever
     `min_confidence`. Boxes whose five landmarks have no face's shape are dropped (plausible_face).
+    `confirmed` (the pair only; a video's live tracks, in `image`'s pixels): faces continuing
+    them skip MTCNN's confirmation (_mtcnn_yunet).
     """
     if detector not in _BACKENDS:
         raise ValueError(f"unknown face detector {detector!r}; choose from {', '.join(DETECTORS)}")
@@ -294,7 +321,10 @@ def detect_faces(
         return []
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
     found = []
-    for d in _BACKENDS[detector](np.ascontiguousarray(small), scale):
+    backend = _BACKENDS[detector]
+    if confirmed and detector == "mtcnn+yunet":
+        backend = partial(_mtcnn_yunet, confirmed=[tuple(v * scale for v in box) for box in confirmed])
+    for d in backend(np.ascontiguousarray(small), scale):
         if d.confidence < min_confidence:
             continue
         x, y, w, h = (v / scale for v in d.box)
@@ -302,22 +332,29 @@ def detect_faces(
         box = (x0, y0, min(image.shape[1], round(x + w)) - x0, min(image.shape[0], round(y + h)) - y0)
         if box[2] <= 0 or box[3] <= 0:
             continue
-        marks = None
-        if d.landmarks:
-            marks = [(x / scale, y / scale) for x, y in d.landmarks]
-            if marks[0][0] > marks[1][0]:
-                marks[0], marks[1] = marks[1], marks[0]
-            marks = tuple(marks)
-            if len(marks) == 5 and not plausible_face(marks, box):
-                continue
-        found.append(Detection(box, float(d.confidence), marks))
+        marks, frame = (_in_image(points, scale) for points in (d.landmarks, d.frame_landmarks))
+        if marks and len(marks) == 5 and not plausible_face(marks, box):
+            continue
+        found.append(Detection(box, float(d.confidence), marks, frame))
     return sorted(found, key=lambda d: (d.box[0], d.box[1]))
 
 
+def _in_image(points, scale: float):
+    """Landmarks found in the shrunk image, in the input's pixels, the image-left eye first."""
+    if not points:
+        return None
+    points = [(x / scale, y / scale) for x, y in points]
+    if points[0][0] > points[1][0]:
+        points[0], points[1] = points[1], points[0]
+    return tuple(points)
+
+
 # Where FER2013 faces have their eyes, nose and mouth corners in the 48x48 crop, as the default
-# detector's landmarks see them: medians over 666 train faces found by benchmarks/framing.py
-# (image-left eye first). Moving a photo's face onto these reads it as the models were trained.
-FER_LANDMARKS = ((15.0, 18.5), (33.0, 18.25), (24.0, 28.25), (16.5, 37.75), (31.75, 37.25))
+# detector's landmarks (the mean of MTCNN's and YuNet's) see them: medians over 661 train faces
+# found by benchmarks/framing.py (image-left eye first), never val. Moving a photo's face onto
+# these reads it as the models were trained.
+FER_LANDMARKS = ((14.5, 18.5), (32.88, 18.0), (23.5, 28.38), (16.38, 37.38), (31.94, 37.06))
+WARP_SCALE = 4  # the landmark crop is warped at 4x 48 px, then shrunk with INTER_AREA (antialiased)
 
 
 def crop_face(
@@ -327,23 +364,26 @@ def crop_face(
     align: bool = True,
     frame: str = "landmarks",
     interpolation: int | None = None,
+    level: bool = False,
 ) -> np.ndarray:
     """The face as a 48x48 crop framed as FER2013's are.
 
     With landmarks and `align`, frame="landmarks" moves the five landmarks (or, with two, the
-    eyes) as near as a similarity transform can to where FER2013 faces have them
-    (FER_LANDMARKS): level, at FER2013's scale and place. benchmarks/framing.py measured the
-    box framing losing 5-11 points against the direct crop and this ~1. Otherwise (a plain box,
-    Haar, align=False or frame="box") the box widened by `margin` on each side, turned about its
-    centre to level the eyes when `align` and landmarks allow. Shrinking uses INTER_AREA unless
-    `interpolation` says otherwise.
+    eyes) as near as one scale and a shift can to where FER2013 faces have them (FER_LANDMARKS),
+    turned level too with `level`: FER2013's faces were centred, not levelled, and levelling
+    lost 0.1-0.4 points (benchmarks/framing.py, docs/faces.md; the box framing lost 7-15).
+    Otherwise (a plain box, Haar, align=False or frame="box") the box widened by `margin` on
+    each side, turned about its centre to level the eyes when `align` and landmarks allow.
+    Shrinking uses INTER_AREA unless `interpolation` says otherwise.
     """
     interpolation = cv2.INTER_AREA if interpolation is None else interpolation
     box = face.box if isinstance(face, Detection) else tuple(face)
     marks = face.landmarks if isinstance(face, Detection) else None
     if align and marks and len(marks) >= 2 and frame in ("landmarks", "eyes"):
+        if not level:  # levelling needs the landmarks' angle, which MTCNN's follow and the mean half
+            marks = face.frame_landmarks or marks
         points = len(marks) if frame == "landmarks" and len(marks) == len(FER_LANDMARKS) else 2
-        return _landmark_crop(gray, marks[:points], interpolation)
+        return _landmark_crop(gray, marks[:points], interpolation, level)
     x, y, w, h = box
     dx, dy = int(w * margin), int(h * margin)
     if align and marks and len(marks) >= 2:
@@ -360,33 +400,38 @@ def crop_face(
     return cv2.resize(gray[y0:y1, x0:x1], (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
 
 
-def similarity(src, dst) -> np.ndarray:
-    """The 2x3 rotation + uniform scale + shift taking points `src` nearest to `dst` (least squares)."""
+def similarity(src, dst, rotate: bool = True) -> np.ndarray:
+    """The 2x3 rotation (unless not `rotate`) + uniform scale + shift taking points `src`
+    nearest to `dst` (least squares)."""
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
     a = (src - src.mean(0)) @ (1, 1j)
     b = (dst - dst.mean(0)) @ (1, 1j)
     z = (np.conj(a) @ b) / max(float((np.conj(a) @ a).real), 1e-9)  # scale * e^(i angle)
+    z = z if rotate else z.real
     rotation = np.array([[z.real, -z.imag], [z.imag, z.real]])
     return np.hstack([rotation, (dst.mean(0) - rotation @ src.mean(0))[:, None]])
 
 
-def _landmark_crop(gray: np.ndarray, marks, interpolation: int) -> np.ndarray:
-    """48x48 with the landmarks moved onto FER_LANDMARKS. A large face is first shrunk (with
-    `interpolation`) near the crop's scale, so the final warp resamples little."""
+def _landmark_crop(gray: np.ndarray, marks, interpolation: int, level: bool) -> np.ndarray:
+    """48x48 with the landmarks moved onto FER_LANDMARKS: warped at WARP_SCALE x 48 px, then
+    shrunk with `interpolation`. A very large face is first shrunk (the same way) near that
+    scale, so the warp resamples little."""
     marks = np.asarray(marks, np.float64)
-    m = similarity(marks, FER_LANDMARKS[: len(marks)])
-    scale = math.hypot(m[0, 0], m[1, 0])  # crop pixels per image pixel
+    template = np.asarray(FER_LANDMARKS[: len(marks)]) * WARP_SCALE
+    m = similarity(marks, template, level)
+    scale = math.hypot(m[0, 0], m[1, 0])  # warped pixels per image pixel
     if scale < 0.9:  # cut the neighbourhood the crop can reach, shrink it, and work in its pixels
         cx, cy = marks.mean(0)
-        reach = int(IMAGE_SIZE * 1.5 / scale) + 2
+        reach = int(IMAGE_SIZE * WARP_SCALE * 1.5 / scale) + 2
         x0, y0 = max(0, int(cx) - reach), max(0, int(cy) - reach)
         region = gray[y0 : int(cy) + reach, x0 : int(cx) + reach]
         size = (max(1, round(region.shape[1] * scale)), max(1, round(region.shape[0] * scale)))
         gray = cv2.resize(region, size, interpolation=interpolation)
         marks = (marks - (x0, y0)) * (size[0] / region.shape[1], size[1] / region.shape[0])
-        m = similarity(marks, FER_LANDMARKS[: len(marks)])
-    flags = cv2.INTER_LINEAR if interpolation == cv2.INTER_AREA else interpolation
-    return cv2.warpAffine(gray, m, (IMAGE_SIZE, IMAGE_SIZE), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        m = similarity(marks, template, level)
+    side = IMAGE_SIZE * WARP_SCALE
+    warped = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.resize(warped, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
 
 
 def to_gray(image: Image.Image | np.ndarray) -> np.ndarray:

@@ -43,15 +43,17 @@ def find_faces(
     max_side: int = DETECT_MAX_SIDE,
     detector: str = DEFAULT_DETECTOR,
     min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    confirmed: list[tuple[int, int, int, int]] | None = None,
 ) -> list[Face]:
     """Faces found in the image; with whole_image=True the whole image is one face when none is found.
+    `confirmed`: boxes of faces followed from earlier frames (fer_core.faces.detect_faces).
 
     The detector sees the colour image (the CNN detectors were trained on colour); the crops
     are cut from its grayscale version, as FER2013's faces are gray.
     """
     array = np.asarray(image.convert("RGB")) if isinstance(image, Image.Image) else image
     gray = to_gray(array)
-    found = detect_faces(array, detector=detector, min_confidence=min_confidence, max_side=max_side)
+    found = detect_faces(array, detector, min_confidence, max_side, confirmed)
     if not found and whole_image:
         box = (0, 0, gray.shape[1], gray.shape[0])
         return [Face(box, crop_face(gray, box, margin=0.0), confidence=0.0)]

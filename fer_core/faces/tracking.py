@@ -82,6 +82,10 @@ class Tracker:
         self.tracks: dict[int, tuple[tuple[int, int, int, int], float]] = {}  # id -> (last box, last time)
         self.next_id = 0
 
+    def boxes_at(self, t: float) -> list[tuple[int, int, int, int]]:
+        """The boxes of the tracks seen at time `t` (not those only remembered from before it)."""
+        return [box for box, last in self.tracks.values() if last == t]
+
     def update(self, boxes: list[tuple[int, int, int, int]], t: float, cut: bool = False) -> list[int]:
         if cut:
             self.tracks = {}

@@ -219,17 +219,22 @@ def predict_video(
         leave=False,
         disable=not progress or video.seconds < PROGRESS_MIN_SECONDS,
     )
-    previous = -1
+    previous, previous_t = -1, None
     try:
         for index, t, rgb in video.frames(every):
             bar.update(video.decoded - bar.n)
             cut = bool(video.cuts) and video.cuts[-1] > previous  # a cut since the last sampled frame
             previous = index
-            faces = find_faces(rgb, max_side=VIDEO_DETECT_MAX_SIDE, detector=detector, min_confidence=min_confidence)
+            # a face continuing one seen in the last sampled frame was confirmed by the pair already:
+            # YuNet alone follows it, MTCNN confirms only new faces (fer_core/faces.py)
+            to_frame = (1 / video.scale[0], 1 / video.scale[1])
+            seen = [] if cut else [scale_box(box, to_frame) for box in tracker.boxes_at(previous_t)]
+            faces = find_faces(rgb, False, VIDEO_DETECT_MAX_SIDE, detector, min_confidence, confirmed=seen)
             for face in faces if video.scale != (1.0, 1.0) else []:  # a frame reduced to the image budget
                 face.box = scale_box(face.box, video.scale)
             if faces:
                 pending.append((index, t, faces, tracker.update([f.box for f in faces], t, cut)))
+            previous_t = t
             if sum(len(p[2]) for p in pending) >= BATCH_FACES:
                 flush()
         flush()
