@@ -9,11 +9,11 @@ import pytest
 
 from benchmarks.faces_dev import FACES_DEV, NO_FACE_PHOTO, face_boxes, hits
 from benchmarks.real_clip import make_clip
-from fer_core import faces
-from fer_core.faces import VIDEO_DETECT_MAX_SIDE, detect_faces, load_photo
-from fer_core.loading import load_named_model
-from fer_core.tracking import iou
-from fer_core.video import predict_video
+from fer_core.faces import detection as faces
+from fer_core.faces.detection import VIDEO_DETECT_MAX_SIDE, detect_faces, load_photo
+from fer_core.faces.tracking import iou
+from fer_core.faces.video import predict_video
+from fer_core.inference.loading import load_named_model
 
 GROUP = "2008_001322.jpg"  # a group photo of faces-dev whose faces the pair finds at 320 px
 SHOTS = (("2008_002506.jpg", "zoom"), ("2008_001322.jpg", "pan"), ("2008_002506.jpg", "pan"))

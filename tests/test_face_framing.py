@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from benchmarks.faces_dev import FACES_DEV
-from fer_core.faces import FER_LANDMARKS, Detection, crop_face, detect_faces, load_photo
-from fer_core.tracking import iou
+from fer_core.faces.detection import FER_LANDMARKS, Detection, crop_face, detect_faces, load_photo
+from fer_core.faces.tracking import iou
 
 
 def eye_dots(tilt_degrees: float) -> tuple[np.ndarray, Detection]:
