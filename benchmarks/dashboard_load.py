@@ -113,7 +113,7 @@ def main() -> None:
     from streamlit.testing.v1 import AppTest
 
     from dashboard.common import runs_table
-    from fer_core.runs import runstore
+    from fer_core.runs import run_tables
     from fer_core.runs.runstore import RunStore
 
     def visit(label: str, at: AppTest | None = None) -> AppTest:
@@ -125,7 +125,7 @@ def main() -> None:
         return at
 
     def empty_caches() -> None:
-        runstore._parquet_cache.clear()
+        run_tables._parquet_cache.clear()
         st.cache_data.clear()
 
     timings: list[tuple[str, float]] = []

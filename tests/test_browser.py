@@ -155,7 +155,7 @@ def test_compare_runs_follows_a_running_run_without_a_reload(page, committed_run
     import os
     import time
 
-    from fer_core.runs.runstore import RunWriter
+    from fer_core.runs.runwriter import RunWriter
 
     [source] = [r for r in RunStore(committed_runs).list_runs() if r["name"] == "ref-stcnn-kd2"]  # 3 epochs
     run_id, runs = source["run_id"], tmp_path / "runs"

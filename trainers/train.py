@@ -34,7 +34,8 @@ from fer_core.models import count_parameters, create_model
 from fer_core.runs.checkpoint import load_model, load_optimizer, save_checkpoint, save_optimizer
 from fer_core.runs.predictions import predictions_frame
 from fer_core.runs.presets import TrainConfig
-from fer_core.runs.runstore import RunGone, RunStore, RunWriter, now_iso
+from fer_core.runs.runstore import RunGone, RunStore, now_iso
+from fer_core.runs.runwriter import RunWriter
 from trainers import distributed
 from trainers.distill import Distiller
 from trainers.ema import WeightEMA

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.colors import qualitative
-from plotly.subplots import make_subplots
 
-from dashboard import compare
+from dashboard import compare, compare_figures
 from dashboard.common import queue, runs_table, shipped_runs, store
-from fer_core.classes import CLASSES
 from fer_core.evaluation.paper_compare import (
     MIN_EPOCHS,
     MIN_TRAIN_IMAGES,
@@ -24,8 +20,6 @@ from fer_core.evaluation.paper_compare import (
     table2_rows,
 )
 from fer_core.runs.runstore import RunActive, RunGone
-
-COLOURS = qualitative.Plotly
 
 
 def csv_button(frame: pd.DataFrame, name: str) -> None:
@@ -262,48 +256,6 @@ with st.expander("Tags, notes and delete"):
 
 
 # -- learning curves (live while jobs run) ------------------------------------------------
-def curves_figure(plotted: pd.DataFrame, x: str, metric: str, grouped: bool) -> go.Figure:
-    """One line per run and split (train dotted), or per group and split with a +-1 std band."""
-    traces = []
-    series = "group" if grouped else "run"
-    colours = {name: COLOURS[i % len(COLOURS)] for i, name in enumerate(plotted[series].unique())}
-    for (name, split), line in plotted.groupby([series, "split"], sort=False):
-        colour = colours[name]
-        y = line["mean"] if grouped else line[metric]
-        if grouped and line["runs"].max() > 1:
-            traces.append(
-                go.Scatter(
-                    x=pd.concat([line[x], line[x][::-1]]),
-                    y=pd.concat([line["upper"], line["lower"][::-1]]),
-                    fill="toself",
-                    fillcolor=colour,
-                    opacity=0.2,
-                    line={"width": 0},
-                    hoverinfo="skip",
-                    showlegend=False,
-                    legendgroup=f"{name} {split}",
-                    name=f"{name} {split} +-1 std",
-                )
-            )
-        traces.append(
-            go.Scatter(
-                x=line[x],
-                y=y,
-                mode="lines+markers",
-                name=f"{name} {split}",
-                legendgroup=f"{name} {split}",
-                line={"dash": "dot" if split == "train" else "solid", "color": colour},
-            )
-        )
-    fig = go.Figure(traces)
-    fig.update_xaxes(dtick=1 if x == "epoch" and plotted.epoch.max() <= 20 else None)  # whole epochs
-    x_title = next(label for label, column in compare.X_AXES.items() if column == x)
-    fig.update_layout(
-        xaxis_title=x_title, yaxis_title=metric, height=420, margin={"t": 30}, legend={"orientation": "h", "y": -0.2}
-    )
-    return fig
-
-
 st.subheader("Learning curves")
 c1, c2, c3, c4, c5 = st.columns([2, 2, 2, 2, 1.5])
 metric = c1.selectbox("Metric", ["accuracy", "loss", "macro_f1", "auc", "lr", "images_per_second"], key="metric")
@@ -329,7 +281,7 @@ def learning_curves(run_ids: list[str], metric: str, x: str, group_by: str, smoo
     elif group_by != "none":
         shared = "differ only in the seed" if group_by == "seed set" else f"share a {group_by}"
         st.caption(f"No two selected runs {shared}; each is drawn alone.")
-    st.plotly_chart(curves_figure(plotted, x, metric, bool(groups)), width="stretch")
+    st.plotly_chart(compare_figures.curves_figure(plotted, x, metric, bool(groups)), width="stretch")
     csv_button(plotted, "learning_curves")
 
 
@@ -348,48 +300,11 @@ for run_id in shown:
     if len(cells):  # not for a run still in its first epoch
         matrices[names.get(run_id, run_id)] = compare.confusion_matrix(cells)
 if matrices:
-    fig = make_subplots(
-        rows=1, cols=len(matrices), subplot_titles=list(matrices), shared_yaxes=True, horizontal_spacing=0.03
-    )
-    for i, counts in enumerate(matrices.values(), 1):
-        values = counts if normalise == "counts" else compare.row_shares(counts)
-        fig.add_trace(
-            go.Heatmap(
-                z=values.values,
-                x=list(CLASSES),
-                y=list(CLASSES),
-                coloraxis="coloraxis",
-                text=values.values.round(0 if normalise == "counts" else 2),
-                texttemplate="%{text}",
-                hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
-            ),
-            1,
-            i,
-        )
-    fig.update_yaxes(autorange="reversed")
-    fig.update_yaxes(title_text="true", row=1, col=1)  # shared: the labels and title once, on the left
-    fig.update_xaxes(title_text="predicted")
-    scale_title = "faces" if normalise == "counts" else "share of<br>true class"
-    fig.update_layout(
-        height=400,
-        coloraxis={"colorscale": "Purples", "colorbar": {"title": {"text": scale_title}}},
-        margin={"t": 40},
-    )
-    st.plotly_chart(fig, width="stretch")
+    st.plotly_chart(compare_figures.confusion_figure(matrices, counts=normalise == "counts"), width="stretch")
     csv_button(compare.confusion_long(matrices), "confusion_matrices")
 
     recall = compare.recalls(matrices)
-    bars = go.Figure(
-        [go.Bar(x=group["class"], y=group.recall, name=run) for run, group in recall.groupby("run", sort=False)]
-    )
-    bars.update_layout(
-        barmode="group",
-        height=320,
-        title="Per-class recall (val, best epoch)",
-        yaxis_title="recall",
-        legend_title="run",
-    )
-    st.plotly_chart(bars, width="stretch")
+    st.plotly_chart(compare_figures.recall_figure(recall), width="stretch")
     csv_button(recall, "per_class_recall")
 
 # -- the paper's tables beside ours ---------------------------------------------------------

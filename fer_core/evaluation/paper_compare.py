@@ -31,7 +31,7 @@ MIN_EPOCHS = 3  # fewer finished epochs is a smoke test, not a result
 MIN_TRAIN_IMAGES = 1000  # the bundled 700-face sample and `--limit` smoke runs are below this
 SAMPLE_DATA_NAME = "fer2013_sample"  # data/fer2013_sample.csv.gz
 
-# What Table 1 holds fixed while it varies the batch size (fer_core.runs.presets' paper-stcnn-b* presets).
+# What Table 1 holds fixed while it varies the batch size (fer_core.runs.paper_presets: paper-stcnn-b*).
 TABLE1_RECIPE = {"model": "stcnn", "optimizer": "adam", "lr": 1e-4, "weight_decay": 0.01}
 TABLE2_KEYS = ["layers", "patch_size", "hidden_size", "heads", "mlp_dim", "kernel_init"]
 METRICS = ["accuracy", "macro_f1", "loss", "auc"]
@@ -130,7 +130,7 @@ def _same(ours, theirs) -> bool:
 SWEEPS_DIR = PROJECT_ROOT / "sweeps"
 # (sweep name, how the table calls its budget): the trials of each, in their spec's order.
 TABLE1_SWEEPS = [("paper-table1-full", "full data"), ("paper-table1", "quick version")]
-# paper-stcnn-b64 and the like (fer_core.runs.presets; not imported here, as it loads PyTorch)
+# paper-stcnn-b64 and the like (fer_core.runs.paper_presets; not imported here, as it loads PyTorch)
 PAPER_PRESET = re.compile(r"^paper-(?P<model>[a-z0-9]+)-b(?P<batch>\d+)$")
 TABLE1_BUDGET_NOTE = (
     "One row per trial of each sweep, at the budget it was given (epochs, training faces), best epoch chosen "

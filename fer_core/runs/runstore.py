@@ -12,31 +12,33 @@ store. Locally every file is written under a hidden temporary name and renamed i
 on an object store a PUT is atomic by itself. Either way a reader (the dashboard, pandas,
 DuckDB on `metrics/*.parquet`) never sees half a file. Trainers keep checkpoints in a local
 folder and upload them after each save; readers fetch them into a local cache.
-This module is the only way the dashboard touches runs.
+This module is the only way the dashboard touches runs; a trainer writes its run through
+`RunStore.create`'s RunWriter (runwriter.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import secrets
 import shutil
 import socket
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import fsspec
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..atomic import atomic_write
 from ..paths import RESULTS_DIR, cache_dir
+from . import run_tables
+
+if TYPE_CHECKING:
+    from .runwriter import RunWriter
 
 STALE_SECONDS = 30.0
 # The statuses of runs and jobs, named once: still going; ended by the trainer itself with
@@ -45,7 +47,6 @@ ACTIVE = ("queued", "running")
 COMPLETED = ("finished", "cancelled")
 RESUMABLE = ("failed", "cancelled")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_parquet_cache: dict[str, tuple[tuple, pa.Table]] = {}
 
 
 def default_runs_dir() -> Path | str:
@@ -61,11 +62,6 @@ def now_iso() -> str:
 def write_json_atomic(path: Path, data: dict) -> None:
     text = json.dumps(data, indent=2, default=str)
     atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-def _version(info: dict) -> tuple:
-    """What changes when a file is rewritten: content hash on object stores, mtime locally."""
-    return (info.get("ETag") or info.get("mtime") or info.get("LastModified"), info.get("size"))
 
 
 class RunGone(LookupError):
@@ -173,6 +169,8 @@ class RunStore:
     def create(
         self, config: dict, name: str | None = None, run_id: str | None = None, status: str = "running"
     ) -> RunWriter:
+        from .runwriter import RunWriter  # runwriter.py builds on this module
+
         run_id = run_id or self.new_run_id(config.get("model", "run"), name)
         if self.local:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -273,51 +271,24 @@ class RunStore:
         return info
 
     def _parquet_files(self, run_id: str, kind: str) -> list[dict]:
-        """The finished Parquet files of one kind (temporary names start with a dot)."""
-        files = [e for e in self._ls(self._path(run_id, kind)) if e["type"] == "file"]
-        return sorted(
-            (e for e in files if e["name"].endswith(".parquet") and not e["name"].rsplit("/", 1)[-1].startswith(".")),
-            key=lambda e: e["name"],
-        )
-
-    def _read_parquet(self, entry: dict) -> pa.Table:
-        """Read a Parquet file once per version: live views re-read only what changed. Kept as
-        Arrow (ParquetFile.read: a fraction of pd.read_parquet's cost per small file)."""
-        key = f"{self.fs.protocol}|{entry['name']}"
-        hit = _parquet_cache.get(key)
-        if hit and hit[0] == _version(entry):
-            return hit[1]
-        table = pq.ParquetFile(entry["name"] if self.local else io.BytesIO(self.fs.cat_file(entry["name"]))).read()
-        _parquet_cache[key] = (_version(entry), table)
-        return table
+        """The finished Parquet files of one kind (run_tables.py reads them)."""
+        return run_tables.finished_parquet(self._ls(self._path(run_id, kind)))
 
     def _frames(self, kind: str, run_ids: list[str] | None, epochs: dict | None = None) -> pd.DataFrame:
-        """All files of a kind as one frame: concatenated as Arrow and converted once, since a run
-        has a file per epoch and pandas costs milliseconds per frame. `epochs`: run id -> the one
-        epoch file to read (None: the run's newest)."""
+        """All files of a kind as one frame. `epochs`: run id -> the one epoch file to read (None:
+        the run's newest)."""
         ids = run_ids if run_ids is not None else [r["run_id"] for r in self.list_runs()]
         tables = []
         for run_id in ids:
             entries = self._parquet_files(run_id, kind)
             if epochs is not None:  # one epoch file per run: the one asked for, else the newest
-                entries = [e for e in entries if "/epoch_" in e["name"]]
-                wanted = epochs.get(run_id)
-                entries = (
-                    [e for e in entries if e["name"].endswith(f"/epoch_{wanted:04d}.parquet")]
-                    if wanted
-                    else entries[-1:]
-                )
+                entries = run_tables.one_epoch(entries, epochs.get(run_id))
             for entry in entries:
                 try:
-                    tables.append(self._read_parquet(entry))
+                    tables.append(run_tables.read_table(self.fs, entry, self.local))
                 except FileNotFoundError:
                     continue  # deleted between listing and reading
-        if not tables:
-            return pd.DataFrame()
-        try:
-            return pa.concat_tables(tables, promote_options="permissive").to_pandas()
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column whose types no promotion unifies
-            return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+        return run_tables.as_frame(tables)
 
     def metrics(self, run_ids: list[str] | None = None) -> pd.DataFrame:
         """One row per (run, epoch, split[, tta]) for the given runs (all runs if None)."""
@@ -364,7 +335,7 @@ class RunStore:
         """Copy checkpoints/<filename> of a remote run into `folder` unless the copy is current."""
         remote, local = self._path(run_id, "checkpoints", filename), folder / filename
         try:
-            version = json.dumps(_version(self.fs.info(remote)), default=str)
+            version = json.dumps(run_tables.file_version(self.fs.info(remote)), default=str)
         except FileNotFoundError:
             return local  # nothing to fetch; callers check local.exists()
         stamp = folder / f".{filename}.version"
@@ -405,92 +376,3 @@ class RunStore:
             shutil.rmtree(self.run_dir(run_id))
         else:
             self.fs.rm(self._path(run_id), recursive=True)
-
-
-class RunWriter:
-    """What a trainer uses to write one run."""
-
-    def __init__(self, store: RunStore, run_id: str):
-        self.store, self.run_id = store, run_id
-        self.dir = store.run_dir(run_id)
-        self.checkpoint_dir = store.local_checkpoint_dir(run_id)
-        self._last_heartbeat = 0.0
-        self._lock = threading.Lock()
-        self._stop_beating = threading.Event()
-        self.gone = threading.Event()  # set once the run was found deleted: nothing is written after
-
-    def _guarded(self, write, *args, **kwargs):
-        """Every write of the run: refused once it was deleted, and marks it so."""
-        if self.gone.is_set():
-            raise RunGone(f"run {self.run_id} was deleted")
-        try:
-            return write(*args, **kwargs)
-        except RunGone:
-            self.gone.set()
-            raise
-
-    def update(self, **fields) -> dict:
-        with self._lock:  # the keep-alive thread updates run.json too
-            return self._guarded(self.store.update, self.run_id, **fields)
-
-    def check(self) -> None:
-        """RunGone if the run was deleted: before writing files the store does not write
-        (a local run's checkpoints), which would otherwise bring its folder back."""
-        self._guarded(self.store.read_run, self.run_id)
-
-    def keep_alive(self, every: float = 5.0, on_gone=None) -> None:
-        """Heartbeat from a background thread until stop_keep_alive(), so that long steps
-        between batches (the final ten-crop evaluation takes minutes on a CPU) do not make
-        a working trainer read as dead. When the run is found deleted the beating stops and
-        `on_gone()` is called (the trainer stops then, not at its next write)."""
-
-        def beat() -> None:
-            while not self._stop_beating.wait(every):
-                try:
-                    self.update(heartbeat=now_iso(), heartbeat_unix=time.time())
-                except RunGone:
-                    if on_gone is not None:
-                        on_gone()
-                    return
-                except OSError:
-                    pass  # a full or read-only disk: the trainer's own write reports it
-
-        threading.Thread(target=beat, name="heartbeat", daemon=True).start()
-
-    def stop_keep_alive(self) -> None:
-        self._stop_beating.set()
-
-    def heartbeat(self, progress: dict | None = None, force: bool = False, every: float = 2.0) -> None:
-        now = time.time()
-        if force or now - self._last_heartbeat >= every:
-            fields = {"heartbeat": now_iso(), "heartbeat_unix": now}
-            if progress is not None:
-                fields["progress"] = progress
-            self.update(**fields)
-            self._last_heartbeat = now
-
-    def write_metrics(self, stem: str, rows: list[dict], confusion_rows: list[dict]) -> None:
-        for kind, frame in (("metrics", pd.DataFrame(rows)), ("confusion", pd.DataFrame(confusion_rows))):
-            path = self.store._path(self.run_id, kind, f"{stem}.parquet")
-            self._guarded(self.store._write, path, frame.to_parquet(index=False))
-
-    def publish_checkpoints(self, *filenames: str) -> None:
-        """Upload checkpoints just saved in checkpoint_dir (nothing to do for a local store)."""
-        if not self.store.local:
-            for name in filenames:
-                path = self.store._path(self.run_id, "checkpoints", name)
-                self._guarded(self.store._write, path, (self.checkpoint_dir / name).read_bytes())
-
-    def fetch_checkpoints(self, *filenames: str) -> None:
-        """Before resuming on this machine: bring the run's checkpoints into checkpoint_dir."""
-        if not self.store.local:
-            for name in filenames:
-                self.store.fetch(self.run_id, name, self.checkpoint_dir)
-
-    def drop_epochs_after(self, epoch: int) -> None:
-        """On resume: forget epochs newer than the checkpoint we continue from."""
-        for kind in ("metrics", "confusion"):
-            for entry in self.store._parquet_files(self.run_id, kind):
-                stem = entry["name"].rsplit("/", 1)[-1].removesuffix(".parquet")
-                if stem.startswith("epoch_") and int(stem.split("_")[1]) > epoch:
-                    self.store.fs.rm_file(entry["name"])
