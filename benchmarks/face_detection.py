@@ -60,11 +60,11 @@ from fer_core.faces.detection import (  # noqa: E402
     DETECT_MAX_SIDE,
     VIDEO_DETECT_MAX_SIDE,
     Detection,
-    crop_face,
     detect_faces,
     load_photo,
     to_gray,
 )
+from fer_core.faces.framing import crop_face  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 SIDES = (VIDEO_DETECT_MAX_SIDE, 640, DETECT_MAX_SIDE)

@@ -13,7 +13,7 @@ frame the crop:
 - eyes / five landmarks: the scale and shift (and, levelled, the rotation) that move the
   landmarks (the mean of MTCNN's and YuNet's) nearest to where FER2013 faces have them - their
   median positions over train faces found the same way (printed; FER_LANDMARKS in
-  fer_core/faces.py holds them rounded), warped at 4x 48 px and shrunk with INTER_AREA;
+  fer_core/faces/framing.py holds them rounded), warped at 4x 48 px and shrunk with INTER_AREA;
 - resampling variants of the chosen framing (the 4x warp shrunk otherwise). (Grey conversion cannot differ here: FER2013
   faces are grey already; the photo path converts colour with OpenCV's BT.601 weights.)
 
@@ -31,7 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fer_core.classes import CLASSES  # noqa: E402
-from fer_core.faces.detection import DEFAULT_DETECTOR, FER_LANDMARKS, Detection, crop_face, detect_faces, to_gray  # noqa: E402
+from fer_core.faces.detection import DEFAULT_DETECTOR, Detection, detect_faces, to_gray  # noqa: E402
+from fer_core.faces.framing import FER_LANDMARKS, crop_face  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
 ENLARGE, CANVAS = 4, 384
@@ -110,7 +111,8 @@ def main() -> None:
     template = landmark_template(train)
     print(
         f"Template: the landmarks' median positions over {len(train)} train faces found by {DEFAULT_DETECTOR} "
-        f"(FER_LANDMARKS in fer_core/faces.py): {np.round(template, 1).tolist()}; in use: {list(FER_LANDMARKS)}\n"
+        f"(FER_LANDMARKS in fer_core/faces/framing.py): {np.round(template, 1).tolist()}; "
+        f"in use: {list(FER_LANDMARKS)}\n"
     )
     faces, labels = load(args.data, "val", args.step)
     found = found_in_pictures(faces)

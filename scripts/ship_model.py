@@ -30,7 +30,8 @@ from fer_core.classes import CLASSES
 from fer_core.data.fer2013 import load_dataset, stratified_indices
 from fer_core.evaluation.metrics import classification_metrics
 from fer_core.inference.loading import load_models
-from fer_core.inference.onnx_export import CALIBRATION_FACES, ExportError, OnnxModel, export_int8
+from fer_core.inference.onnx_export import ExportError, OnnxModel
+from fer_core.inference.onnx_int8 import CALIBRATION_FACES, export_int8
 from fer_core.inference.probabilities import ensemble_probs
 from fer_core.inference.registry import SHIPPED_MODELS_DIR, ensemble_members, int8_path, model_record, record_path
 from fer_core.models import count_parameters

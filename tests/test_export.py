@@ -27,8 +27,8 @@ from fer_core.inference.onnx_export import (
     export_model,
     read_metadata,
     source_metadata,
-    val_accuracy,
 )
+from fer_core.inference.onnx_int8 import val_accuracy
 from fer_core.inference.probabilities import predict_probs
 from fer_core.inference.registry import ENSEMBLE, int8_path, model_record, resolve, resolve_model_path, shipped_tta
 from fer_core.models import create_model

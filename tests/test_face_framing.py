@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from benchmarks.faces_dev import FACES_DEV
-from fer_core.faces.detection import FER_LANDMARKS, Detection, crop_face, detect_faces, load_photo
+from fer_core.faces.detection import Detection, detect_faces, load_photo
+from fer_core.faces.framing import FER_LANDMARKS, crop_face
 from fer_core.faces.tracking import iou
 
 

@@ -19,10 +19,10 @@ from fer_core.faces.detection import (
     DETECTORS,
     VIDEO_DETECT_MAX_SIDE,
     Detection,
-    crop_face,
     detect_faces,
     to_gray,
 )
+from fer_core.faces.framing import crop_face
 from tests.conftest import detectable_faces, make_photo
 
 DATA = Path(__file__).parent / "data"

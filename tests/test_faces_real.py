@@ -13,14 +13,13 @@ from benchmarks.faces_dev import FACES_DEV, NO_FACE_PHOTO, face_boxes, match
 from fer_core.faces.detection import (
     DEFAULT_DETECTOR,
     DETECT_MAX_SIDE,
-    FER_LANDMARKS,
     Detection,
-    crop_face,
     detect_faces,
     load_photo,
     plausible_face,
     to_gray,
 )
+from fer_core.faces.framing import FER_LANDMARKS, crop_face
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from PIL import Image
 from ..classes import CLASSES
 from ..inference.calibration import Blend
 from ..inference.probabilities import ensemble_probs
-from .detection import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, crop_face, detect_faces, to_gray
+from .detection import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECT_MAX_SIDE, detect_faces, to_gray
+from .framing import crop_face
 
 
 @dataclass

@@ -99,7 +99,7 @@ class Video:
         self._is_cut = CutDetector()
         self.damaged = 0  # packets the decoder refused
         self.size = (self.stream.codec_context.width, self.stream.codec_context.height)
-        try:  # the image budget (fer_core/faces.py): larger frames refused, large ones reduced
+        try:  # the image budget (faces/detection.py): larger frames refused, large ones reduced
             check_pixels(self.path, *self.size)
         except ImageError as e:
             self.container.close()
@@ -179,39 +179,74 @@ def predict_video(
     if smooth < 0:
         raise ValueError(f"smooth must be 0 (off) or more, not {smooth}")
     begin = time.perf_counter()
-    if blend is not None and set(blend.weights) <= set(models):
-        # a member the blend gives no weight (the shipped ensemble's vit) changes no answer: not run
-        used = [name for name, weight in blend.weights.items() if weight > 0]
-        models = {name: models[name] for name in used}
-        blend = Blend({name: blend.weights[name] for name in used}, blend.temperatures, blend.temperature)
+    models, blend = _weighted_members(models, blend)
     video = Video(path)
-    # a track outlives a missed detection or two: 1 s, or 2.5 sampling intervals with a large `every`
-    tracker = Tracker(max(TRACK_MEMORY_SECONDS, 2.5 * every / (video.fps or 25)))
-    smoother = Smoother(smooth)
-    frames: list[dict] = []
-    pending: list[tuple[int, float, list[Face], list[int]]] = []
+    classifier = _BatchClassifier(models, tta, blend, Smoother(smooth))
+    _follow_faces(video, every, detector, min_confidence, classifier, progress)
+    if not video.decoded:
+        detail = f"; {video.damaged} damaged packets" if video.damaged else ""
+        raise VideoError(f"{video.path}: no decodable frames{detail}")
+    return _video_result(path, video, classifier.frames, time.perf_counter() - begin)
 
-    def classify(batch) -> None:
-        classify_faces([f for *_, faces, _ in batch for f in faces], models, tta, VIDEO_DTYPE, blend)
+
+def _weighted_members(models: dict[str, torch.nn.Module], blend: Blend | None):
+    """The models and blend without the members the blend gives no weight (the shipped
+    ensemble's vit): such a member changes no answer, so it is not run."""
+    if blend is None or not set(blend.weights) <= set(models):
+        return models, blend
+    used = [name for name, weight in blend.weights.items() if weight > 0]
+    models = {name: models[name] for name in used}
+    return models, Blend({name: blend.weights[name] for name in used}, blend.temperatures, blend.temperature)
+
+
+class _BatchClassifier:
+    """The faces of many frames classified together, on a second thread while the next frames
+    are decoded and searched: detection's small networks keep two cores only partly busy, so
+    the two overlap (one batch at a time, in order). `frames` collects the classified frames."""
+
+    def __init__(self, models, tta, blend: Blend | None, smoother: Smoother):
+        self.models, self.tta, self.blend, self.smoother = models, tta, blend, smoother
+        self.frames: list[dict] = []
+        self.pending: list[tuple[int, float, list[Face], list[int]]] = []
+        self.worker, self.job = ThreadPoolExecutor(1, thread_name_prefix="classify"), None
+
+    def add(self, index: int, t: float, faces: list[Face], tracks: list[int]) -> None:
+        """One frame's faces and their tracks; a full batch (BATCH_FACES) goes to the worker."""
+        self.pending.append((index, t, faces, tracks))
+        if sum(len(p[2]) for p in self.pending) >= BATCH_FACES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Waits for the batch in work, then hands it the pending frames (if any)."""
+        if self.job is not None:
+            self.job.result()
+        self.job = self.worker.submit(self._classify, self.pending.copy()) if self.pending else None
+        self.pending.clear()
+
+    def finish(self) -> None:
+        self.flush()
+        self.flush()  # waits for the last batch
+
+    def close(self) -> None:
+        self.worker.shutdown(wait=True, cancel_futures=True)
+
+    def _classify(self, batch) -> None:
+        classify_faces([f for *_, faces, _ in batch for f in faces], self.models, self.tta, VIDEO_DTYPE, self.blend)
         for index, t, faces, tracks in batch:
             entries = []
             for face, track in zip(faces, tracks, strict=True):
-                face.probabilities, face.blend = {"smoothed": smoother(track, face.combined())}, None
+                face.probabilities, face.blend = {"smoothed": self.smoother(track, face.combined())}, None
                 entries.append({**face_json(face), "track": track})
-            frames.append({"frame": index, "time": round(t, 3), "faces": entries})
+            self.frames.append({"frame": index, "time": round(t, 3), "faces": entries})
 
-    # Batches are classified on a second thread while the next frames are decoded and searched:
-    # detection's small networks keep two cores only partly busy, so the two overlap (one batch
-    # at a time, in order).
-    worker, job = ThreadPoolExecutor(1, thread_name_prefix="classify"), None
 
-    def flush() -> None:
-        nonlocal job
-        if job is not None:
-            job.result()
-        job = worker.submit(classify, pending.copy()) if pending else None
-        pending.clear()
-
+def _follow_faces(
+    video: Video, every: int, detector: str, min_confidence: float, classifier: _BatchClassifier, progress: bool
+) -> None:
+    """Every `every`-th frame's faces found, tracked across frames and handed to `classifier`;
+    the video, the classifier and the progress bar are closed at the end."""
+    # a track outlives a missed detection or two: 1 s, or 2.5 sampling intervals with a large `every`
+    tracker = Tracker(max(TRACK_MEMORY_SECONDS, 2.5 * every / (video.fps or 25)))
     bar = tqdm(
         total=video.expected_frames or None,
         unit="frame",
@@ -226,29 +261,26 @@ def predict_video(
             cut = bool(video.cuts) and video.cuts[-1] > previous  # a cut since the last sampled frame
             previous = index
             # a face continuing one seen in the last sampled frame was confirmed by the pair already:
-            # YuNet alone follows it, MTCNN confirms only new faces (fer_core/faces.py)
+            # YuNet alone follows it, MTCNN confirms only new faces (faces/detection.py)
             to_frame = (1 / video.scale[0], 1 / video.scale[1])
             seen = [] if cut else [scale_box(box, to_frame) for box in tracker.boxes_at(previous_t)]
             faces = find_faces(rgb, False, VIDEO_DETECT_MAX_SIDE, detector, min_confidence, confirmed=seen)
             for face in faces if video.scale != (1.0, 1.0) else []:  # a frame reduced to the image budget
                 face.box = scale_box(face.box, video.scale)
             if faces:
-                pending.append((index, t, faces, tracker.update([f.box for f in faces], t, cut)))
+                classifier.add(index, t, faces, tracker.update([f.box for f in faces], t, cut))
             previous_t = t
-            if sum(len(p[2]) for p in pending) >= BATCH_FACES:
-                flush()
-        flush()
-        flush()  # waits for the last batch
+        classifier.finish()
     except av.error.FFmpegError as e:  # the container broke down between packets
         raise VideoError(f"{video.path}: not a readable video ({_reason(e)})") from None
     finally:
-        worker.shutdown(wait=True, cancel_futures=True)
+        classifier.close()
         bar.close()
         video.close()
-    if not video.decoded:
-        detail = f"; {video.damaged} damaged packets" if video.damaged else ""
-        raise VideoError(f"{video.path}: no decodable frames{detail}")
-    seconds = time.perf_counter() - begin
+
+
+def _video_result(path: str | os.PathLike, video: Video, frames: list[dict], seconds: float) -> dict:
+    """predict_video's answer, with a `warning` when the file decoded only in part."""
     result = {
         "path": str(path),
         "video": {

@@ -24,8 +24,8 @@ load them with fer_core.inference.onnx_cache.load_onnx_model per name.
 
 Each fp32 export is checked against PyTorch on real faces before it is put in place (max |dp| of
 the softmax probabilities <= 1e-4 and the same argmax on every face); a failed check leaves no file.
-int8 (ONNX Runtime static quantization, QDQ, calibrated on stratified train faces) is checked by
-its val accuracy against the fp32 model's instead.
+int8 (ONNX Runtime static quantization, QDQ, calibrated on stratified train faces:
+fer_core/inference/onnx_int8.py) is checked by its val accuracy against the fp32 model's instead.
 """
 
 from __future__ import annotations
@@ -45,15 +45,14 @@ from ..atomic import atomic_write
 from ..classes import CLASSES, NUM_CLASSES
 from ..data.augment import MEAN, STD
 from ..paths import PROJECT_ROOT
-from ..runs.checkpoint import file_sha256, load_model
-from .registry import ModelRef, resolve
+from ..runs.checkpoint import file_sha256
+from .registry import ModelRef
 
 FORMAT_VERSION = "2"  # the export code's version: bump it when what this module writes changes
 OPSET = 20  # the ONNX opset of every export (torch.onnx.export's opset_version)
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 CHECK_FACES = 256  # real val faces each export is checked on
 MAX_PROB_DIFF = 1e-4  # max |p_onnx - p_torch| allowed
-CALIBRATION_FACES = 512  # int8: stratified train faces, seed 0
 SAMPLE_DATA = PROJECT_ROOT / "data" / "fer2013_sample.csv.gz"  # real faces bundled with the repo
 
 
@@ -210,7 +209,8 @@ def _export_graph(model: torch.nn.Module, path: Path) -> None:
     program.save(str(path))
 
 
-def _write_metadata(path: Path, metadata: dict[str, str], doc: str) -> None:
+def write_metadata(path: Path, metadata: dict[str, str], doc: str) -> None:
+    """Replaces a file's metadata_props and doc string (and drops the nodes' own metadata)."""
     import onnx
 
     proto = onnx.load(str(path))
@@ -273,7 +273,7 @@ def export_model(
     def write(tmp: Path) -> None:
         nonlocal result
         _export_graph(model, tmp)
-        _write_metadata(
+        write_metadata(
             tmp,
             format_metadata(metadata),
             f"fer-lab {metadata.get('fer.name')}: "
@@ -306,180 +306,3 @@ def check_faces(data: str | os.PathLike, n: int = CHECK_FACES) -> np.ndarray:
 
     val = load_dataset(data).splits["val"]
     return val.images[stratified_indices(val.labels, n, seed=0)]
-
-
-# ----------------------------------------------------------------------------- int8 (ORT static QDQ)
-
-
-def quantize_int8(
-    fp32_path: str | os.PathLike,
-    out: str | os.PathLike,
-    calibration: np.ndarray,
-    method: str = "minmax",
-    per_channel: bool = True,
-    exclude: tuple[str, ...] = (),
-    fp32_transformer: bool = True,
-    percentile: float = 99.999,
-) -> None:
-    """ONNX Runtime static quantization of an exported fp32 file: QDQ format, int8 per-channel weights,
-    uint8 activations whose ranges come from `calibration` (uint8 faces [N, 48, 48]); metadata kept.
-    `exclude`: node-name substrings kept in fp32; fp32_transformer: an ST-CNN's spatial transformer
-    (every node before its GridSample: localisation net and theta) stays fp32, as in fer_core.quantize."""
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from ..data.augment import to_model_input
-
-    faces = to_model_input(torch.from_numpy(np.asarray(calibration, dtype=np.uint8))).numpy()
-
-    class Reader(CalibrationDataReader):
-        def __init__(self, batch: int = 64):
-            self.batches = iter([faces[i : i + batch] for i in range(0, len(faces), batch)])
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            return None if batch is None else {INPUT_NAME: batch}
-
-    out = Path(out)
-    metadata = {p.key: p.value for p in onnx.load(str(fp32_path), load_external_data=False).metadata_props}
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }
-
-    def write(tmp: Path) -> None:
-        pre = tmp.with_name(tmp.name + ".pre.onnx")
-        try:
-            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _quiet_root_logger():
-                warnings.simplefilter("ignore")
-                quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-                nodes = list(onnx.load(str(pre)).graph.node)
-                keep = [n.name for n in nodes if any(e in n.name for e in exclude)]
-                grid = next((i for i, n in enumerate(nodes) if n.op_type == "GridSample"), None)
-                if fp32_transformer and grid is not None:
-                    keep += [n.name for n in nodes[: grid + 1]]
-                quantize_static(
-                    str(pre),
-                    str(tmp),
-                    Reader(),
-                    quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8,
-                    per_channel=per_channel,
-                    calibrate_method=methods[method],
-                    nodes_to_exclude=keep,
-                    extra_options={"CalibMovingAverage": False, "CalibPercentile": percentile},
-                )
-        finally:
-            pre.unlink(missing_ok=True)
-        metadata.update(
-            {
-                "fer.precision": "int8",
-                "fer.int8": json.dumps(
-                    {
-                        "tool": "onnxruntime.quantization.quantize_static",
-                        "format": "QDQ",
-                        "weights": "int8 per-channel" if per_channel else "int8",
-                        "activations": "uint8",
-                        "calibration": method + (f" {percentile}" if method == "percentile" else ""),
-                        "calibration_faces": len(faces),
-                        "excluded": list(exclude),
-                        "fp32_spatial_transformer": fp32_transformer and grid is not None,
-                    }
-                ),
-            }
-        )
-        _write_metadata(tmp, metadata, onnx.load(str(fp32_path), load_external_data=False).doc_string)
-
-    atomic_write(out, write)
-
-
-@contextlib.contextmanager
-def _quiet_root_logger():
-    """onnxruntime.quantization logs per-tensor notes (e.g. on LayerNorm weights) on the root logger."""
-    import logging
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
-def calibration_faces(data: str | os.PathLike, n: int = CALIBRATION_FACES) -> np.ndarray:
-    from ..data.fer2013 import load_dataset, stratified_indices
-
-    train = load_dataset(data).splits["train"]
-    return train.images[stratified_indices(train.labels, n, seed=0)]
-
-
-def val_accuracy(model: torch.nn.Module, data: str | os.PathLike, limit: int | None = None) -> float:
-    """Val accuracy, no TTA (all faces, or `limit` stratified ones, seed 0)."""
-    from ..data.fer2013 import load_dataset, stratified_indices
-    from .probabilities import predict_probs
-
-    val = load_dataset(data).splits["val"]
-    if limit:
-        val = val.subset(stratified_indices(val.labels, limit, seed=0))
-    return float((predict_probs(model, val.images)[0].argmax(1) == val.labels).mean())
-
-
-def export_int8(
-    source: str | ModelRef,
-    target: Path,
-    data,
-    min_accuracy_drop: float = 0.005,
-    method: str = "minmax",
-    percentile: float = 99.999,
-) -> None:
-    """fp32 export (checked), static int8 quantization, and the full-val accuracy of both (no TTA);
-    ExportError (nothing written) if int8 loses more than min_accuracy_drop."""
-    import tempfile
-
-    source = resolve(source)
-    name = source.spec
-    model = load_model(source.weights)
-    with tempfile.TemporaryDirectory() as tmp:
-        fp32 = Path(tmp) / "fp32.onnx"
-        result = export_model(model, fp32, source_metadata(source), check=check_faces(data))
-        print(f"{name}: fp32 graph vs PyTorch: {result}")
-        staged = Path(tmp) / "int8.onnx"
-        quantize_int8(fp32, staged, calibration_faces(data), method=method, percentile=percentile)
-        fp32_acc, int8_acc = val_accuracy(OnnxModel(fp32), data), val_accuracy(OnnxModel(staged), data)
-        subset = val_accuracy(OnnxModel(staged), data, limit=700)
-        print(
-            f"{name}: val accuracy (all faces, no TTA) fp32 {fp32_acc:.4f}, int8 {int8_acc:.4f}; "
-            f"int8 on 700 stratified val faces (seed 0) {subset:.4f}"
-        )
-        if int8_acc < fp32_acc - min_accuracy_drop:
-            raise ExportError(
-                f"{name}: int8 loses {fp32_acc - int8_acc:.4f} of val accuracy (more than {min_accuracy_drop})"
-            )
-        _write_metadata(
-            staged,
-            {
-                **read_raw_metadata(staged),
-                "fer.int8_val_accuracy": f"{int8_acc:.4f}",
-                "fer.fp32_val_accuracy": f"{fp32_acc:.4f}",
-                "fer.int8_val_subset_accuracy": f"{subset:.4f}",
-            },
-            f"fer-lab {name} int8 (QDQ)",
-        )
-        atomic_write(target, lambda t: t.write_bytes(staged.read_bytes()))
-        print(f"{name}: wrote {target} ({target.stat().st_size / 2**20:.1f} MB)")
-
-
-def read_raw_metadata(path) -> dict[str, str]:
-    import onnx
-
-    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}

@@ -1,7 +1,8 @@
 """`fer-export`: a shipped model, run or checkpoint to ONNX (fp32 or int8), checked against
 PyTorch on real val faces; `--cache` fills the cache that `--backend auto` runs from.
 
-The export itself is fer_core/inference/onnx_export.py (its docstring describes the files)."""
+The export itself is fer_core/inference/onnx_export.py (its docstring describes the files), int8
+fer_core/inference/onnx_int8.py."""
 
 from __future__ import annotations
 
@@ -15,17 +16,16 @@ import torch
 from ..inference import onnx_export
 from ..inference.onnx_cache import fill_cache
 from ..inference.onnx_export import (
-    CALIBRATION_FACES,
     CHECK_FACES,
     MAX_PROB_DIFF,
     ExportError,
     check_faces,
     default_data,
-    export_int8,
     export_model,
     source_metadata,
 )
-from ..inference.registry import SHIPPED_MODELS_DIR, model_names, resolve, shipped_names
+from ..inference.onnx_int8 import CALIBRATION_FACES, export_int8
+from ..inference.registry import SHIPPED_MODELS_DIR, ModelRef, model_names, resolve, shipped_names
 from ..runs.checkpoint import load_model
 
 
@@ -38,8 +38,7 @@ def _out_name(spec: str, model: torch.nn.Module) -> str:
     return Path(spec).stem
 
 
-def export_main(argv: list[str] | None = None) -> int:
-    """`fer-export`: a model to ONNX, checked against PyTorch on real val faces."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fer-export", description=onnx_export.__doc__.splitlines()[0])
     parser.add_argument(
         "--model",
@@ -80,6 +79,12 @@ def export_main(argv: list[str] | None = None) -> int:
         "99.9 is the best measured for resnet50)",
     )
     parser.add_argument("--runs-dir", default=None)
+    return parser
+
+
+def export_main(argv: list[str] | None = None) -> int:
+    """`fer-export`: a model to ONNX, checked against PyTorch on real val faces."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.cache:
         return _fill_cache(args.model, args.runs_dir)
@@ -104,6 +109,11 @@ def export_main(argv: list[str] | None = None) -> int:
     except (KeyError, ValueError, OSError) as e:
         print(f"fer-export: error: --data {data}: no val faces to check on ({e})", file=sys.stderr)
         return 2
+    return _export(args, data, names, models, faces)
+
+
+def _export(args: argparse.Namespace, data, names: list[str], models: list[ModelRef], faces) -> int:
+    """Each resolved model exported (fp32 checked on `faces`, or int8) into args.out: 1 if any failed."""
     failed = False
     for name, source in zip(names, models, strict=True):
         model = load_model(source.weights)
