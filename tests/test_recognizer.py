@@ -98,3 +98,23 @@ def test_bad_input_is_a_clear_value_error(recognize, image, color, message):
 def test_unknown_model_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match="shipped"):
         Recognizer("no-such-model")
+
+
+@pytest.mark.parametrize("model", ["ensemble", ["stcnn", "vit"]])
+def test_each_model_is_resolved_once(model, photo, monkeypatch):
+    """A spec is looked up once (registry.resolve -> ModelRef) and the ModelRef is handed down to
+    loading, the runtime choice, the views and the blend: no layer looks the name up again, also
+    when the recognizer changes its view or loads its batch models."""
+    from fer_core.inference import registry
+
+    looked_up = []
+    real = registry.resolve_model_path
+    monkeypatch.setattr(registry, "resolve_model_path", lambda spec, *a: looked_up.append(str(spec)) or real(spec, *a))
+    recognize = Recognizer(model, backend="torch")
+    names = registry.model_names(model) if isinstance(model, str) else model
+    assert sorted(looked_up) == sorted(names) and set(recognize.refs) == set(names)
+    recognize(photo)
+    recognize.batch_models()
+    if isinstance(model, str):
+        recognize.with_options(tta="none")(photo)
+    assert sorted(looked_up) == sorted(names)  # nothing looked up again

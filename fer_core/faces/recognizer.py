@@ -23,14 +23,14 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..inference.loading import load_models, load_named_model, resolve_backend
+from ..inference.loading import choose_runtime, load_models, load_named_model
 from ..inference.registry import (
     default_model,
     ensemble_members,
     ensemble_runs,
     member_views,
-    model_names,
-    resolve_tta,
+    resolve,
+    resolve_models,
     shipped_blend,
 )
 from .detection import (
@@ -117,17 +117,21 @@ class Recognizer:
         and the ensemble's label is the weighted one its card reports."""
         model = default_model() if model is None else model
         self.model, self.calibrated = model, calibrated
-        if isinstance(model, str):
-            models = load_models(model, "cpu", runs_dir, int8=int8, backend=backend)
-            self.models = dict(zip(model_names(model), models, strict=True))
-            self.views = member_views(model, tta)
+        if isinstance(model, str):  # each name resolved once (registry.ModelRef), then handed down
+            self.refs = resolve_models(model, runs_dir)
+            self.models = dict(zip(self.refs, load_models(self.refs, "cpu", int8=int8, backend=backend), strict=True))
+            self.views = member_views(model, tta, self.refs)
         else:
-            self.models = {spec: load_models(spec, "cpu", runs_dir, int8=int8, backend=backend)[0] for spec in model}
+            self.refs = {spec: resolve(spec, runs_dir) for spec in model}
+            self.models = {
+                spec: load_models({spec: ref}, "cpu", int8=int8, backend=backend)[0] for spec, ref in self.refs.items()
+            }
+            views = tta if isinstance(tta, dict) else dict.fromkeys(model, tta)
             self.views = {
-                spec: resolve_tta(tta.get(spec, "auto") if isinstance(tta, dict) else tta, spec) for spec in model
+                spec: ref.view if views.get(spec, "auto") == "auto" else views[spec] for spec, ref in self.refs.items()
             }
         self._blend()
-        self._options = {"runs_dir": runs_dir, "int8": int8, "backend": backend}
+        self._options = {"int8": int8, "backend": backend}
         self._batch_models: dict = {}  # filled on first use; shared with with_options() copies
         self.detector, self.min_face_confidence = detector, min_face_confidence
         self.whole_image, self.max_side = whole_image, max_side
@@ -140,7 +144,7 @@ class Recognizer:
         if not isinstance(spec, str):  # models side by side: the ensemble's blend over its members
             members = ({*ensemble_members()}, {*ensemble_runs()})  # all of them, or those it runs
             spec = "ensemble" if set(spec) in members else ",".join(spec)
-        self.blend = shipped_blend(spec, self.views) if self.calibrated else None
+        self.blend = shipped_blend(spec, self.views, self.refs) if self.calibrated else None
 
     def batch_models(self) -> dict:
         """The models for batched work (a video's frames): where `auto` measures another runtime
@@ -150,9 +154,9 @@ class Recognizer:
             self._batch_models.update(
                 {
                     name: model
-                    if resolve_backend(name, int8=options["int8"], backend=options["backend"], batched=True)
-                    == resolve_backend(name, int8=options["int8"], backend=options["backend"])
-                    else load_named_model(name, "cpu", options["runs_dir"], backend="torch")
+                    if choose_runtime(self.refs[name], **options, batched=True)
+                    == choose_runtime(self.refs[name], **options)
+                    else load_named_model(self.refs[name], "cpu", backend="torch")
                     for name, model in self.models.items()
                 }
             )
@@ -186,7 +190,7 @@ class Recognizer:
         if tta is not None:
             if not isinstance(self.model, str):
                 raise ValueError("tta applies to a one-spec recognizer; give a list's views when making it")
-            other.views = member_views(self.model, tta)
+            other.views = member_views(self.model, tta, self.refs)
             other._blend()
         return other
 

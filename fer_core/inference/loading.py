@@ -13,7 +13,7 @@ import torch
 
 from ..device import cpu_has_fast_bf16
 from ..runs.checkpoint import load_model
-from .registry import ModelRef, int8_names, int8_path, model_names, resolve, shipped_names
+from .registry import ModelRef, int8_names, int8_path, resolve, resolve_models, shipped_names
 
 BACKENDS = ("auto", "torch", "onnx")
 
@@ -89,28 +89,28 @@ def load_named_model(
 
 
 def load_models(
-    spec: str,
+    spec: str | dict[str, ModelRef],
     device: torch.device | str = "cpu",
     runs_dir=None,
     int8: bool = False,
     backend: str = "auto",
     batched: bool = False,
 ) -> list[torch.nn.Module]:
-    """One model, or several for an ensemble: "ensemble" or names/paths joined by commas.
+    """One model, or several for an ensemble: "ensemble" or names/paths joined by commas, or
+    the models such a spec stands for, already resolved (registry.resolve_models).
 
     "ensemble" is the shipped stcnn + resnet50 + vit; while not all three are shipped yet it
     averages those that are. With int8, the models shipped with an int8 version run in int8 and
     the others in full precision (an error if none has one).
     """
-    names = model_names(spec)
-    calibrated = set(int8_names()) if int8 else set()
-    if int8 and not calibrated & set(names):
+    models = resolve_models(spec, runs_dir) if isinstance(spec, str) else spec
+    if int8 and not any(model.int8 for model in models.values()):
         raise FileNotFoundError(
-            f"none of {', '.join(names)} has an int8 model; shipped with one: {', '.join(sorted(calibrated)) or 'none'}"
+            f"none of {', '.join(models)} has an int8 model; shipped with one: {', '.join(int8_names()) or 'none'}"
         )
     return [
-        load_named_model(name, device, runs_dir, int8=name in calibrated, backend=backend, batched=batched)
-        for name in names
+        load_named_model(model, device, int8=model.int8 is not None and int8, backend=backend, batched=batched)
+        for model in models.values()
     ]
 
 

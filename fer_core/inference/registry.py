@@ -75,6 +75,11 @@ def resolve(spec: str | os.PathLike | ModelRef, runs_dir: str | os.PathLike | No
     return ModelRef(spec, weights, shipped, view, _applied_temperature(record, view), int8, record)
 
 
+def resolve_models(spec: str, runs_dir: str | os.PathLike | None = None) -> dict[str, ModelRef]:
+    """Each model a spec stands for ("ensemble", names joined by commas, or one), resolved once."""
+    return {name: resolve(name, runs_dir) for name in model_names(spec)}
+
+
 def int8_path(name: str) -> Path:
     """A shipped model's int8 version: ONNX Runtime QDQ, quantized on train faces (fer-export)."""
     return SHIPPED_MODELS_DIR / f"{name}.int8.onnx"
@@ -106,11 +111,6 @@ def shipped_tta(name: str) -> str:
     return record["val"]["tta"] if record else "none"
 
 
-def resolve_tta(tta: str, spec: str) -> str:
-    """`auto` (the CLIs' default) is the view the shipped model's card chose; others stay as given."""
-    return shipped_tta(spec) if tta == "auto" else tta
-
-
 def applied_temperature(name: str, view: str) -> float | None:
     """The temperature a shipped model's record applies in `view`: fitted on val, and kept only
     where it lowered the val ECE and NLL out of fold (scripts/calibrate_models.py); None otherwise."""
@@ -122,26 +122,30 @@ def _applied_temperature(record: dict | None, view: str) -> float | None:
     return chosen["temperature"] if chosen.get("applied") else None
 
 
-def shipped_blend(spec: str, views: dict[str, str]) -> Blend | None:
+def shipped_blend(spec: str, views: dict[str, str], models: dict[str, ModelRef] | None = None) -> Blend | None:
     """How the answer for `spec` is made from its members' probabilities, as the records say:
     `ensemble` -> its fitted weights and temperatures (scripts/calibrate_models.py) over the members
     it runs (weight above 0); a shipped model -> its temperature for the view it runs in, where the
-    record applies one. None otherwise (a plain mean, uncalibrated)."""
-    record = model_record(spec)
+    record applies one. None otherwise (a plain mean, uncalibrated). A model already resolved
+    (`models`) brings its record with it."""
+    record = models[spec].record if models and spec in models else model_record(spec)
     if spec == "ensemble" and record and "weights" in record:
         weights = {n: w for n, w in record["weights"].items() if w > 0}
         return Blend(weights, {n: record["temperatures"][n] for n in weights}, record["temperature"])
-    temperature = applied_temperature(spec, views.get(spec, "none")) if record else None
+    temperature = _applied_temperature(record, views.get(spec, "none")) if record else None
     return Blend({spec: 1.0}, {spec: temperature}) if temperature else None
 
 
-def member_views(spec: str, tta: str) -> dict[str, str]:
+def member_views(spec: str, tta: str, models: dict[str, ModelRef] | None = None) -> dict[str, str]:
     """Each member's test-time view: `auto` is the one its record chose (the ensemble's record
-    may choose one per member); anything else applies to all."""
-    names = model_names(spec)
+    may choose one per member); anything else applies to all. Members already resolved
+    (`resolve_models`) bring their record's view with them."""
+    names = list(models) if models else model_names(spec)
     if tta != "auto":
         return dict.fromkeys(names, tta)
     chosen = (model_record(spec) or {}).get("views") or {}
+    if models:
+        return {name: chosen.get(name) or ref.view for name, ref in models.items()}
     return {name: chosen.get(name) or shipped_tta(name if len(names) > 1 else spec) for name in names}
 
 
