@@ -18,7 +18,8 @@ import streamlit as st
 from fer_core.data.fer2013 import load_dataset
 from fer_core.inference.registry import SHIPPED_MODELS_DIR, ModelRef, int8_path, resolve
 from fer_core.paths import PROJECT_ROOT
-from fer_core.runs.runstore import COMPLETED, RunStore
+from fer_core.runs.runstore import RunStore
+from fer_core.runs.status import COMPLETED
 from trainers.jobs import JobQueue
 
 if TYPE_CHECKING:  # PyTorch is imported by the pages that run models, not by Compare runs

@@ -15,7 +15,8 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core.data.fer2013 import load_dataset
 from fer_core.runs.presets import preset_config
-from fer_core.runs.runstore import RunStore, now_iso
+from fer_core.runs.runstore import RunStore
+from fer_core.runs.status import now_iso
 from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN, app_page, open_in_browser
 from trainers.jobs import JobQueue
 

@@ -16,7 +16,8 @@ from streamlit.testing.v1 import AppTest
 
 from fer_core.classes import CLASSES
 from fer_core.data.fer2013 import load_dataset
-from fer_core.runs.runstore import RunStore, now_iso
+from fer_core.runs.runstore import RunStore
+from fer_core.runs.status import now_iso
 from tests.conftest import SAMPLE_CSV, app_page
 from trainers.jobs import JobQueue
 

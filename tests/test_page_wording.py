@@ -15,7 +15,8 @@ from dashboard.paper_tables import SHIPPED_COLUMN
 from dashboard.report_html import paper_report, report_html
 from fer_core.inference.registry import model_record
 from fer_core.runs.predictions import shipped_predictions
-from fer_core.runs.runstore import RunStore, now_iso, write_json_atomic
+from fer_core.runs.runstore import RunStore, write_json_atomic
+from fer_core.runs.status import now_iso
 from tests.conftest import PROJECT
 
 APP = str(PROJECT / "dashboard" / "app.py")

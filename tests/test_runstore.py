@@ -9,7 +9,8 @@ import time
 import pandas as pd
 import pytest
 
-from fer_core.runs.runstore import STALE_SECONDS, RunStore
+from fer_core.runs.runstore import RunStore
+from fer_core.runs.status import STALE_SECONDS
 from tests.conftest import wait_for
 
 

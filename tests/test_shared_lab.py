@@ -16,7 +16,8 @@ import fsspec
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fer_core.runs.runstore import RunActive, RunGone, RunStore
+from fer_core.runs.runstore import RunStore
+from fer_core.runs.status import RunActive, RunGone
 from tests.conftest import PROJECT, SAMPLE_CSV, TINY_STCNN
 from tests.test_jobs import wait_for
 from trainers.jobs import JobQueue

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from fer_core.paths import RESULTS_DIR
-from fer_core.runs.runstore import ACTIVE, COMPLETED, RESUMABLE, RunStore, now_iso, pid_alive, write_json_atomic
+from fer_core.runs.runstore import RunStore, write_json_atomic
+from fer_core.runs.status import ACTIVE, COMPLETED, RESUMABLE, now_iso, pid_alive
 
 # The trainer, run by this interpreter: no guess at where a console script was installed.
 FER_TRAIN = [sys.executable, "-m", "trainers"]

@@ -41,7 +41,8 @@ import tomllib
 
 from fer_core.paths import PROJECT_ROOT
 from fer_core.runs.presets import to_argv  # one for fer-sweep and the dashboard's Train form
-from fer_core.runs.runstore import ACTIVE, COMPLETED, RunStore
+from fer_core.runs.runstore import RunStore
+from fer_core.runs.status import ACTIVE, COMPLETED
 from trainers.cli import config_from_args, parse_value, train_parser
 from trainers.jobs import FER_TRAIN, JobQueue
 

@@ -25,7 +25,7 @@ from dashboard.robustness_figures import (
 from fer_core.classes import CLASSES
 from fer_core.data.perturb import PERTURBATIONS
 from fer_core.evaluation import robustness
-from fer_core.runs.runstore import COMPLETED
+from fer_core.runs.status import COMPLETED
 
 st.title("Robustness")
 st.caption(

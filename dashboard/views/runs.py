@@ -19,7 +19,7 @@ from fer_core.evaluation.paper_compare import (
     table1_rows,
     table2_rows,
 )
-from fer_core.runs.runstore import RunActive, RunGone
+from fer_core.runs.status import RunActive, RunGone
 
 
 def csv_button(frame: pd.DataFrame, name: str) -> None:

@@ -24,7 +24,7 @@ from fer_core.inference.registry import ensemble_members, resolve_model_path
 from fer_core.models import MODELS
 from fer_core.runs.checkpoint import check_fits
 from fer_core.runs.presets import DEFAULT_PRESET, PRESETS, options, preset_config, to_argv
-from fer_core.runs.runstore import ACTIVE, RESUMABLE
+from fer_core.runs.status import ACTIVE, RESUMABLE
 
 st.title("Train")
 

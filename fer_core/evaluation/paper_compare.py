@@ -21,7 +21,7 @@ import pandas as pd
 import tomllib
 
 from ..paths import PROJECT_ROOT
-from ..runs.runstore import COMPLETED  # a cancelled run keeps its best epoch; a failed one may not
+from ..runs.status import COMPLETED  # a cancelled run keeps its best epoch; a failed one may not
 from .paper import HEADLINE, TABLE1_STCNN_BATCH, TABLE2_VIT
 
 PAPER_PROTOCOL = "the authors' own 80:20 split of FER2013"

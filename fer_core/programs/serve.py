@@ -138,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(threads)  # parallel across requests rather than within one: the pool's threads share the CPUs
     cv2.setNumThreads(threads)  # the face detectors run on OpenCV
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
-    from .serve_app import Settings, create_app  # needs the web framework, known by now to be installed
+    from .serve_app import create_app  # needs the web framework, known by now to be installed
     from .serve_catalog import served_models
+    from .serve_service import Settings
 
     if args.preload is None:
         preload = None

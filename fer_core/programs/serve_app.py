@@ -1,11 +1,6 @@
-"""fer-serve's app: its Settings, the Service its routes share, and create_app, which puts
-the parts together: the offline API docs, the body limits (serve_limits.py), JSON for every
+"""fer-serve's app: create_app, which puts the parts together: the shared Service
+(serve_service.py), the offline API docs, the body limits (serve_limits.py), JSON for every
 error, and the routes (serve_routes.py)."""
-
-import asyncio
-import logging
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -15,64 +10,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
-from ..faces.detection import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, MAX_PIXELS
-from ..inference.registry import default_model
 from .serve_catalog import served_models
 from .serve_limits import BodyLimit
-from .serve_pool import Pool, Recognizers
 from .serve_routes import add_health_route, add_models_route, add_predict_route
+from .serve_service import Service, Settings, log
 from .serve_work import ClientError
-
-log = logging.getLogger("fer_core.programs.serve")  # one logger for all of fer-serve
-
-
-@dataclass(frozen=True)
-class Settings:
-    model: str = default_model()  # Recognizer's default: the best on val
-    workers: int = 2  # inference threads
-    queue: int = 16  # requests that may wait for a thread beyond those running
-    max_upload_bytes: int = 25 * 1024 * 1024  # per request, like the dashboard's maxUploadSize
-    max_pixels: int = MAX_PIXELS
-    max_files: int = 16
-    body_timeout: float = 30.0  # seconds a client may pause while sending its body
-    preload: tuple[str, ...] | None = None  # models loaded (and run once) before accepting connections;
-    # None: the default model
-
-
-@dataclass
-class Service:
-    """What one app's routes share. The pool exists only while the app runs (its lifespan), so
-    that the threads belong to the server's event loop and stop with it."""
-
-    settings: Settings
-    models: list[str]  # the names a request may ask for
-    preload: tuple[str, ...]
-    recognizers: Recognizers = field(default_factory=Recognizers)
-    pool: Pool | None = None
-
-    @asynccontextmanager
-    async def lifespan(self, app):
-        import numpy as np
-
-        settings = self.settings
-        self.pool = Pool(settings.workers, settings.queue)
-        for name in self.preload:  # load and run once, so that the first request does not wait for it
-            await asyncio.get_running_loop().run_in_executor(
-                self.pool.executor,
-                lambda name=name: self.recognizers.get(name, "auto", DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, False)(
-                    np.full((64, 64, 3), 128, np.uint8)
-                ),
-            )
-        log.info(
-            "fer-serve: model %s ready; %d inference thread(s), queue %d",
-            settings.model,
-            settings.workers,
-            settings.queue,
-        )
-        try:
-            yield
-        finally:
-            self.pool.shutdown()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

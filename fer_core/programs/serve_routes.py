@@ -2,7 +2,7 @@
 function of its own. They share the app's Service (serve_app.py): its settings, the served
 model names, the recognizers and the inference pool."""
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
@@ -11,10 +11,8 @@ from ..faces.detection import DEFAULT_DETECTOR, DEFAULT_MIN_CONFIDENCE, DETECTOR
 from .serve_catalog import model_info
 from .serve_pool import Busy
 from .serve_schemas import ERROR_RESPONSES, HealthOut, ImageOut, ModelsOut
+from .serve_service import Service, Settings
 from .serve_work import ClientError, run_predict
-
-if TYPE_CHECKING:
-    from .serve_app import Service, Settings
 
 TTA_CHOICES = ("auto", "none", "flip", "tencrop")
 

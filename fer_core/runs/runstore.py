@@ -26,9 +26,8 @@ import secrets
 import shutil
 import socket
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import fsspec
 import pandas as pd
@@ -36,16 +35,9 @@ import pandas as pd
 from ..atomic import atomic_write
 from ..paths import RESULTS_DIR, cache_dir
 from . import run_tables
+from .runwriter import RunWriter
+from .status import STALE_SECONDS, NotARun, RunActive, RunGone, now_iso, pid_alive
 
-if TYPE_CHECKING:
-    from .runwriter import RunWriter
-
-STALE_SECONDS = 30.0
-# The statuses of runs and jobs, named once: still going; ended by the trainer itself with
-# its epochs kept; stopped before the end and resumable.
-ACTIVE = ("queued", "running")
-COMPLETED = ("finished", "cancelled")
-RESUMABLE = ("failed", "cancelled")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -55,25 +47,9 @@ def default_runs_dir() -> Path | str:
     return root if root and "://" in root else Path(root or RESULTS_DIR / "runs")
 
 
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def write_json_atomic(path: Path, data: dict) -> None:
     text = json.dumps(data, indent=2, default=str)
     atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
-class RunGone(LookupError):
-    """The run is not (or no longer) in the store: deleted, perhaps by someone else meanwhile."""
-
-
-class NotARun(ValueError):
-    """A folder in the runs folder that does not read as a run; the message says why."""
-
-
-class RunActive(ValueError):
-    """A run whose trainer is still at work (deleting it is refused: cancel it first)."""
 
 
 def run_info(data: bytes, run_id: str) -> dict:
@@ -89,16 +65,6 @@ def run_info(data: bytes, run_id: str) -> dict:
     if info["run_id"] != run_id:
         raise NotARun(f"run.json names another run ({str(info['run_id'])[:60]!r})")
     return info
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class RunStore:
@@ -169,8 +135,6 @@ class RunStore:
     def create(
         self, config: dict, name: str | None = None, run_id: str | None = None, status: str = "running"
     ) -> RunWriter:
-        from .runwriter import RunWriter  # runwriter.py builds on this module
-
         run_id = run_id or self.new_run_id(config.get("model", "run"), name)
         if self.local:
             self.root.mkdir(parents=True, exist_ok=True)

@@ -9,13 +9,13 @@ import time
 
 import pandas as pd
 
-from .runstore import RunGone, RunStore, now_iso
+from .status import RunGone, now_iso
 
 
 class RunWriter:
     """What a trainer uses to write one run."""
 
-    def __init__(self, store: RunStore, run_id: str):
+    def __init__(self, store, run_id: str):  # store: the RunStore (runstore.py) that made it
         self.store, self.run_id = store, run_id
         self.dir = store.run_dir(run_id)
         self.checkpoint_dir = store.local_checkpoint_dir(run_id)
