@@ -31,7 +31,7 @@ PAGE_URL = ""  # set when the server starts
 def write_runs(root: Path, n_runs: int, epochs: int) -> None:
     from fer_core.runs.presets import preset_config
     from fer_core.runs.runstore import RunStore
-    from trainers.train import split_rows
+    from trainers.evaluate import split_rows
 
     rng = np.random.default_rng(0)
     store = RunStore(root)

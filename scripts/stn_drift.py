@@ -21,7 +21,8 @@ from fer_core.data.fer2013 import load_dataset
 from fer_core.device import autocast_dtype
 from fer_core.models import create_model
 from fer_core.runs.presets import preset_config
-from trainers.train import make_optimizer, train_step
+from trainers.epoch import train_step
+from trainers.train import make_optimizer
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
 

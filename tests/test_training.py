@@ -179,7 +179,7 @@ def test_resume_with_epochs_moves_the_end_of_the_run(tmp_path, capsys):
     """How a long run is cut short or lengthened without starting over: the cosine schedule
     anneals to the new end from where the run stands, and run.json says what changed when."""
     from trainers.cli import train_main
-    from trainers.train import lr_at
+    from trainers.epoch import lr_at
 
     runs = tmp_path / "runs"
     cli(

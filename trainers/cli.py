@@ -225,7 +225,7 @@ def one_or_mixed(values) -> str:
     return values.pop() if len(values) == 1 else "mixed (see members)"
 
 
-def eval_main(argv: list[str] | None = None) -> int:
+def eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fer-eval", description="Evaluate a model on a FER2013-style dataset.")
     p.add_argument(
         "--model",
@@ -267,76 +267,98 @@ def eval_main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_robustness_options(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    parser = eval_parser()
+    args = parser.parse_args(argv)
     if args.perturb:
         return robustness_eval(args)
     if args.bypass_transformer or args.out:
-        p.error("--bypass-transformer and --out go with --perturb")
+        parser.error("--bypass-transformer and --out go with --perturb")
     try:
-        dataset = load_dataset(args.data)
-        split = args.split or next(s for s in ("test", "val", "train") if s in dataset.splits)
-        if split not in dataset.splits:
-            raise ValueError(f"{args.data} has no split {split!r} (found: {', '.join(dataset.splits)})")
-        data = dataset.splits[split]
-        index = stratified_indices(data.labels, args.limit, seed=0) if args.limit else None
-        if index is not None:
-            data = data.subset(index)
-        save = predictions_target(args.model, args.runs_dir) if args.save else None
-        if args.precision == "bf16" and (args.int8 or args.backend == "onnx"):
-            raise ValueError("bf16 runs on PyTorch: drop --int8 / --backend onnx, or use --precision fp32")
-        device = select_device("cpu" if args.int8 or args.backend == "onnx" else args.device)
-        backend = "torch" if args.precision == "bf16" else args.backend
-        models = load_models(args.model, device, args.runs_dir, int8=args.int8, backend=backend)
-        views = member_views(args.model, args.tta)
-        dtype = autocast_dtype(device, args.precision)
-        ran = {name: runtime_of(m, args.precision) for name, m in zip(views, models, strict=True)}
-        member_probs = {
-            name: ensemble_probs([m], data.images, device, dtype, tta=views[name])
-            for name, m in zip(views, models, strict=True)
-        }
-        blend = None if args.uncalibrated else shipped_blend(args.model, views)
-        probs = blend(member_probs) if blend else np.mean(list(member_probs.values()), axis=0)
-        views = set(views.values())
-        args.tta = views.pop() if len(views) == 1 else "auto"
-        if save:
-            save(predictions_frame(data.labels, probs, split, args.tta, index))
+        evaluated = eval_model(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"fer-eval: error: {e}", file=sys.stderr)
         return 1
+    result = eval_result(args, **evaluated)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_eval_result(result, args.data)
+    return 0
+
+
+def eval_model(args: argparse.Namespace) -> dict:
+    """The model's probabilities on the split (a blend of them for several models), kept per face
+    with --save. ValueError or FileNotFoundError for what the user can fix, before any work where possible."""
+    dataset = load_dataset(args.data)
+    split = args.split or next(s for s in ("test", "val", "train") if s in dataset.splits)
+    if split not in dataset.splits:
+        raise ValueError(f"{args.data} has no split {split!r} (found: {', '.join(dataset.splits)})")
+    data = dataset.splits[split]
+    index = stratified_indices(data.labels, args.limit, seed=0) if args.limit else None
+    if index is not None:
+        data = data.subset(index)
+    save = predictions_target(args.model, args.runs_dir) if args.save else None
+    if args.precision == "bf16" and (args.int8 or args.backend == "onnx"):
+        raise ValueError("bf16 runs on PyTorch: drop --int8 / --backend onnx, or use --precision fp32")
+    device = select_device("cpu" if args.int8 or args.backend == "onnx" else args.device)
+    backend = "torch" if args.precision == "bf16" else args.backend
+    models = load_models(args.model, device, args.runs_dir, int8=args.int8, backend=backend)
+    views = member_views(args.model, args.tta)
+    dtype = autocast_dtype(device, args.precision)
+    ran = {name: runtime_of(m, args.precision) for name, m in zip(views, models, strict=True)}
+    member_probs = {
+        name: ensemble_probs([m], data.images, device, dtype, tta=views[name])
+        for name, m in zip(views, models, strict=True)
+    }
+    blend = None if args.uncalibrated else shipped_blend(args.model, views)
+    probs = blend(member_probs) if blend else np.mean(list(member_probs.values()), axis=0)
+    used = set(views.values())
+    tta = used.pop() if len(used) == 1 else "auto"
+    if save:
+        save(predictions_frame(data.labels, probs, split, tta, index))
+    return {"split": split, "data": data, "probs": probs, "members": ran, "tta": tta, "calibrated": blend is not None}
+
+
+def eval_result(args: argparse.Namespace, split, data, probs, members, tta, calibrated) -> dict:
+    """fer-eval's result, the one JSON object of --json: what ran on what, and the metrics."""
     m = classification_metrics(data.labels, probs)
-    result = {
+    return {
         "model": args.model,
         "int8": args.int8,
         "backend": args.backend,
-        "runtime": one_or_mixed(r["runtime"] for r in ran.values()),  # what ran: torch or onnx, never auto
-        "precision": one_or_mixed(r["precision"] for r in ran.values()),  # fp32, bf16 or int8 arithmetic
-        "members": ran,
+        "runtime": one_or_mixed(r["runtime"] for r in members.values()),  # what ran: torch or onnx, never auto
+        "precision": one_or_mixed(r["precision"] for r in members.values()),  # fp32, bf16 or int8 arithmetic
+        "members": members,
         "data": str(Path(args.data).resolve()),
         "split": split,
-        "tta": args.tta,
+        "tta": tta,
         "n": m["n"],
         "accuracy": m["accuracy"],
         "macro_f1": m["macro_f1"],
         "weighted_f1": m["weighted_f1"],
         "auc": m["auc"],
         "ece": expected_calibration_error(data.labels, probs),
-        "calibrated": blend is not None,
+        "calibrated": calibrated,
         "per_class_recall": {c: m[f"recall_{c}"] for c in CLASSES},
         "per_class_n": dict(zip(CLASSES, data.class_counts().tolist(), strict=True)),
     }
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(
-            f"{args.model} on {split} of {args.data} (n={m['n']}, tta={args.tta}; {result['precision']} on "
-            f"{result['runtime']})"
-        )
-        print(f"accuracy  {m['accuracy']:.4f}\nmacro-F1  {m['macro_f1']:.4f}\nAUC       {m['auc']:.4f}")
-        print(f"ECE       {result['ece']:.4f}{'' if blend else ' (uncalibrated)'}")
-        print("per-class recall:")
-        for c in CLASSES:
-            print(f"  {c:<9} {m[f'recall_{c}']:.4f}  (n={result['per_class_n'][c]})")
-    return 0
+
+
+def print_eval_result(result: dict, data_arg: str) -> None:
+    """The result as a few lines to read (`data_arg`: --data as the user gave it)."""
+    print(
+        f"{result['model']} on {result['split']} of {data_arg} (n={result['n']}, tta={result['tta']}; "
+        f"{result['precision']} on {result['runtime']})"
+    )
+    print(f"accuracy  {result['accuracy']:.4f}\nmacro-F1  {result['macro_f1']:.4f}\nAUC       {result['auc']:.4f}")
+    print(f"ECE       {result['ece']:.4f}{'' if result['calibrated'] else ' (uncalibrated)'}")
+    print("per-class recall:")
+    for c in CLASSES:
+        print(f"  {c:<9} {result['per_class_recall'][c]:.4f}  (n={result['per_class_n'][c]})")
 
 
 # -- fer-eval --perturb: robustness curves (fer_core/evaluation/robustness.py) ---------------------------
