@@ -179,3 +179,35 @@ def test_the_check_finds_each_kind_of_violation(tmp_path):
         v for v in found for where in [v.split()[0]] if any(where.startswith(k) or f"/{k}" in where for k in kept)
     ]
     assert not wrongly, wrongly
+
+
+# A reader holds a file or a function at a time: docs/architecture.md's limits, with a little
+# slack for a docstring (trainers/cli.py, the two commands fer-train and fer-eval, is 409 lines).
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 410, 80
+SIZED = ("fer_core", "trainers", "dashboard")
+
+
+def oversized(root: Path) -> list[str]:
+    found = []
+    for folder in SIZED:
+        for path in sorted((root / folder).rglob("*.py")):
+            text = path.read_text()
+            where = path.relative_to(root)
+            if len(text.splitlines()) > MAX_FILE_LINES:
+                found.append(f"{where}: {len(text.splitlines())} lines")
+            functions = [n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+            for node in functions:
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(f"{where}: {node.name} is {length} lines")
+    return found
+
+
+def test_no_file_or_function_outgrows_a_reader():
+    assert oversized(PROJECT) == []
+
+
+def test_the_size_check_finds_a_long_file_and_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    write(tmp_path, {"fer_core/long.py": f"def long():\n{body}\n", "trainers/big.py": "x = 1\n" * (MAX_FILE_LINES + 1)})
+    assert oversized(tmp_path) == ["fer_core/long.py: long is 81 lines", f"trainers/big.py: {MAX_FILE_LINES + 1} lines"]

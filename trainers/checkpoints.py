@@ -16,7 +16,7 @@ import torch
 
 from fer_core.runs.checkpoint import load_model, load_optimizer, save_checkpoint, save_optimizer
 from fer_core.runs.presets import TrainConfig
-from fer_core.runs.runstore import RunWriter
+from fer_core.runs.runwriter import RunWriter
 from trainers.ema import WeightEMA
 
 

@@ -2,14 +2,14 @@
 `progress` and epoch summary, which the jobs panel and the Runs page read) and to the console.
 
 The heartbeat is also how a stopped process is told from a running one: a run whose heartbeat
-is older than STALE_SECONDS reads as failed (fer_core/runs/runstore.py).
+is older than STALE_SECONDS reads as failed (fer_core/runs/status.py).
 """
 
 from __future__ import annotations
 
 import time
 
-from fer_core.runs.runstore import RunWriter
+from fer_core.runs.runwriter import RunWriter
 
 
 def report_phase(writer: RunWriter, phase: str, epoch: int, epochs: int) -> None:

@@ -29,8 +29,9 @@ from fer_core.data.fer2013 import load_dataset, prepare_splits
 from fer_core.device import autocast_dtype, select_device
 from fer_core.models import count_parameters, create_model
 from fer_core.runs.presets import TrainConfig
-from fer_core.runs.runstore import RunGone, RunStore, now_iso
+from fer_core.runs.runstore import RunStore
 from fer_core.runs.runwriter import RunWriter
+from fer_core.runs.status import RunGone, now_iso
 from trainers import distributed
 from trainers.checkpoints import resume_or_init, save_best, save_last, stop_early, track_best
 from trainers.distill import Distiller
