@@ -91,3 +91,19 @@ def test_a_killed_trainer_shows_as_failed_and_resumes(tmp_path):
     assert sorted(runs.metrics([job["run_id"]]).query("split == 'val' and tta == 'none'").epoch) == [1, 2, 3, 4, 5, 6]
     with pytest.raises(ValueError, match="only failed or cancelled"):
         queue.resume(job["run_id"])
+
+
+def test_jobs_queued_in_one_second_start_in_the_order_queued(tmp_path, monkeypatch):
+    """A sweep queues its trials within a second: they start as the spec lists them (t01 first),
+    not in the order of their ids' random suffixes."""
+    import trainers.jobs
+
+    queue = JobQueue(tmp_path / "jobs", RunStore(tmp_path / "runs"))
+    busy = {"job_id": "busy", "run_id": "busy", "name": "busy", "model": "stcnn", "args": [], "key": "k"}
+    queue._save(busy | {"status": "running", "created": "2026-01-01T00:00:00+00:00", "pid": os.getpid()})
+    monkeypatch.setattr(trainers.jobs, "now_iso", lambda: "2026-01-01T00:00:01+00:00")  # all in one second
+    names = [f"paper-table1-full-20260101-000001-ab12-t{i:02d}" for i in range(1, 7)]  # ids cut the name short
+    for name in names:
+        job, created = queue.submit(["--name", name], name=name, model="stcnn")
+        assert created and job["status"] == "queued"  # the running job holds the one slot
+    assert [j["name"] for j in queue.jobs()] == ["busy", *names]

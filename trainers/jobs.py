@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -70,7 +71,8 @@ class JobQueue:
                 jobs.append(json.loads(f.read_text()))
             except (OSError, json.JSONDecodeError):
                 continue
-        return sorted(jobs, key=lambda j: j["created"])
+        # in the order queued: `created` has whole seconds, and a sweep queues its trials within one
+        return sorted(jobs, key=lambda j: (j["created"], j.get("queued_unix", 0.0)))
 
     @property
     def max_running(self) -> int:
@@ -139,6 +141,7 @@ class JobQueue:
                 "key": key,
                 "status": "queued",
                 "created": now_iso(),
+                "queued_unix": time.time(),
                 "pid": None,
             }
             self._save(job)
