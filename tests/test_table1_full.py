@@ -17,17 +17,18 @@ from fer_core.runs.runstore import RunStore
 from tests.conftest import PROJECT, TINY_STCNN, fer_train
 
 FULL_PRESETS = ["paper-stcnn-b128", "paper-cnn-b128", "paper-stcnn-b64", "paper-stcnn-b32", "paper-stcnn-b16"]
+FULL_EPOCHS = 5  # the full-data sweep's fixed budget (sweeps/paper-table1-full.toml)
 PAPER = {row["batch_size"]: row["accuracy"] for row in TABLE1_STCNN_BATCH}
 
 
 def test_the_full_sweeps_rows_come_from_its_spec():
     spec = sweep_spec("paper-table1-full")
-    assert spec["grid"]["preset"] == FULL_PRESETS and spec["base"]["epochs"] == 20
+    assert spec["grid"]["preset"] == FULL_PRESETS and spec["base"]["epochs"] == FULL_EPOCHS
     rows = table1_budget_rows([])
     assert rows.budget.tolist() == ["full data"] * 5 + ["quick version"] * 4
     assert (rows.status == "not yet run").all() and rows.our_accuracy.isna().all()
     full = rows[rows.budget == "full data"].set_index("preset")
-    assert full.epochs.tolist() == [20] * 5
+    assert full.epochs.tolist() == [FULL_EPOCHS] * 5
     assert full.batch_size.tolist() == [128, 128, 64, 32, 16]
     assert full.loc["paper-stcnn-b64", "paper_accuracy"] == PAPER[64]
     assert math.isnan(full.loc["paper-cnn-b128", "paper_accuracy"])  # the paper gives the plain CNN no number
@@ -53,8 +54,8 @@ def test_the_committed_trials_show_at_their_budgets():
         if row.status == "not yet run":
             assert math.isnan(row.our_accuracy)
         else:
-            done = "finished" if row.epochs_done == row.epochs else f"stopped after epoch {row.epochs_done:.0f} of 20"
-            assert row.status == done and row.epochs == 20 and row.train_faces == 28709
+            done = "finished" if row.epochs_done == row.epochs else f"stopped after epoch {row.epochs_done:.0f} of 5"
+            assert row.status == done and row.epochs == FULL_EPOCHS and row.train_faces == 28709
             assert 1 <= row.our_best_epoch <= row.epochs_done
 
 
