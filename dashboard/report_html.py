@@ -15,9 +15,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 
 from dashboard.paper_tables import Section, headline_note, headline_table, paper_tables
-from dashboard.robustness_figures import robustness_section
+from dashboard.robustness_figures import ablation_section, robustness_section
 from fer_core.classes import CLASSES
-from fer_core.evaluation.robustness import STORED_DIR, load_results
+from fer_core.evaluation.robustness import ABLATION_DIR, STORED_DIR, load_results
 from fer_core.inference import calibration
 from fer_core.inference.registry import ENSEMBLE, model_record
 from fer_core.runs.predictions import probabilities
@@ -296,6 +296,8 @@ def paper_report(store: RunStore, rows: pd.DataFrame) -> list[Section]:
     stored = load_results(STORED_DIR)  # the committed results, not those measured on demand
     if stored:
         sections.append(robustness_section(stored))
+    if ablation := load_results(ABLATION_DIR):
+        sections.append(ablation_section(ablation))
     return sections
 
 

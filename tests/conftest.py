@@ -8,6 +8,14 @@ Isolation (pytest_configure, before any fixture or test module runs)
     the checkout; the dataset and ONNX caches are made once per session. Set your own with
     monkeypatch.setenv (per test) - never change os.environ for good.
 
+Workers (pytest-xdist; pyproject's addopts: a worker per core, at most 4, a test file at a
+    time; `-n0` runs everything in this process, as --pdb wants)
+    The cores are shared out: a worker and what it starts get OMP_NUM_THREADS = cores / workers.
+    Each worker has its own home, runs and jobs (<session>/<worker id>/...) and shares the
+    session's cache: its entries are keyed and written atomically, so a test that writes
+    anything else there must point FER_CACHE_DIR at its own folder. A session fixture that
+    trains or exports makes its files once for all workers with made_once(name, make).
+
 Fixtures (session-wide unless marked "per test"; the session ones are shared: do not change them)
     fer2013              the real FER2013 folders (../shared/data/fer2013, or FER2013_DIR)
     small_folder         a real image-folder dataset: 12 train and 4 val faces per class
@@ -23,6 +31,7 @@ Fixtures (session-wide unless marked "per test"; the session ones are shared: do
 Helpers (import from tests.conftest)
     make_photo, detectable_faces, happy_face, write_y4m, write_clip, write_video: real faces as media
                          (tests/media.py)
+    made_once(name, make)  make(folder) once for the whole run, whichever worker asks first
     wait_for(condition), job_ended(queue, job_id)   polling with a generous deadline, never a sleep
     fer_train(...), run_fer_train(...)   the real fer-train on the bundled sample (TINY_STCNN: a small
                          ST-CNN); the first asserts success and gives stdout, the second its CompletedProcess
@@ -66,26 +75,53 @@ SLOW_FIXTURES = {"finished_runs", "browser", "exported"}  # they train, start Ch
 
 @pytest.hookimpl(trylast=True)  # after the tmp_path plugin has set up basetemp
 def pytest_configure(config) -> None:
-    """Point every place the code (and the tools it starts) writes to into the session folder."""
-    root = config._tmp_path_factory.getbasetemp() / "session"
-    home = root / "home"
+    """Point every place the code (and the tools it starts) writes to into the session folder.
+    Under pytest-xdist the session folder is the run's, shared by the workers: each worker has
+    its own home, runs and jobs in it, and they share the cache (keyed entries, atomic writes)."""
+    worker = getattr(config, "workerinput", {}).get("workerid")
+    base = config._tmp_path_factory.getbasetemp()
+    root = (base.parent if worker else base) / "session"  # a worker's basetemp is <run's>/<worker id>
+    own = root / worker if worker else root
+    home = own / "home"
     settings = {
         "HOME": home,
         "XDG_CACHE_HOME": home / ".cache",
         "XDG_DATA_HOME": home / ".local" / "share",
         "XDG_CONFIG_HOME": home / ".config",
-        "FER_HOME": root / "fer-home",  # runs and jobs when nothing else is said (fer_core/paths.py)
-        "FER_RUNS_DIR": root / "runs",
-        "FER_JOBS_DIR": root / "jobs",
+        "FER_HOME": own / "fer-home",  # runs and jobs when nothing else is said (fer_core/paths.py)
+        "FER_RUNS_DIR": own / "runs",
+        "FER_JOBS_DIR": own / "jobs",
         "FER_CACHE_DIR": root / "cache",
         "FER_SCREENSHOT_DIR": Path(os.environ.get("FER_SCREENSHOT_DIR") or root / "screenshots"),
     }
     for name, path in settings.items():
         path.mkdir(parents=True, exist_ok=True)
         os.environ[name] = str(path)
+    if worker:  # the cores shared out between the workers (and the processes they start), not each on all
+        threads = max(1, (os.cpu_count() or 1) // int(config.workerinput["workercount"]))
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
     from hypothesis.configuration import set_hypothesis_home_dir
 
-    set_hypothesis_home_dir(root / "hypothesis")  # not .hypothesis/ in the checkout
+    set_hypothesis_home_dir(own / "hypothesis")  # not .hypothesis/ in the checkout
+
+
+def made_once(name: str, make) -> Path:
+    """make(folder) once for the whole run, even when xdist's workers all ask for it (the first
+    makes it under a file lock, the others wait and share it); the folder. For session fixtures
+    that train or export: what they make is read only."""
+    from filelock import FileLock
+
+    folder = Path(os.environ["FER_CACHE_DIR"]).parent / "made" / name
+    folder.parent.mkdir(exist_ok=True)
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".made").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            (folder / ".made").touch()
+    return folder
 
 
 def pytest_collection_modifyitems(items) -> None:
@@ -138,16 +174,18 @@ def fer_train(*args, runs_dir: Path | str, timeout: int = 600) -> str:
 
 
 @pytest.fixture(scope="session")
-def finished_runs(tmp_path_factory) -> Path:
+def finished_runs() -> Path:
     """A runs folder with two finished 2-epoch ST-CNN runs (batch 16 and 32), made by fer-train."""
-    runs = tmp_path_factory.mktemp("finished") / "runs"
-    for batch in (16, 32):
-        fer_train(
-            *("--preset", f"paper-stcnn-b{batch}", "--epochs", 2, "--limit", 140, "--name", f"b{batch}"),
-            *TINY_STCNN,
-            runs_dir=runs,
-        )
-    return runs
+
+    def train(folder: Path) -> None:
+        for batch in (16, 32):
+            fer_train(
+                *("--preset", f"paper-stcnn-b{batch}", "--epochs", 2, "--limit", 140, "--name", f"b{batch}"),
+                *TINY_STCNN,
+                runs_dir=folder / "runs",
+            )
+
+    return made_once("finished-runs", train) / "runs"
 
 
 @pytest.fixture
@@ -365,8 +403,13 @@ def page(browser):
 
 
 def wait_idle(page) -> None:
-    """Until Streamlit has finished the current script run and redrawn every element."""
+    """Until Streamlit has finished the current script run and redrawn every element: the app's
+    own run state (a rerun still requested counts as running), its status widget, no stale element."""
     page.wait_for_timeout(500)
+    page.wait_for_function(
+        "document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning'",
+        timeout=180_000,
+    )
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
     page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')", timeout=60_000)
 

@@ -6,17 +6,13 @@ downloaded HTML file in a 1400-px window."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from tests.conftest import (
-    PROJECT,
     browser_page,
     detectable_faces,
     make_photo,
     open_in_browser,
-    streamlit_server,
     wait_idle,
 )
 
@@ -79,15 +75,6 @@ LAYOUT_PROBLEMS = """
 PAGES = ["", "faces", "report", "sweeps", "train", "predict", "live", "data"]
 
 
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory):
-    """The dashboard over a copy of the committed runs (nothing is written into the checkout)."""
-    home = tmp_path_factory.mktemp("layout")
-    shutil.copytree(PROJECT / "results" / "runs", home / "runs")
-    with streamlit_server(home) as url:
-        yield url
-
-
 # The element that scrolls the page; tables and charts below the fold are drawn once scrolled to.
 SCROLLER = """
 () => { let e = document.querySelector('[data-testid="stMainBlockContainer"]');
@@ -125,10 +112,10 @@ def problems_on(page) -> list[str]:
 
 
 @pytest.mark.parametrize("path", PAGES)
-def test_every_page_fits_1400_by_900(dashboard, browser, path, fer2013, tmp_path):
+def test_every_page_fits_1400_by_900(committed_dashboard, browser, path, fer2013, tmp_path):
     with browser_page(browser) as page:
         page.context.add_init_script(RECORD_DRAWN_TEXT)
-        open_in_browser(page, f"{dashboard}/{path}")
+        open_in_browser(page, f"{committed_dashboard}/{path}")
         found = problems_on(page)
         if path == "faces":  # each tab's tables and charts, not only the first
             for tab in page.get_by_role("tab").all():
@@ -155,9 +142,9 @@ def test_every_page_fits_1400_by_900(dashboard, browser, path, fer2013, tmp_path
     assert not found, "\n".join(found)
 
 
-def test_the_downloaded_report_fits_a_1400_px_window(dashboard, browser, tmp_path):
+def test_the_downloaded_report_fits_a_1400_px_window(committed_dashboard, browser, tmp_path):
     with browser_page(browser) as page:
-        open_in_browser(page, f"{dashboard}/report")
+        open_in_browser(page, f"{committed_dashboard}/report")
         with page.expect_download() as download:
             page.get_by_role("button", name="Download the report").click()
         report = tmp_path / "report.html"

@@ -10,6 +10,7 @@ import shutil
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from fer_core.runs.runstore import RunStore
 from tests.conftest import browser_page, streamlit_server, wait_idle
@@ -55,6 +56,7 @@ def edited_run(page) -> str:
     confirm = expander.get_by_text(re.compile(r"^Yes, delete run \S+ and its checkpoints$"))
     if not confirm.is_visible():
         expander.locator("summary").click()
+        wait_idle(page)  # a tick given while the page still reruns can be lost
     return confirm.inner_text().split()[3]
 
 
@@ -67,9 +69,11 @@ def rerun(page) -> None:
 def delete_through_the_page(page, row: int, run_id: str) -> None:
     click_row(page, row)
     assert edited_run(page) == run_id
-    page.get_by_text(f"Yes, delete run {run_id} and its checkpoints").click()
+    label = f"Yes, delete run {run_id} and its checkpoints"
+    page.get_by_text(label).click()
+    expect(page.get_by_role("checkbox", name=label)).to_be_checked()
     wait_idle(page)
-    page.get_by_role("button", name="Delete run").click()
+    page.get_by_role("button", name="Delete run").click(timeout=60_000)
     page.get_by_text(re.compile(rf"Deleted \S.*\({run_id}\)")).wait_for()
 
 

@@ -212,6 +212,7 @@ def test_auto_backend_is_onnx_for_prepared_shipped_models_and_torch_for_runs(fin
     assert resolve_backend("stcnn", device="cuda") == "torch"
 
 
+@pytest.mark.slow  # exports stcnn into the cache
 def test_batched_work_runs_where_batches_are_faster():
     """Video frames go through batch_models(): PyTorch bf16 where the CPU has fast bf16 (faster
     per face at batch 64), else the same ONNX Runtime sessions; loaded once, shared by copies."""

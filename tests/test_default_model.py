@@ -134,7 +134,7 @@ def fer_eval(*args: str) -> dict:
 def test_fer_eval_is_fp32_by_default_and_names_what_ran(fer2013, tmp_path, monkeypatch):
     """Without a prepared cache `auto` runs PyTorch (no export), fp32; --precision bf16 says so."""
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
-    common = ["--model", "stcnn", "--data", str(fer2013), "--split", "val", "--limit", "140", "--tta", "none"]
+    common = ["--model", "stcnn", "--data", str(fer2013), "--split", "val", "--limit", "14", "--tta", "none"]
     fp32 = fer_eval(*common)
     assert (fp32["precision"], fp32["runtime"]) == ("fp32", "torch")
     assert fp32["members"] == {"stcnn": {"runtime": "torch", "precision": "fp32"}}

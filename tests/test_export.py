@@ -33,6 +33,7 @@ from fer_core.inference.probabilities import predict_probs
 from fer_core.inference.registry import ENSEMBLE, int8_path, model_record, resolve, resolve_model_path, shipped_tta
 from fer_core.models import create_model
 from fer_core.runs.checkpoint import file_sha256, load_model, save_checkpoint
+from tests.conftest import made_once
 
 PROJECT = Path(__file__).resolve().parents[1]
 INT8_ONNX = [name for name in ENSEMBLE if int8_path(name).is_file()]
@@ -46,13 +47,17 @@ def fer_export(*args, timeout: int = 600) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="session")
-def exported(fer2013, tmp_path_factory) -> tuple[Path, str]:
-    """`fer-export --model stcnn,resnet50,vit`: one checked .onnx per shipped model, exported once per session
-    (`--model ensemble` exports the members it runs: those of weight above 0)."""
-    out = tmp_path_factory.mktemp("onnx")
-    result = fer_export("--model", ",".join(ENSEMBLE), "--format", "onnx", "--out", out, "--data", fer2013)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out, result.stdout
+def exported(fer2013) -> tuple[Path, str]:
+    """`fer-export --model stcnn,resnet50,vit`: one checked .onnx per shipped model, exported once per run
+    (`--model ensemble` exports the members it runs: those of weight above 0); its folder and stdout."""
+
+    def export(out: Path) -> None:
+        result = fer_export("--model", ",".join(ENSEMBLE), "--format", "onnx", "--out", out, "--data", fer2013)
+        assert result.returncode == 0, result.stdout + result.stderr
+        (out / "stdout.txt").write_text(result.stdout)
+
+    out = made_once("exported", export)
+    return out, (out / "stdout.txt").read_text()
 
 
 @pytest.mark.parametrize("name", ENSEMBLE)

@@ -7,6 +7,7 @@ same answer runs on ONNX Runtime. In Chromium, the first Predict answer after th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from fer_core.inference.onnx_export import OnnxModel
 from fer_core.inference.registry import resolve, shipped_names
 from fer_core.models import create_model
 from fer_core.runs.checkpoint import file_sha256, save_checkpoint
-from tests.conftest import PROJECT, detectable_faces, make_photo
+from tests.conftest import PROJECT, detectable_faces, made_once, make_photo
 
 BIN = Path(sys.executable).parent
 
@@ -31,6 +32,21 @@ def empty_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("FER_CACHE_DIR", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def prepared_cache() -> tuple[Path, str]:
+    """The set-up step of `make run`, `fer-export --cache`, run once into an empty cache: the
+    cache and what it printed (read only: copy it to use it)."""
+
+    def prepare(folder: Path) -> None:
+        env = dict(os.environ, FER_CACHE_DIR=str(folder / "cache"))
+        out = subprocess.run([str(BIN / "fer-export"), "--cache"], capture_output=True, text=True, env=env, timeout=900)
+        assert out.returncode == 0, out.stderr
+        (folder / "stdout.txt").write_text(out.stdout)
+
+    folder = made_once("prepared-cache", prepare)
+    return folder / "cache", (folder / "stdout.txt").read_text()
 
 
 def entries(cache: Path) -> dict[str, int]:
@@ -56,6 +72,7 @@ def test_every_part_of_the_key_names_another_entry():
     assert len(paths) == len(key) + 2
 
 
+@pytest.mark.slow  # exports three times
 def test_a_changed_key_is_a_miss_and_exports_again(empty_cache, tmp_path, monkeypatch):
     checkpoint = tiny_checkpoint(tmp_path / "tiny.safetensors")
     first = load_onnx_model(resolve(str(checkpoint)))
@@ -76,7 +93,8 @@ def test_a_changed_key_is_a_miss_and_exports_again(empty_cache, tmp_path, monkey
     assert json.loads(third.metadata["fer.cache_key"])["export_code"] == "changed-export-code"
 
 
-def test_auto_answers_on_pytorch_until_the_cache_is_prepared(empty_cache, fer2013):
+@pytest.mark.slow  # exports the shipped models (prepared_cache)
+def test_auto_answers_on_pytorch_until_the_cache_is_prepared(empty_cache, prepared_cache, fer2013):
     from fer_core.faces.recognizer import Recognizer
 
     photo = make_photo(detectable_faces(fer2013, n=1))
@@ -85,10 +103,9 @@ def test_auto_answers_on_pytorch_until_the_cache_is_prepared(empty_cache, fer201
     [face] = cold(photo)
     assert entries(empty_cache) == {}  # the answer exported nothing
 
-    prepare = subprocess.run([str(BIN / "fer-export"), "--cache"], capture_output=True, text=True, timeout=900)
-    assert prepare.returncode == 0, prepare.stderr
-    assert len(entries(empty_cache)) == len(shipped_names())
-    assert prepare.stdout.count("exported to") == len(shipped_names())
+    prepared, printed = prepared_cache  # `fer-export --cache` into an empty cache, as `make run` does
+    assert len(entries(prepared)) == len(shipped_names()) and printed.count("exported to") == len(shipped_names())
+    shutil.copytree(prepared, empty_cache, dirs_exist_ok=True)
     again = subprocess.run([str(BIN / "fer-export"), "--cache"], capture_output=True, text=True, timeout=300)
     assert again.stdout.count("already in") == len(shipped_names())
 
@@ -114,13 +131,12 @@ def test_make_run_prepares_the_cache_before_the_dashboard():
 
 
 @pytest.mark.slow
-def test_the_first_predict_answer_in_chromium_exports_nothing(empty_cache, browser, fer2013, tmp_path):
+def test_the_first_predict_answer_in_chromium_exports_nothing(empty_cache, prepared_cache, browser, fer2013, tmp_path):
     """After the set-up step into an empty cache, the dashboard's first answer to an upload runs
     the default model on ONNX Runtime from that cache and exports nothing more."""
     from tests.conftest import browser_page, open_in_browser, streamlit_server
 
-    prepare = subprocess.run([str(BIN / "fer-export"), "--cache"], capture_output=True, text=True, timeout=900)
-    assert prepare.returncode == 0, prepare.stderr
+    shutil.copytree(prepared_cache[0], empty_cache, dirs_exist_ok=True)  # the set-up step's cache
     prepared = entries(empty_cache)
     photo = tmp_path / "face.jpg"
     make_photo(detectable_faces(fer2013, n=1)).save(photo)

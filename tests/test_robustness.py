@@ -33,6 +33,7 @@ from tests.conftest import PROJECT
 
 APP = str(PROJECT / "dashboard" / "app.py")
 FER_EVAL = str(Path(sys.executable).parent / "fer-eval")
+ABLATION_MODELS = ["paper-cnn-b128", "paper-stcnn-b128", "paper-stcnn-b128 (ST bypassed)"]
 
 
 @pytest.fixture(scope="module")
@@ -185,19 +186,22 @@ def test_fer_eval_perturb_writes_one_json_per_model(fer2013, tmp_path, small_res
     # the same faces and perturbations as the library call: the same numbers
     assert written["perturbations"] == small_result["perturbations"] and written["clean"] == small_result["clean"]
     assert "rotation" in run.stdout and "45:" in run.stdout
-    for args, message in (
-        (["--model", "vit", "--bypass-transformer"], "no spatial transformer"),
-        (["--model", "ensemble"], "one model at a time"),
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--model", "vit", "--bypass-transformer", "--perturb", "blur"], "no spatial transformer"),
+        (["--model", "ensemble", "--perturb", "blur"], "one model at a time"),
         (["--model", "stcnn", "--perturb", "swirl"], "unknown perturbation"),
-    ):
-        perturb_args = [] if "--perturb" in args else ["--perturb", "blur"]
-        bad = subprocess.run(
-            [FER_EVAL, "--data", str(fer2013), "--limit", "14", *perturb_args, *args],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        assert bad.returncode == 1 and message in bad.stderr, bad.stderr
+    ],
+)
+def test_fer_eval_perturb_refuses_what_it_cannot_do(args, message, fer2013, capsys):
+    """fer-eval's own entry point, in process: exit status 1 and one line saying why."""
+    from trainers.cli import eval_main
+
+    assert eval_main(["--data", str(fer2013), "--limit", "14", *args]) == 1
+    assert message in capsys.readouterr().err
 
 
 # -- the stored results, the page and the report ---------------------------------------------
@@ -243,8 +247,16 @@ def test_the_page_renders_from_the_stored_results(stored, tmp_path, monkeypatch)
     assert response.model.tolist() == with_st
     assert response["theta spread"][0] == max(stored[0]["st"]["theta_std"])
     assert response["rotation 30"][0] == stored[0]["st"]["takes_back"]["rotation"][1]
-    [chart] = at.get("plotly_chart")
+    chart, ablation_chart = at.get("plotly_chart")
     assert len(json.loads(chart.proto.spec)["data"]) == len(stored) * len(PERTURBATIONS)
+    # the paper's recipe with and without the transformer, apart from the shipped models
+    ablation = robustness.load_results(robustness.ABLATION_DIR)
+    assert "The paper's recipe, with and without the transformer" in [h.value for h in at.subheader]
+    assert at.dataframe[3].value.model.tolist() == ABLATION_MODELS == [robustness.label(r) for r in ablation]
+    assert at.dataframe[3].value.set_index("model").loc["paper-cnn-b128", "shift 0.1"] == pytest.approx(
+        100 * ablation[0]["perturbations"]["shift"]["accuracy"][1]
+    )
+    assert len(json.loads(ablation_chart.proto.spec)["data"]) == len(ablation) * len(PERTURBATIONS)
     images = at.get("image")
     assert len(images) == 4 + 4 * len(with_st)  # the face at each level, and each transformer's output of each
     assert [i.proto.imgs[0].caption for i in images[:4]] == ["clean", "15 (degrees)", "30 (degrees)", "45 (degrees)"]
@@ -272,12 +284,25 @@ def test_the_report_has_a_robustness_section(stored):
     assert middle.model.tolist()[:2] == ["stcnn", "stcnn (ST bypassed)"]
     assert "fp32" in section.note and "PublicTest" in section.note
     assert "Robustness" in report_html(sections)
+    [ablation] = [s for s in sections if s.title.startswith("Robustness of the paper's recipe")]
+    assert ablation.items[0].model.tolist() == ABLATION_MODELS
+
+
+def test_the_paper_recipe_ablation_is_stored():
+    """The full-data Table 1 trials at batch 128, measured like the shipped models (issue 57)."""
+    results = robustness.load_results(robustness.ABLATION_DIR)
+    assert [robustness.label(r) for r in results] == ABLATION_MODELS
+    assert {r["data"]["faces"] for r in results} == {1000} and {r["precision"] for r in results} == {"fp32"}
+    assert all(list(r["perturbations"]) == list(PERTURBATIONS) for r in results)
+    cnn, stcnn, bypassed = results
+    assert (cnn["architecture"], stcnn["architecture"]) == ("cnn", "stcnn") and bypassed["bypass_transformer"]
 
 
 @pytest.mark.slow
-def test_the_page_measures_a_run_on_demand(runs_copy, stored):
+def test_the_page_measures_a_run_on_demand(runs_copy, stored, tmp_path, monkeypatch):
     """A real run (tiny ST-CNN, 2 epochs): measured from the page, with and without its transformer,
     into the cache folder; the page then shows it beside the stored results."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))  # not the session's: other pages read it
     at = AppTest.from_file(APP, default_timeout=600)
     at.run()
     at.switch_page("views/robustness.py").run()

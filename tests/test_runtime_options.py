@@ -73,11 +73,11 @@ def test_fer_predict_smooth_averages_each_track_over_k_frames(fer2013, tmp_path)
 def test_fer_eval_uncalibrated_is_the_raw_probabilities(fer2013):
     """The shipped stcnn in its card's view: calibrated, its temperature scales the probabilities
     (ECE moves, the labels and accuracy do not); --uncalibrated leaves them raw."""
-    common = ["--model", "stcnn", "--data", fer2013, "--split", "val", "--limit", 140, "--precision", "fp32", "--json"]
+    common = ["--model", "stcnn", "--data", fer2013, "--split", "val", "--limit", 35, "--precision", "fp32", "--json"]
     calibrated, raw = run("fer-eval", *common), run("fer-eval", *common, "--uncalibrated")
     assert calibrated["calibrated"] is True and raw["calibrated"] is False
     val = load_dataset(fer2013).splits["val"]
-    faces = val.subset(stratified_indices(val.labels, 140, seed=0))
+    faces = val.subset(stratified_indices(val.labels, 35, seed=0))
     probs = ensemble_probs([load_named_model("stcnn", backend="torch")], faces.images, tta=shipped_tta("stcnn"))
     temperature = applied_temperature("stcnn", shipped_tta("stcnn"))  # the card's view (ten-crop): applied
     assert temperature is not None and temperature != 1.0

@@ -111,7 +111,11 @@ def test_int8_is_refused_where_there_is_no_int8_model():
         load_models("resnet50", int8=True)
     with pytest.raises(ValueError, match="int8 runs on ONNX Runtime"):
         load_named_model("stcnn", int8=True, backend="torch")
-    mixed = load_models("ensemble", int8=True, backend="onnx")  # int8 where shipped, full precision elsewhere
+
+
+@pytest.mark.slow  # exports the members without an int8 model to ONNX (fp32)
+def test_int8_ensemble_is_int8_where_shipped_and_full_precision_elsewhere():
+    mixed = load_models("ensemble", int8=True, backend="onnx")
     assert [model.precision == "int8" for model in mixed] == [name in INT8 for name in model_names("ensemble")]
 
 

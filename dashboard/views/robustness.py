@@ -1,6 +1,7 @@
 """Robustness: each architecture's accuracy under perturbations of the faces (one small chart per
 perturbation), the spatial transformer's part (the same ST-CNN weights with it bypassed), example
-faces with every model's answer and what the transformer made of them, and runs measured on demand.
+faces with every model's answer and what the transformer made of them, the paper's recipe with and
+without the transformer, and runs measured on demand.
 
 The shipped models' results are read from results/models/robustness/ (scripts/robustness.py), so
 the page loads no model and no PyTorch until a run is measured."""
@@ -14,6 +15,7 @@ import streamlit as st
 
 from dashboard.common import FULL_DATA_HINT, data_path_hint, store
 from dashboard.robustness_figures import (
+    ABLATION,
     PROTOCOL,
     ST_RESPONSE,
     curves_figure,
@@ -47,6 +49,12 @@ def version() -> tuple:
 @st.cache_data(max_entries=2, show_spinner=False)
 def results_of(version: tuple) -> list[dict]:
     return robustness.load_results(*folders())
+
+
+@st.cache_data(show_spinner=False)
+def results_of_ablation() -> list[dict]:
+    """The committed paper-recipe ablation (read once: it changes only with a commit)."""
+    return robustness.load_results(robustness.ABLATION_DIR)
 
 
 def big(face: np.ndarray, times: int = 3) -> np.ndarray:
@@ -157,4 +165,9 @@ else:
         st.subheader("Accuracy against severity")
         st.plotly_chart(curves_figure(shown), key="rob_curves", width="stretch")
         show_examples(shown)
+if ablation := results_of_ablation():
+    st.subheader("The paper's recipe, with and without the transformer")
+    st.caption(f"{ABLATION} At the middle severity, then against severity.")
+    st.dataframe(middle_table(ablation), hide_index=True, placeholder="-")
+    st.plotly_chart(curves_figure(ablation), key="rob_ablation_curves", width="stretch")
 measure_a_run()

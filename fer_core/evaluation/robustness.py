@@ -30,6 +30,9 @@ from ..inference.registry import ENSEMBLE
 from ..paths import SHIPPED_MODELS_DIR, cache_dir
 
 STORED_DIR = SHIPPED_MODELS_DIR / "robustness"  # the shipped models', committed
+# The paper's recipe with and without the transformer (Table 1's full-data trials), committed
+# beside the shipped models' and shown apart from them: other training, other faces' answers.
+ABLATION_DIR = SHIPPED_MODELS_DIR.parent / "table1-robustness"
 FORMAT = 1
 NO_ST = "-no-st"  # a key's suffix for an ST-CNN measured with its transformer bypassed
 
