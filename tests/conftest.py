@@ -36,7 +36,8 @@ Helpers (import from tests.conftest)
     fer_train(...), run_fer_train(...)   the real fer-train on the bundled sample (TINY_STCNN: a small
                          ST-CNN); the first asserts success and gives stdout, the second its CompletedProcess
     app_page(view)       Streamlit's AppTest of the whole app on one page
-    streamlit_server(home[, runs]), chromium(camera), browser_page, open_in_browser, wait_idle
+    streamlit_server(home[, runs])
+    chromium(camera), browser_page, open_in_browser, wait_idle   (tests/browser.py)
     screenshot(page, name)   into FER_SCREENSHOT_DIR: tmp here; `make screenshots` refreshes the README's
 
 Markers
@@ -57,6 +58,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import (  # noqa: F401 - tests import these from here too
+    CHROMIUM,
+    browser_page,
+    chromium,
+    open_in_browser,
+    screenshot,
+    wait_idle,
+)
 from tests.media import (  # noqa: F401 - tests import these from here too
     detectable_faces,
     happy_face,
@@ -349,32 +358,6 @@ def s3_runs(s3_server, request) -> str:
 
 # -- the dashboard: AppTest and a real browser ------------------------------------------------
 
-CHROMIUM = "/usr/bin/chromium"
-
-
-@contextlib.contextmanager
-def chromium(camera: Path):
-    """Debian's Chromium driven by Playwright, headless, offline, with `camera` (a Y4M file) as
-    its webcam; under CI a missing browser or Playwright is an error, elsewhere a skip."""
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI") == "true":
-            raise RuntimeError(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    if os.environ.get("CI") == "true":
-        from playwright import sync_api
-    else:
-        sync_api = pytest.importorskip("playwright.sync_api")
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
-    camera_flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[*flags, *camera_flags, f"--use-file-for-fake-video-capture={camera}"],
-        )
-        yield browser
-        browser.close()
-
 
 @pytest.fixture(scope="session")
 def browser(fer2013, tmp_path_factory):
@@ -384,48 +367,10 @@ def browser(fer2013, tmp_path_factory):
         yield browser
 
 
-@contextlib.contextmanager
-def browser_page(browser, height: int = 900):
-    """One 1400-px-wide page in a fresh browser context (nothing cached; downloads accepted)."""
-    context = browser.new_context(viewport={"width": 1400, "height": height}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(300_000)  # the first model load in a server may export it to ONNX; slow, not wrong
-    try:
-        yield page
-    finally:
-        context.close()
-
-
 @pytest.fixture
 def page(browser):
     with browser_page(browser) as page:
         yield page
-
-
-def wait_idle(page) -> None:
-    """Until Streamlit has finished the current script run and redrawn every element: the app's
-    own run state (a rerun still requested counts as running), its status widget, no stale element."""
-    page.wait_for_timeout(500)
-    page.wait_for_function(
-        "document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning'",
-        timeout=180_000,
-    )
-    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=180_000)
-    page.wait_for_function("!document.querySelector('[data-stale=\"true\"]')", timeout=60_000)
-
-
-def open_in_browser(page, url: str) -> None:
-    page.goto(url)
-    page.get_by_test_id("stApp").wait_for()
-    wait_idle(page)
-
-
-def screenshot(page, name: str) -> Path:
-    """A full-page PNG in FER_SCREENSHOT_DIR (the session's folder; `make screenshots` gives the
-    README's results/screenshots only after every screenshot test has passed)."""
-    path = Path(os.environ["FER_SCREENSHOT_DIR"]) / f"{name}.png"
-    page.screenshot(path=path, full_page=True)
-    return path
 
 
 def app_page(view: str, timeout: int = 300):
