@@ -108,9 +108,7 @@ def pytest_configure(config) -> None:
         os.environ[name] = str(path)
     if worker:  # the cores shared out between the workers (and the processes they start), not each on all
         threads = max(1, (os.cpu_count() or 1) // int(config.workerinput["workercount"]))
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # torch is not imported yet: it reads this
     from hypothesis.configuration import set_hypothesis_home_dir
 
     set_hypothesis_home_dir(own / "hypothesis")  # not .hypothesis/ in the checkout

@@ -9,19 +9,10 @@ from dataclasses import asdict
 from ..data.augment import AugmentConfig
 
 STRONG_AUGMENT = asdict(AugmentConfig(crop_padding=4, flip=True, rotation_degrees=10, scale=0.1, erasing=0.25))
-# What the CNN recipes share: SGD with warmup + cosine, label smoothing, sqrt class weights.
-_SGD_RECIPE = dict(
-    optimizer="sgd",
-    lr=0.01,
-    momentum=0.9,
-    weight_decay=5e-4,
-    batch_size=64,
-    schedule="cosine",
-    warmup_epochs=1,
-    label_smoothing=0.1,
-    class_weights="sqrt",
-    augment=STRONG_AUGMENT,
-)
+# What all our recipes share: warmup + cosine, label smoothing, sqrt class weights, strong augmentation.
+_RECIPE = dict(batch_size=64, schedule="cosine", label_smoothing=0.1, class_weights="sqrt", augment=STRONG_AUGMENT)
+# The CNNs' optimizer: SGD with momentum, one warmup epoch.
+_SGD_RECIPE = dict(_RECIPE, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, warmup_epochs=1)
 
 OUR_PRESETS: dict[str, dict] = {
     # The standard from-scratch FER2013 recipe (crops + flips + small affine, label
@@ -34,6 +25,7 @@ OUR_PRESETS: dict[str, dict] = {
     # The conv stem (8x8 -> 36 tokens) trains 2x faster per epoch than 6x6 patches and to a far
     # higher accuracy (0.40 after 14 epochs with patches; see README, Reference models).
     "vit": dict(
+        _RECIPE,
         model="vit",
         model_config=dict(
             layers=6,
@@ -48,12 +40,7 @@ OUR_PRESETS: dict[str, dict] = {
         optimizer="adamw",
         lr=1e-3,
         weight_decay=0.05,
-        batch_size=64,
         epochs=30,
-        schedule="cosine",
         warmup_epochs=3,
-        label_smoothing=0.1,
-        class_weights="sqrt",
-        augment=STRONG_AUGMENT,
     ),
 }
